@@ -1,0 +1,132 @@
+// Package compile is the path from Kubernetes objects to the resources of a
+// gateway group: ConfigMaps are parsed into intents (keeping each one's last
+// good version when an edit breaks it), conflicts are resolved, and each
+// group's intents are translated and checked.
+package compile
+
+import (
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
+	"github.com/egress-xds/egress-xds/internal/translate"
+)
+
+// ConfigMap is an intent ConfigMap and the file it was read from (empty in
+// Kubernetes mode).
+type ConfigMap struct {
+	File string
+	*corev1.ConfigMap
+}
+
+// Selected reports whether a ConfigMap carries the intent label.
+func Selected(cm *corev1.ConfigMap) bool { return cm.Labels[intent.LabelKey] == "true" }
+
+// Origin names a ConfigMap in messages.
+func (c ConfigMap) Origin() intent.Origin {
+	ns := c.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	return intent.Origin{File: c.File, Namespace: ns, Name: c.Name}
+}
+
+// Store parses ConfigMaps into intents and remembers the last good intent of
+// each, so a broken edit never takes a working configuration away from the
+// gateways: the previous version keeps being served and the error is
+// reported. Not safe for concurrent use.
+type Store struct {
+	lastGood map[string]*intent.Intent
+}
+
+// NewStore returns an empty Store.
+func NewStore() *Store { return &Store{lastGood: map[string]*intent.Intent{}} }
+
+// Update parses the current ConfigMaps (the complete set: a ConfigMap not
+// in it is deleted) and returns the intents to serve, after conflict
+// resolution, and every problem found.
+func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.Intent, intent.Diagnostics) {
+	var diags intent.Diagnostics
+	var intents []*intent.Intent
+	seen := map[string]bool{}
+	for _, cm := range cms {
+		o := cm.Origin()
+		key := o.ConfigMap()
+		if seen[key] {
+			diags = append(diags, intent.Diagnostic{Origin: o, Message: "ConfigMap is defined more than once; this copy is ignored", Severity: intent.SeverityError})
+			continue
+		}
+		seen[key] = true
+		in, ds := intent.ParseConfigMap(o, cm.CreationTimestamp.Time, cm.Data)
+		diags = append(diags, ds...)
+		if in == nil {
+			if prev := s.lastGood[key]; prev != nil {
+				diags = append(diags, intent.Diagnostic{Origin: o, Severity: intent.SeverityWarning,
+					Message: "keeping the last valid version of this ConfigMap until the errors are fixed"})
+				intents = append(intents, prev)
+			}
+			continue
+		}
+		s.lastGood[key] = in
+		intents = append(intents, in)
+	}
+	for key := range s.lastGood {
+		if !seen[key] {
+			delete(s.lastGood, key)
+		}
+	}
+	accepted, rd := intent.Resolve(intents, opts)
+	diags = append(diags, rd...)
+	diags.Sort()
+	return accepted, diags
+}
+
+// Secrets indexes Secret data by namespace/name.
+func Secrets(secrets []corev1.Secret) translate.Secrets {
+	out := translate.Secrets{}
+	for i := range secrets {
+		s := &secrets[i]
+		ns := s.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		out[translate.SecretKey{Namespace: ns, Name: s.Name}] = s.Data
+	}
+	return out
+}
+
+// Group translates the intents that apply to one gateway group and checks
+// the result. It returns an error (and no resources) when the result fails
+// the check, which would be a bug in the translator: such resources never
+// reach Envoy.
+func Group(intents []*intent.Intent, group string, secrets translate.Secrets, opts translate.Options) (*translate.Resources, intent.Diagnostics, error) {
+	res, diags := translate.Translate(intent.ForGroup(intents, group), secrets, opts)
+	if diags.HasErrorsWithoutOrigin() {
+		return nil, diags, fmt.Errorf("translation of group %q failed: %v", group, diags)
+	}
+	if err := translate.Check(res); err != nil {
+		return nil, diags, fmt.Errorf("resources of group %q failed validation: %w", group, err)
+	}
+	return res, diags, nil
+}
+
+// Groups lists the gateway groups to build: those named by intents plus the
+// ones proxies have connected with, sorted.
+func Groups(intents []*intent.Intent, connected ...string) []string {
+	set := map[string]bool{}
+	for _, g := range intent.Groups(intents) {
+		set[g] = true
+	}
+	for _, g := range connected {
+		set[g] = true
+	}
+	out := make([]string, 0, len(set))
+	for g := range set {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+

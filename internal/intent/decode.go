@@ -1,0 +1,169 @@
+package intent
+
+import (
+	"encoding"
+	"fmt"
+	"reflect"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Decode parses one intent document strictly: unknown fields, wrong types and
+// duplicate keys are reported with their field path, all of them, not only
+// the first. The returned Document is nil when any such error was found.
+func Decode(origin Origin, data []byte) (*Document, Diagnostics) {
+	r := &reporter{origin: origin}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		r.errorf("", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, r.diags
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		r.errorf("", "empty intent document")
+		return nil, r.diags
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		r.errorf("", "must be a mapping with gateways and destinations, got %s", kindName(doc))
+		return nil, r.diags
+	}
+	checkNode(r, doc, reflect.TypeOf(Document{}), "")
+	if len(r.diags) > 0 {
+		return nil, r.diags
+	}
+	var out Document
+	if err := doc.Decode(&out); err != nil {
+		// checkNode accepts only what Decode accepts; keep a safety net.
+		r.errorf("", "%v", err)
+		return nil, r.diags
+	}
+	return &out, nil
+}
+
+var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+
+// checkNode walks node against the Go type t, reporting unknown fields and
+// values that do not decode, each with its path.
+func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
+	if node.Kind == yaml.AliasNode {
+		r.errorf(path, "YAML aliases are not supported")
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if isNull(node) {
+		return
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshaler) || isScalarKind(t.Kind()) {
+		if node.Kind != yaml.ScalarNode {
+			r.errorf(path, "must be a %s, got %s", typeName(t), kindName(node))
+			return
+		}
+		v := reflect.New(t)
+		if err := node.Decode(v.Interface()); err != nil {
+			r.errorf(path, "%q is not a valid %s", node.Value, typeName(t))
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if node.Kind != yaml.MappingNode {
+			r.errorf(path, "must be a mapping, got %s", kindName(node))
+			return
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			key, val := node.Content[i].Value, node.Content[i+1]
+			f, ok := fields[key]
+			if !ok {
+				r.errorf(join(path, key), "unknown field (known: %s)", strings.Join(sortedKeys(fields), ", "))
+				continue
+			}
+			checkNode(r, val, f.Type, join(path, key))
+		}
+	case reflect.Slice:
+		if node.Kind != yaml.SequenceNode {
+			r.errorf(path, "must be a list, got %s", kindName(node))
+			return
+		}
+		for i, el := range node.Content {
+			checkNode(r, el, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.Map:
+		if node.Kind != yaml.MappingNode {
+			r.errorf(path, "must be a mapping, got %s", kindName(node))
+			return
+		}
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k := node.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				r.errorf(path, "keys must be strings")
+				continue
+			}
+			checkNode(r, node.Content[i+1], t.Elem(), join(path, k.Value))
+		}
+	default:
+		r.errorf(path, "unsupported field type %s", t)
+	}
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+func isScalarKind(k reflect.Kind) bool {
+	switch k {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint32, reflect.Uint64, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+func typeName(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeOf(Duration{}):
+		return `duration (e.g. "10s", "250ms")`
+	case t.Kind() == reflect.Bool:
+		return "boolean"
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return "non-negative integer"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "integer"
+	}
+	return "string"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "nothing"
+}
+
+type fieldInfo struct{ Type reflect.Type }
+
+func yamlFields(t reflect.Type) map[string]fieldInfo {
+	out := map[string]fieldInfo{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		out[name] = fieldInfo{Type: f.Type}
+	}
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}

@@ -1,0 +1,61 @@
+package translate
+
+import (
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Access logs are JSON lines on stdout, one shape for every listener so one
+// log pipeline parses them all. Fields that do not apply (HTTP fields on a
+// TCP connection) are omitted.
+var accessLogFields = map[string]string{
+	"time":                           "%START_TIME%",
+	"sni":                            "%REQUESTED_SERVER_NAME%",
+	"authority":                      "%REQ(:AUTHORITY)%",
+	"method":                         "%REQ(:METHOD)%",
+	"path":                           "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+	"protocol":                       "%PROTOCOL%",
+	"response_code":                  "%RESPONSE_CODE%",
+	"response_flags":                 "%RESPONSE_FLAGS%",
+	"response_code_details":          "%RESPONSE_CODE_DETAILS%",
+	"connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
+	"bytes_received":                 "%BYTES_RECEIVED%",
+	"bytes_sent":                     "%BYTES_SENT%",
+	"duration_ms":                    "%DURATION%",
+	"upstream_host":                  "%UPSTREAM_HOST%",
+	"upstream_cluster":               "%UPSTREAM_CLUSTER%",
+	"upstream_failure":               "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+	"downstream_address":             "%DOWNSTREAM_REMOTE_ADDRESS%",
+	"request_id":                     "%REQ(X-REQUEST-ID)%",
+	"user_agent":                     "%REQ(USER-AGENT)%",
+}
+
+// accessLog logs to stdout as JSON. destination is a literal (a TCP chain
+// serves one destination) or an operator such as %ROUTE_NAME%; extra adds
+// literal fields such as the reason a connection was refused.
+func (t *translator) accessLog(listener, destination string, extra map[string]string) []*accesslogv3.AccessLog {
+	fields := make(map[string]any, len(accessLogFields)+2+len(extra))
+	for k, v := range accessLogFields {
+		fields[k] = v
+	}
+	fields["listener"] = listener
+	fields["destination"] = destination
+	for k, v := range extra {
+		fields[k] = v
+	}
+	format, err := structpb.NewStruct(fields)
+	if err != nil {
+		t.errs = append(t.errs, err)
+		return nil
+	}
+	cfg := &streamv3.StdoutAccessLog{AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
+		Format:          &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: format},
+		OmitEmptyValues: true,
+	}}}
+	return []*accesslogv3.AccessLog{{
+		Name:       "envoy.access_loggers.stdout",
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: t.pack(cfg)},
+	}}
+}

@@ -1,0 +1,151 @@
+package translate_test
+
+import (
+	"fmt"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+
+	"github.com/egress-xds/egress-xds/internal/compile"
+	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/translate"
+	"github.com/egress-xds/egress-xds/internal/watch"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// goldenGroup is the gateway group every golden case is translated for.
+const goldenGroup = "egress-gateway"
+
+var goldenOptions = translate.Options{ForwardProxyPort: 3128}
+
+// TestGolden translates testdata/<case>/in.yaml (ConfigMap and Secret
+// manifests) and compares every kind of resource, and the diagnostics, with
+// the files beside it. Run with -update to rewrite them, then review the diff.
+func TestGolden(t *testing.T) {
+	cases, err := filepath.Glob("testdata/*/in.yaml")
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no golden cases: %v", err)
+	}
+	for _, in := range cases {
+		dir := filepath.Dir(in)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			res, diags := translateFile(t, in)
+			compareGolden(t, filepath.Join(dir, "diagnostics.txt"), []byte(diags))
+			if res == nil {
+				return
+			}
+			if err := translate.Check(res); err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			snap, err := snapshot.New(res)
+			if err != nil {
+				t.Fatalf("snapshot: %v", err)
+			}
+			if err := snap.Consistent(); err != nil {
+				t.Fatalf("Consistent: %v", err)
+			}
+			compareGolden(t, filepath.Join(dir, "listeners.yaml"), render(t, res.Listeners))
+			compareGolden(t, filepath.Join(dir, "routes.yaml"), render(t, res.Routes))
+			compareGolden(t, filepath.Join(dir, "clusters.yaml"), render(t, res.Clusters))
+			compareGolden(t, filepath.Join(dir, "endpoints.yaml"), render(t, res.Endpoints))
+			compareGolden(t, filepath.Join(dir, "secrets.yaml"), render(t, res.Secrets))
+		})
+	}
+}
+
+// translateFile runs the whole path a server runs on a manifest file and
+// returns the group's resources (nil when it could not be built) and every
+// diagnostic as text.
+func translateFile(t *testing.T, path string) (*translate.Resources, string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms, secrets, err := watch.ParseManifests(data)
+	if err != nil {
+		return nil, "manifest: " + err.Error() + "\n"
+	}
+	var sources []compile.ConfigMap
+	for i := range cms {
+		sources = append(sources, compile.ConfigMap{File: filepath.Base(path), ConfigMap: &cms[i]})
+	}
+	intents, diags := compile.NewStore().Update(sources, goldenOptions.ResolveOptions())
+	res, tdiags, err := compile.Group(intents, goldenGroup, compile.Secrets(secrets), goldenOptions)
+	diags = append(diags, tdiags...)
+	var b strings.Builder
+	for _, d := range diags {
+		b.WriteString(d.Error())
+		b.WriteString("\n")
+	}
+	if err != nil {
+		b.WriteString("error: " + err.Error() + "\n")
+	}
+	return res, b.String()
+}
+
+func render[M proto.Message](t *testing.T, msgs []M) []byte {
+	t.Helper()
+	var docs []string
+	for _, m := range msgs {
+		j, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := yaml.JSONToYAML(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(y))
+	}
+	return []byte(strings.Join(docs, "---\n"))
+}
+
+func compareGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if len(got) == 0 {
+			_ = os.Remove(path)
+			return
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		want, err = nil, nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the translation (run go test ./internal/translate -run TestGolden -update and review the diff):\n%s", path, lineDiff(string(want), string(got)))
+	}
+}
+
+// lineDiff shows the first differing lines, enough to see what changed.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d:\n  want: %s\n  got:  %s", i+1, a, b)
+		}
+	}
+	return "(no line differs)"
+}

@@ -1,0 +1,179 @@
+package translate
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	dfphttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/dynamic_forward_proxy/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	snidfpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/sni_dynamic_forward_proxy/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// NotDeclaredReason is logged for connections whose SNI no intent declares.
+const NotDeclaredReason = "egress_not_declared: no egress intent declares this host on this port"
+
+func listener(name string, port uint32) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddress("0.0.0.0", port),
+		// Envoy's default of 1 MiB per connection buffer is generous for a
+		// gateway fronting many clients.
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(32 * 1024),
+	}
+}
+
+// tlsListener routes TLS by SNI without terminating it: one filter chain per
+// declared host (wildcards included). A connection whose SNI matches no chain
+// is closed by Envoy: that is the default deny, and the listener's access log
+// (emitted only for connections that match no filter chain) records it.
+func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Listener {
+	name := listenerName(kindTLS, port)
+	l := listener(name, port)
+	l.ListenerFilters = []*listenerv3.ListenerFilter{{
+		Name:       "envoy.filters.listener.tls_inspector",
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: t.pack(&tlsinspectorv3.TlsInspector{})},
+	}}
+	l.AccessLog = t.accessLog(name, notDeclaredRoute, map[string]string{"reason": NotDeclaredReason})
+	for _, dp := range dps {
+		filters := t.connectionFilters(dp)
+		if dp.dynamic() {
+			filters = append(filters, &listenerv3.Filter{Name: "envoy.filters.network.sni_dynamic_forward_proxy",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(&snidfpv3.FilterConfig{
+					DnsCacheConfig: dnsCacheConfig(),
+					PortSpecifier:  &snidfpv3.FilterConfig_PortValue{PortValue: dp.upstreamPort()},
+				})}})
+		}
+		filters = append(filters, t.tcpProxy(name, dp))
+		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+			Name:             dp.cluster,
+			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{dp.dest.Host}},
+			Filters:          filters,
+		})
+	}
+	return l
+}
+
+// tcpListener forwards a port to its one destination: TCP carries no name
+// to tell destinations apart, so intent resolution allows one per port.
+func (t *translator) tcpListener(port uint32, dp *destPort) *listenerv3.Listener {
+	name := listenerName(kindTCP, port)
+	l := listener(name, port)
+	filters := append(t.connectionFilters(dp), t.tcpProxy(name, dp))
+	l.FilterChains = []*listenerv3.FilterChain{{Name: dp.cluster, Filters: filters}}
+	return l
+}
+
+// connectionFilters are the per-destination admission filters of a TLS or
+// TCP chain: source allowlist first, then the connection rate limit.
+func (t *translator) connectionFilters(dp *destPort) []*listenerv3.Filter {
+	var out []*listenerv3.Filter
+	if f := t.networkRBAC(dp); f != nil {
+		out = append(out, f)
+	}
+	if f := t.networkRateLimit(dp); f != nil {
+		out = append(out, f)
+	}
+	return out
+}
+
+func (t *translator) tcpProxy(listenerName string, dp *destPort) *listenerv3.Filter {
+	cfg := &tcpproxyv3.TcpProxy{
+		StatPrefix:       dp.cluster,
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: dp.cluster},
+		AccessLog:        t.accessLog(listenerName, dp.cluster, nil),
+	}
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(cfg)}}
+}
+
+// httpListener serves plain HTTP from workloads: a connection manager whose
+// route configuration (RDS, named like the listener) has a virtual host per
+// destination and answers 403 to every other host.
+func (t *translator) httpListener(port uint32, dps []*destPort) (*listenerv3.Listener, *routev3.RouteConfiguration) {
+	name := listenerName(kindHTTP, port)
+	l := listener(name, port)
+	l.FilterChains = []*listenerv3.FilterChain{{Name: name, Filters: []*listenerv3.Filter{t.connectionManager(name, dps, false)}}}
+	return l, t.httpRoutes(name, dps)
+}
+
+// forwardProxy is the explicit proxy for workloads with HTTP(S)_PROXY set:
+// CONNECT host:port for TLS and TCP destinations and absolute-form requests
+// for HTTP ones, each only to declared destinations.
+func (t *translator) forwardProxy(port uint32, dps []*destPort) (*listenerv3.Listener, *routev3.RouteConfiguration) {
+	name := listenerName(kindForwardProxy, port)
+	l := listener(name, port)
+	l.FilterChains = []*listenerv3.FilterChain{{Name: name, Filters: []*listenerv3.Filter{t.connectionManager(name, dps, true)}}}
+	return l, t.forwardProxyRoutes(name, dps)
+}
+
+func (t *translator) connectionManager(name string, dps []*destPort, connect bool) *listenerv3.Filter {
+	filters := []*hcmv3.HttpFilter{
+		{Name: httpRBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRBACBase()}},
+		{Name: httpRateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRateLimitBase(name)}},
+	}
+	if anyDynamic(dps) {
+		filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.dynamic_forward_proxy",
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&dfphttpv3.FilterConfig{
+				ImplementationSpecifier: &dfphttpv3.FilterConfig_DnsCacheConfig{DnsCacheConfig: dnsCacheConfig()},
+			})}})
+	}
+	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router",
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&routerv3.Router{})}})
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: name,
+			ConfigSource:    adsSource(),
+		}},
+		HttpFilters:      filters,
+		AccessLog:        t.accessLog(name, "%ROUTE_NAME%", nil),
+		LocalReplyConfig: notDeclaredReply(),
+		// The gateway is the edge toward the internet: never trust
+		// forwarding headers from workloads, and do not leak internal ones.
+		UseRemoteAddress:  wrapperspb.Bool(true),
+		SkipXffAppend:     false,
+		GenerateRequestId: wrapperspb.Bool(true),
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			IdleTimeout: dur(defaultIdleTimeout),
+		},
+		RequestHeadersTimeout: dur(defaultRequestHeadersTimeout),
+	}
+	if connect {
+		hcm.UpgradeConfigs = []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "CONNECT"}}
+		hcm.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{AllowConnect: true}
+	}
+	return &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(hcm)}}
+}
+
+// notDeclaredReply appends the requested authority to 403 bodies, so a
+// refused workload reads which host was not declared (or not allowed).
+func notDeclaredReply() *hcmv3.LocalReplyConfig {
+	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+		Filter: statusFilter(403),
+		BodyFormatOverride: &corev3.SubstitutionFormatString{
+			Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
+				Specifier: &corev3.DataSource_InlineString{InlineString: "%LOCAL_REPLY_BODY%: %REQ(:AUTHORITY)%\n"},
+			}},
+		},
+	}}}
+}
+
+func anyDynamic(dps []*destPort) bool {
+	for _, dp := range dps {
+		if dp.dynamic() {
+			return true
+		}
+	}
+	return false
+}
+
+// exact matches a string exactly; for header and SAN matchers.
+func exact(s string) *matcherv3.StringMatcher {
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
+}

@@ -1,0 +1,156 @@
+package translate
+
+import (
+	"fmt"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
+)
+
+const (
+	defaultIdleTimeout           = time.Hour
+	defaultRequestHeadersTimeout = 10 * time.Second
+	// NotDeclaredBody is the 403 body for hosts no intent declares; the
+	// connection manager appends ": <authority>".
+	NotDeclaredBody = "egress-xds: egress to this host is not declared"
+)
+
+// httpRoutes is the route configuration of an HTTP listener: a virtual host
+// per destination, matched by host and host:port, and a catch-all that
+// answers 403.
+func (t *translator) httpRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	for _, dp := range dps {
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+			Name:    dp.cluster,
+			Domains: []string{dp.dest.Host, fmt.Sprintf("%s:%d", dp.dest.Host, dp.port.Number)},
+			Routes:  []*routev3.Route{t.httpRoute(dp)},
+		})
+	}
+	rc.VirtualHosts = append(rc.VirtualHosts, notDeclaredVirtualHost())
+	return rc
+}
+
+// httpRoute sends a destination's requests to its cluster with its timeout,
+// retries, source allowlist and rate limit.
+func (t *translator) httpRoute(dp *destPort) *routev3.Route {
+	action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: dp.cluster}}
+	if dp.dest.Timeout != nil {
+		action.Timeout = dur(dp.dest.Timeout.Duration)
+	}
+	if rt := dp.dest.Retries; rt != nil {
+		action.RetryPolicy = &routev3.RetryPolicy{
+			RetryOn:       joinComma(rt.On),
+			NumRetries:    u32(rt.Attempts),
+			PerTryTimeout: optDur(rt.PerTryTimeout),
+		}
+	}
+	return &routev3.Route{
+		Name:                 dp.cluster,
+		Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action:               &routev3.Route_Route{Route: action},
+		TypedPerFilterConfig: t.perRouteFilters(dp),
+	}
+}
+
+func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
+	out := map[string]*anypb.Any{}
+	if a := t.httpRBACPerRoute(dp); a != nil {
+		out[httpRBACFilter] = a
+	}
+	if a := t.httpRateLimitPerRoute(dp); a != nil {
+		out[httpRateLimitFilter] = a
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// forwardProxyRoutes: a virtual host per destination port, matched by the
+// authority a proxy client sends (host:port for CONNECT, host or host:port
+// for absolute-form HTTP). TLS and TCP ports accept CONNECT and tunnel the
+// bytes to the destination's cluster; HTTP ports take absolute-form requests.
+func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	for _, dp := range dps {
+		domains := []string{fmt.Sprintf("%s:%d", dp.dest.Host, dp.port.Number)}
+		var r *routev3.Route
+		if dp.port.Protocol == intent.ProtocolHTTP {
+			if dp.port.Number == 80 {
+				domains = append(domains, dp.dest.Host)
+			}
+			r = t.httpRoute(dp)
+		} else {
+			r = &routev3.Route{
+				Name:  dp.cluster,
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: dp.cluster},
+					// A tunnel lives as long as its connection: no request timeout.
+					Timeout: dur(0),
+					UpgradeConfigs: []*routev3.RouteAction_UpgradeConfig{{
+						UpgradeType:   "CONNECT",
+						ConnectConfig: &routev3.RouteAction_UpgradeConfig_ConnectConfig{},
+					}},
+				}},
+				TypedPerFilterConfig: t.perRouteFilters(dp),
+			}
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: []*routev3.Route{r}})
+	}
+	rc.VirtualHosts = append(rc.VirtualHosts, notDeclaredVirtualHost())
+	return rc
+}
+
+// notDeclaredVirtualHost is the default deny of HTTP: any host no intent
+// declares gets a 403 and an access-log line with route egress_not_declared.
+func notDeclaredVirtualHost() *routev3.VirtualHost {
+	return &routev3.VirtualHost{
+		Name:    notDeclaredRoute,
+		Domains: []string{"*"},
+		Routes: []*routev3.Route{{
+			Name:  notDeclaredRoute,
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+				Status: 403,
+				Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: NotDeclaredBody}},
+			}},
+		}, {
+			// CONNECT requests carry no path; refuse them the same way.
+			Name:  notDeclaredRoute,
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}},
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+				Status: 403,
+				Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: NotDeclaredBody}},
+			}},
+		}},
+	}
+}
+
+// statusFilter selects responses with one status code.
+func statusFilter(code uint32) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+		StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+			Op:    accesslogv3.ComparisonFilter_EQ,
+			Value: &corev3.RuntimeUInt32{DefaultValue: code, RuntimeKey: fmt.Sprintf("egress.local_reply.status_%d", code)},
+		}},
+	}}
+}
+
+func joinComma(ss []string) string {
+	out := ""
+	for i, s := range ss {
+		if i > 0 {
+			out += ","
+		}
+		out += s
+	}
+	return out
+}

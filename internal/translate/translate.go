@@ -1,0 +1,231 @@
+// Package translate turns validated egress intent into Envoy resources. It is
+// a pure function: intent and secret data in, sorted resources out; no
+// client-go, no cache, no clock. Proto construction lives only here, one file
+// per kind.
+package translate
+
+import (
+	"fmt"
+	"sort"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
+)
+
+// Role is the kind of proxy the resources are for.
+type Role string
+
+const (
+	// RoleGateway is an egress gateway: it listens on the declared ports and
+	// sends traffic to the external hosts.
+	RoleGateway Role = "gateway"
+)
+
+// DefaultSystemCABundle is where Debian-based images, including the official
+// Envoy image, keep the system CA bundle.
+const DefaultSystemCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// Options are the gateway-level settings of a translation.
+type Options struct {
+	Role Role
+	// ForwardProxyPort is the explicit HTTP proxy listener (CONNECT and
+	// absolute-form requests); 0 disables it.
+	ForwardProxyPort uint32
+	// PortMap maps declared ports to listener ports, e.g. 443 -> 8443 for a
+	// gateway running without privileges.
+	PortMap map[uint32]uint32
+	// SystemCABundle is the CA file Envoy verifies upstream servers with when
+	// an intent names no CA Secret.
+	SystemCABundle string
+}
+
+// ResolveOptions are the constraints these options put on intents.
+func (o Options) ResolveOptions() intent.ResolveOptions {
+	ro := intent.ResolveOptions{PortMap: o.PortMap}
+	if o.ForwardProxyPort != 0 {
+		ro.ReservedPorts = map[uint32]string{o.ForwardProxyPort: "forward proxy"}
+	}
+	return ro
+}
+
+// SecretKey names a Kubernetes Secret.
+type SecretKey struct{ Namespace, Name string }
+
+func (k SecretKey) String() string { return k.Namespace + "/" + k.Name }
+
+// Secrets is the data of the Secrets intents may reference.
+type Secrets map[SecretKey]map[string][]byte
+
+// Resources is what one gateway group is served, each kind sorted by name.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+	Secrets   []*tlsv3.Secret
+	// Sources maps each cluster name to the ConfigMap (namespace/name) that
+	// declared it, so problems can be traced back to their source.
+	Sources map[string]string
+}
+
+// Translate builds the resources of one gateway group from the documents that
+// apply to it. The documents must have been through intent.Resolve. A
+// destination whose Secrets are missing or malformed is left out and
+// reported; everything else is still translated.
+func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, intent.Diagnostics) {
+	if opts.Role == "" {
+		opts.Role = RoleGateway
+	}
+	if opts.SystemCABundle == "" {
+		opts.SystemCABundle = DefaultSystemCABundle
+	}
+	t := &translator{opts: opts, secrets: secrets, out: &Resources{Sources: map[string]string{}}}
+	if opts.Role != RoleGateway {
+		t.diags = append(t.diags, intent.Diagnostic{Message: fmt.Sprintf("proxy role %q is not supported", opts.Role), Severity: intent.SeverityError})
+		return t.out, t.diags
+	}
+	t.collect(docs)
+	t.buildGateway()
+	t.sortOutput()
+	if err := t.firstErr(); err != nil {
+		t.diags = append(t.diags, intent.Diagnostic{Message: "internal translation error: " + err.Error(), Severity: intent.SeverityError})
+	}
+	return t.out, t.diags
+}
+
+// translator carries one translation's inputs and outputs.
+type translator struct {
+	opts       Options
+	secrets    Secrets
+	out        *Resources
+	diags      intent.Diagnostics
+	errs       []error
+	ports      []*destPort
+	secretsOut map[string]*tlsv3.Secret
+}
+
+// destPort is one declared port of one destination: the unit every listener
+// entry, route and cluster is built from.
+type destPort struct {
+	origin       intent.Origin
+	index        int // destination index in its document, for field paths
+	dest         *intent.Destination
+	port         intent.Port
+	listenerPort uint32
+	cluster      string // cluster name, also the stat prefix and route name
+}
+
+// upstreamPort is the port the gateway connects to.
+func (dp *destPort) upstreamPort() uint32 {
+	switch {
+	case dp.port.Protocol == intent.ProtocolHTTP && dp.dest.TLS != nil:
+		return dp.dest.TLS.Port
+	case dp.port.TargetPort != 0:
+		return dp.port.TargetPort
+	}
+	return dp.port.Number
+}
+
+// dynamic reports whether the gateway resolves each requested name itself.
+func (dp *destPort) dynamic() bool { return dp.dest.Resolution == intent.ResolutionDynamic }
+
+// originatesTLS reports whether the gateway speaks TLS upstream for this port.
+func (dp *destPort) originatesTLS() bool {
+	return dp.port.Protocol == intent.ProtocolHTTP && dp.dest.TLS != nil
+}
+
+func (dp *destPort) path(field string) string {
+	return fmt.Sprintf("destinations[%d].%s", dp.index, field)
+}
+
+func (t *translator) collect(docs []intent.Doc) {
+	for _, d := range docs {
+		for i := range d.Destinations {
+			dest := &d.Destinations[i]
+			id := DestinationID(d.Origin, dest.Name)
+			if !t.secretsPresent(d.Origin, i, dest) {
+				continue
+			}
+			for _, p := range dest.Ports {
+				dp := &destPort{
+					origin:       d.Origin,
+					index:        i,
+					dest:         dest,
+					port:         p,
+					listenerPort: t.opts.ResolveOptions().ListenerPort(p.Number),
+					cluster:      fmt.Sprintf("%s/%d", id, p.Number),
+				}
+				t.ports = append(t.ports, dp)
+				t.out.Sources[dp.cluster] = d.Origin.ConfigMap()
+			}
+		}
+	}
+	sort.Slice(t.ports, func(i, j int) bool { return t.ports[i].cluster < t.ports[j].cluster })
+}
+
+// byListener groups destination ports by listener port, ports ascending.
+func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
+	m := map[uint32][]*destPort{}
+	for _, dp := range t.ports {
+		m[dp.listenerPort] = append(m[dp.listenerPort], dp)
+	}
+	keys := make([]uint32, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys, m
+}
+
+func (t *translator) buildGateway() {
+	ports, groups := t.byListener()
+	for _, lp := range ports {
+		dps := groups[lp]
+		switch {
+		case dps[0].port.Protocol.Passthrough():
+			t.out.Listeners = append(t.out.Listeners, t.tlsListener(lp, dps))
+		case dps[0].port.Protocol == intent.ProtocolHTTP:
+			l, rc := t.httpListener(lp, dps)
+			t.out.Listeners = append(t.out.Listeners, l)
+			t.out.Routes = append(t.out.Routes, rc)
+		default:
+			t.out.Listeners = append(t.out.Listeners, t.tcpListener(lp, dps[0]))
+		}
+	}
+	if t.opts.ForwardProxyPort != 0 {
+		l, rc := t.forwardProxy(t.opts.ForwardProxyPort, t.ports)
+		t.out.Listeners = append(t.out.Listeners, l)
+		t.out.Routes = append(t.out.Routes, rc)
+	}
+	for _, dp := range t.ports {
+		c, cla := t.cluster(dp)
+		t.out.Clusters = append(t.out.Clusters, c)
+		if cla != nil {
+			t.out.Endpoints = append(t.out.Endpoints, cla)
+		}
+	}
+}
+
+func (t *translator) sortOutput() {
+	o := t.out
+	sort.Slice(o.Listeners, func(i, j int) bool { return o.Listeners[i].Name < o.Listeners[j].Name })
+	sort.Slice(o.Routes, func(i, j int) bool { return o.Routes[i].Name < o.Routes[j].Name })
+	sort.Slice(o.Clusters, func(i, j int) bool { return o.Clusters[i].Name < o.Clusters[j].Name })
+	sort.Slice(o.Endpoints, func(i, j int) bool { return o.Endpoints[i].ClusterName < o.Endpoints[j].ClusterName })
+	for _, s := range t.secretsOut {
+		o.Secrets = append(o.Secrets, s)
+	}
+	sort.Slice(o.Secrets, func(i, j int) bool { return o.Secrets[i].Name < o.Secrets[j].Name })
+}
+
+func (t *translator) firstErr() error {
+	if len(t.errs) == 0 {
+		return nil
+	}
+	return t.errs[0]
+}
