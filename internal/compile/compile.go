@@ -54,6 +54,13 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 	for _, cm := range cms {
 		o := cm.Origin()
 		key := o.ConfigMap()
+		if !Selected(cm.ConfigMap) {
+			if cm.File != "" {
+				diags = append(diags, intent.Diagnostic{Origin: o, Severity: intent.SeverityWarning,
+					Message: "ignored: ConfigMap has no label " + intent.LabelKey + `: "true"`})
+			}
+			continue
+		}
 		if seen[key] {
 			diags = append(diags, intent.Diagnostic{Origin: o, Message: "ConfigMap is defined more than once; this copy is ignored", Severity: intent.SeverityError})
 			continue

@@ -11,7 +11,8 @@ import (
 
 // Decode parses one intent document strictly: unknown fields, wrong types and
 // duplicate keys are reported with their field path, all of them, not only
-// the first. The returned Document is nil when any such error was found.
+// the first. Decoding goes on past such errors so that Validate can still
+// report the document's other problems; the document is rejected anyway.
 func Decode(origin Origin, data []byte) (*Document, Diagnostics) {
 	r := &reporter{origin: origin}
 	var root yaml.Node
@@ -29,16 +30,41 @@ func Decode(origin Origin, data []byte) (*Document, Diagnostics) {
 		return nil, r.diags
 	}
 	checkNode(r, doc, reflect.TypeOf(Document{}), "")
-	if len(r.diags) > 0 {
-		return nil, r.diags
-	}
 	var out Document
-	if err := doc.Decode(&out); err != nil {
-		// checkNode accepts only what Decode accepts; keep a safety net.
+	// A *yaml.TypeError leaves the values it could decode in out; checkNode
+	// has reported each failure with its path.
+	if err := doc.Decode(&out); err != nil && len(r.diags) == 0 {
 		r.errorf("", "%v", err)
-		return nil, r.diags
 	}
-	return &out, nil
+	return &out, r.diags
+}
+
+// ParseDocument decodes and validates one document. Problems in fields that
+// failed to decode are reported once, by Decode, not again by Validate.
+func ParseDocument(origin Origin, data []byte) (*Document, Diagnostics) {
+	doc, diags := Decode(origin, data)
+	if doc == nil {
+		return nil, diags
+	}
+	structural := diags
+	for _, d := range Validate(origin, doc) {
+		if !coveredBy(d.Path, structural) {
+			diags = append(diags, d)
+		}
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return doc, diags
+}
+
+func coveredBy(path string, structural Diagnostics) bool {
+	for _, s := range structural {
+		if s.Path == "" || path == s.Path || strings.HasPrefix(path, s.Path+".") || strings.HasPrefix(path, s.Path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
@@ -59,11 +85,13 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 	if reflect.PointerTo(t).Implements(textUnmarshaler) || isScalarKind(t.Kind()) {
 		if node.Kind != yaml.ScalarNode {
 			r.errorf(path, "must be a %s, got %s", typeName(t), kindName(node))
+			setNull(node)
 			return
 		}
 		v := reflect.New(t)
 		if err := node.Decode(v.Interface()); err != nil {
 			r.errorf(path, "%q is not a valid %s", node.Value, typeName(t))
+			setNull(node)
 		}
 		return
 	}
@@ -71,6 +99,7 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 	case reflect.Struct:
 		if node.Kind != yaml.MappingNode {
 			r.errorf(path, "must be a mapping, got %s", kindName(node))
+			setNull(node)
 			return
 		}
 		fields := yamlFields(t)
@@ -86,6 +115,7 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 	case reflect.Slice:
 		if node.Kind != yaml.SequenceNode {
 			r.errorf(path, "must be a list, got %s", kindName(node))
+			setNull(node)
 			return
 		}
 		for i, el := range node.Content {
@@ -94,6 +124,7 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 	case reflect.Map:
 		if node.Kind != yaml.MappingNode {
 			r.errorf(path, "must be a mapping, got %s", kindName(node))
+			setNull(node)
 			return
 		}
 		for i := 0; i+1 < len(node.Content); i += 2 {
@@ -108,6 +139,10 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 		r.errorf(path, "unsupported field type %s", t)
 	}
 }
+
+// setNull blanks a node that failed its check, so that decoding the rest of
+// the document goes on and the field is left at its zero value.
+func setNull(n *yaml.Node) { *n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"} }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 

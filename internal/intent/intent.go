@@ -52,12 +52,11 @@ func ParseConfigMap(origin Origin, created time.Time, data map[string]string) (*
 			diags = append(diags, Diagnostic{Origin: o, Message: "ignored: intent keys end in .yaml or .yml", Severity: SeverityWarning})
 			continue
 		}
-		doc, ds := Decode(o, []byte(data[k]))
+		doc, ds := ParseDocument(o, []byte(data[k]))
 		diags = append(diags, ds...)
 		if doc == nil {
 			continue
 		}
-		diags = append(diags, Validate(o, doc)...)
 		in.Docs = append(in.Docs, Doc{Origin: o, Document: doc})
 	}
 	if len(in.Docs) == 0 && !diags.HasErrors() {

@@ -126,7 +126,7 @@ func (c claim) diag(msg string) Diagnostic {
 }
 
 func (c claim) message(winner claim) string {
-	where := winner.intent.Origin.ConfigMap() + " " + winner.owner
+	where := winner.intent.Origin.ConfigMap() + " (" + winner.owner + ")"
 	why := ", which wins as the older ConfigMap (ties go to namespace/name order)"
 	if winner.intent == c.intent {
 		where, why = winner.owner, ""

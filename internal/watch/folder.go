@@ -1,0 +1,206 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Defaults of a Folder's timing.
+const (
+	// DefaultQuiet is how long the folder must be quiet after a change
+	// before it is read again, so a burst of writes gives one update.
+	DefaultQuiet = 100 * time.Millisecond
+	// DefaultMaxDelay bounds the wait after the first change of a burst, so
+	// a constant stream of writes cannot hold updates back.
+	DefaultMaxDelay = time.Second
+	// DefaultRescan is the period of full rescans, a safety net for file
+	// system events that were missed (network file systems, overflows).
+	DefaultRescan = 5 * time.Second
+)
+
+// Folder watches a folder of manifests; see Run.
+type Folder struct {
+	dir string
+	log *slog.Logger
+
+	quiet, maxDelay, rescan time.Duration
+	// noNotify turns file system notifications off, leaving only the
+	// periodic rescans (for tests, and the fallback when they fail).
+	noNotify bool
+}
+
+// NewFolder returns a Folder for dir. log may be nil.
+func NewFolder(dir string, log *slog.Logger) *Folder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Folder{
+		dir:      filepath.Clean(dir),
+		log:      log,
+		quiet:    DefaultQuiet,
+		maxDelay: DefaultMaxDelay,
+		rescan:   DefaultRescan,
+	}
+}
+
+// Dir returns the watched folder.
+func (f *Folder) Dir() string { return f.dir }
+
+// Run reads the folder, calls onChange with the full State, then watches it
+// and calls onChange again after every change that alters some file's
+// objects, notes or error, or the set of files, or the folder errors. Calls
+// come from the goroutine that called Run, one at a time; each State is a
+// copy onChange may keep.
+//
+// Changes are seen through file system notifications on the folder and its
+// subfolders (new subfolders too), debounced: the folder is read again once
+// it has been quiet for 100ms, and at most 1s after the first change of a
+// burst. A full rescan every 5s catches what notifications missed; content
+// hashes keep unchanged files from being parsed again or reported. Should
+// notifications be unavailable, Run logs it and goes on with rescans only.
+//
+// Run returns an error if the folder cannot be read at start, and nil when
+// ctx is done. Should the folder be removed later, State.Err says so and the
+// last known files are kept until it can be read again.
+func (f *Folder) Run(ctx context.Context, onChange func(State)) error {
+	s := newScanner(f.dir)
+	s.log = f.log
+
+	var w *fsnotify.Watcher
+	if !f.noNotify {
+		var err error
+		w, err = fsnotify.NewWatcher()
+		if err != nil {
+			f.log.Warn("file notifications unavailable, relying on periodic rescans",
+				"dir", f.dir, "every", f.rescan, "err", err)
+		} else {
+			defer w.Close()
+		}
+	}
+
+	// watched holds the folders with a watch; visited those met by the
+	// current scan; failed those whose watch could not be set (logged once).
+	watched := map[string]bool{}
+	failed := map[string]bool{}
+	var visited map[string]bool
+	if w != nil {
+		s.onDir = func(abs string) {
+			visited[abs] = true
+			if watched[abs] {
+				return
+			}
+			if err := w.Add(abs); err != nil {
+				if !failed[abs] {
+					failed[abs] = true
+					f.log.Warn("cannot watch folder, its changes are seen by periodic rescans only",
+						"dir", abs, "err", err)
+				}
+				return
+			}
+			delete(failed, abs)
+			watched[abs] = true
+		}
+	}
+	scan := func() bool {
+		visited = map[string]bool{}
+		changed := s.scan()
+		for abs := range watched {
+			if !visited[abs] || s.rootErr != nil {
+				// Gone, moved, or the whole folder is unreadable (perhaps
+				// removed and recreated): drop the watch (the backend may
+				// have dropped it already) so it is set again once the
+				// folder can be read.
+				_ = w.Remove(abs)
+				delete(watched, abs)
+			}
+		}
+		return changed
+	}
+
+	scan()
+	if s.rootErr != nil {
+		return fmt.Errorf("watch: read manifest folder: %w", s.rootErr)
+	}
+	onChange(s.state())
+
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if w != nil {
+		events, errs = w.Events, w.Errors
+	}
+
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	ticker := time.NewTicker(f.rescan)
+	defer ticker.Stop()
+
+	pending := false
+	var first time.Time
+	schedule := func() {
+		now := time.Now()
+		if !pending {
+			pending, first = true, now
+		}
+		d := min(f.quiet, first.Add(f.maxDelay).Sub(now))
+		debounce.Reset(max(d, 0))
+	}
+	update := func() {
+		if scan() {
+			onChange(s.state())
+		}
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+				// The backend drops the watch of a removed or moved folder.
+				if watched[ev.Name] {
+					delete(watched, ev.Name)
+					_ = w.Remove(ev.Name)
+				}
+			}
+			if ev.Op == fsnotify.Chmod || ignoredName(filepath.Base(ev.Name)) {
+				continue
+			}
+			schedule()
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				f.log.Warn("file notifications overflowed, rescanning", "dir", f.dir)
+				// Folder removals may have been lost with the events: set
+				// every watch again.
+				for abs := range watched {
+					_ = w.Remove(abs)
+					delete(watched, abs)
+				}
+			} else {
+				f.log.Warn("file notification error, rescanning", "dir", f.dir, "err", err)
+			}
+			schedule()
+		case <-debounce.C:
+			pending = false
+			update()
+		case <-ticker.C:
+			if !pending {
+				update()
+			}
+		}
+	}
+}

@@ -1,0 +1,414 @@
+// Package watch reads Kubernetes manifests (ConfigMaps and Secrets) from a
+// local folder and keeps watching it, so the same manifests an operator
+// applies to a cluster can drive egress-xds on a laptop.
+package watch
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+)
+
+// DefaultNamespace is given to objects whose manifest names no namespace, as
+// kubectl does with its default context.
+const DefaultNamespace = "default"
+
+// ParseManifests reads a multi-document YAML (or JSON) stream of Kubernetes
+// objects and returns its v1 ConfigMaps and Secrets in document order.
+//
+// Documents are separated by "---" lines; a v1 List (also ConfigMapList and
+// SecretList) contributes its items. ConfigMaps and Secrets are decoded
+// strictly: unknown or duplicate fields are errors. Namespaces default to
+// "default", a Secret's stringData is merged into data (stringData wins, as in
+// Kubernetes) and its type defaults to Opaque. Objects of other kinds are
+// ignored. Every problem found is reported, each naming its document (its
+// 1-based index among non-empty documents, the line it starts on, and its
+// kind, namespace and name when known); when there is any, no objects are
+// returned, so a file is taken whole or not at all.
+func ParseManifests(data []byte) ([]corev1.ConfigMap, []corev1.Secret, error) {
+	p := parseManifests(data)
+	if p.err != nil {
+		return nil, nil, p.err
+	}
+	return p.configMaps, p.secrets, nil
+}
+
+// parsed is the full result of parsing one file.
+type parsed struct {
+	configMaps []corev1.ConfigMap
+	secrets    []corev1.Secret
+	// notes tell about documents that were skipped on purpose (other kinds).
+	notes []string
+	err   error
+}
+
+type document struct {
+	data []byte
+	line int // 1-based line of the document's first line
+}
+
+// splitDocuments splits a YAML stream at its "---" and "..." marker lines.
+// Content after "--- " on the marker line belongs to the new document.
+func splitDocuments(data []byte) []document {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
+	var docs []document
+	cur := document{line: 1}
+	var buf bytes.Buffer
+	flush := func(next int) {
+		cur.data = bytes.Clone(buf.Bytes())
+		docs = append(docs, cur)
+		buf.Reset()
+		cur = document{line: next}
+	}
+	lineNo := 0
+	for len(data) > 0 {
+		lineNo++
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i+1], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		text := strings.TrimRight(string(line), "\r\n")
+		switch {
+		case text == "---" || strings.HasPrefix(text, "--- ") || strings.HasPrefix(text, "---\t"):
+			flush(lineNo)
+			buf.WriteString(text[3:])
+			buf.WriteByte('\n')
+		case strings.TrimRight(text, " \t") == "...":
+			flush(lineNo + 1)
+		default:
+			buf.Write(line)
+		}
+	}
+	flush(lineNo + 1)
+	return docs
+}
+
+// objectHeader holds what is read of a document before it is decoded
+// strictly, to route it and to name it in messages.
+type objectHeader struct {
+	apiVersion, kind, namespace, name string
+}
+
+func (h objectHeader) String() string {
+	s := h.kind
+	if s == "" {
+		s = "object"
+	}
+	if h.name != "" {
+		ns := h.namespace
+		if ns == "" {
+			ns = DefaultNamespace
+		}
+		s += " " + ns + "/" + h.name
+	}
+	return s
+}
+
+// readHeader reads apiVersion, kind and metadata name/namespace from a JSON
+// object, tolerating wrong types (the strict decode reports those).
+func readHeader(js []byte) (objectHeader, error) {
+	var h objectHeader
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(js, &top); err != nil {
+		return h, fmt.Errorf("must be a mapping (a Kubernetes object), got %s", jsonKind(js))
+	}
+	str := func(raw json.RawMessage) string {
+		var s string
+		_ = json.Unmarshal(raw, &s)
+		return s
+	}
+	h.apiVersion = str(top["apiVersion"])
+	h.kind = str(top["kind"])
+	var meta map[string]json.RawMessage
+	if raw, ok := top["metadata"]; ok && json.Unmarshal(raw, &meta) == nil {
+		h.name = str(meta["name"])
+		h.namespace = str(meta["namespace"])
+	}
+	return h, nil
+}
+
+func jsonKind(js []byte) string {
+	t := bytes.TrimSpace(js)
+	if len(t) == 0 {
+		return "nothing"
+	}
+	switch t[0] {
+	case '[':
+		return "a list"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	default:
+		return "a scalar"
+	}
+}
+
+func parseManifests(data []byte) parsed {
+	d := &decoder{seen: map[string]string{}}
+	n := 0
+	for _, doc := range splitDocuments(data) {
+		js, err := yaml.YAMLToJSONStrict(doc.data)
+		if err != nil {
+			n++
+			d.errorf("document %d (line %d): invalid YAML: %s", n, doc.line, cleanErr(err))
+			continue
+		}
+		if t := bytes.TrimSpace(js); len(t) == 0 || string(t) == "null" {
+			continue // empty document (only comments or nothing)
+		}
+		n++
+		d.object(fmt.Sprintf("document %d (line %d)", n, doc.line), js, true)
+	}
+	d.out.err = errors.Join(d.errs...)
+	return d.out
+}
+
+type decoder struct {
+	out  parsed
+	errs []error
+	// seen maps "Kind ns/name" to the location that defined it.
+	seen map[string]string
+}
+
+func (d *decoder) errorf(format string, args ...any) {
+	d.errs = append(d.errs, fmt.Errorf(format, args...))
+}
+
+// object decodes one object, given in JSON. loc says where it is, e.g.
+// "document 2 (line 7)".
+func (d *decoder) object(loc string, js []byte, allowList bool) {
+	h, err := readHeader(js)
+	if err != nil {
+		d.errorf("%s: %v", loc, err)
+		return
+	}
+	where := loc + ", " + h.String()
+	if h.kind == "" && h.apiVersion == "" {
+		d.errorf("%s: missing apiVersion and kind", where)
+		return
+	}
+	if h.kind == "" {
+		d.errorf("%s: missing kind", where)
+		return
+	}
+	if h.apiVersion == "" {
+		d.errorf("%s: missing apiVersion", where)
+		return
+	}
+	if h.apiVersion != "v1" {
+		d.out.notes = append(d.out.notes, fmt.Sprintf("%s: ignored: only v1 ConfigMap and Secret objects are read, this is %s %s", where, h.apiVersion, h.kind))
+		return
+	}
+	switch h.kind {
+	case "ConfigMap":
+		var cm corev1.ConfigMap
+		if err := decodeStrict(js, &cm); err != nil {
+			d.errorf("%s: %s", where, cleanErr(err))
+			return
+		}
+		if errs := normalizeConfigMap(&cm); len(errs) > 0 {
+			d.errorf("%s: %s", where, strings.Join(errs, "; "))
+			return
+		}
+		if d.duplicate(loc, where, "ConfigMap", cm.Namespace, cm.Name) {
+			return
+		}
+		d.out.configMaps = append(d.out.configMaps, cm)
+	case "Secret":
+		var s corev1.Secret
+		if err := decodeStrict(js, &s); err != nil {
+			d.errorf("%s: %s", where, cleanErr(err))
+			return
+		}
+		if errs := normalizeSecret(&s); len(errs) > 0 {
+			d.errorf("%s: %s", where, strings.Join(errs, "; "))
+			return
+		}
+		if d.duplicate(loc, where, "Secret", s.Namespace, s.Name) {
+			return
+		}
+		d.out.secrets = append(d.out.secrets, s)
+	case "List", "ConfigMapList", "SecretList":
+		if !allowList {
+			d.errorf("%s: a %s cannot be nested in a List", where, h.kind)
+			return
+		}
+		var list struct {
+			APIVersion string            `json:"apiVersion"`
+			Kind       string            `json:"kind"`
+			Metadata   json.RawMessage   `json:"metadata,omitempty"`
+			Items      []json.RawMessage `json:"items"`
+		}
+		if err := decodeStrict(js, &list); err != nil {
+			d.errorf("%s: %s", where, cleanErr(err))
+			return
+		}
+		itemKind := strings.TrimSuffix(h.kind, "List")
+		for i, item := range list.Items {
+			if itemKind != "" {
+				// Typed lists from the API server leave kind out of items.
+				item = defaultTypeMeta(item, itemKind)
+			}
+			d.object(fmt.Sprintf("%s, item %d", loc, i+1), item, false)
+		}
+	default:
+		d.out.notes = append(d.out.notes, fmt.Sprintf("%s: ignored: only v1 ConfigMap and Secret objects are read, this is %s %s", where, h.apiVersion, h.kind))
+	}
+}
+
+// decodeStrict decodes the JSON form of a document, failing on unknown
+// fields. Together with sigs.k8s.io/yaml.YAMLToJSONStrict (duplicate keys)
+// this is yaml.UnmarshalStrict without its coercion of YAML numbers and
+// booleans into string fields: the API server rejects `port: 8080` in a
+// ConfigMap's data, so a local folder must too, or a manifest that works on a
+// laptop would fail on a cluster.
+func decodeStrict(js []byte, into any) error {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("unexpected content after the object")
+	}
+	return nil
+}
+
+// defaultTypeMeta sets apiVersion v1 and the kind on a JSON object that has
+// neither; anything else is returned as is.
+func defaultTypeMeta(item json.RawMessage, kind string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(item, &m) != nil {
+		return item
+	}
+	if _, ok := m["kind"]; ok {
+		return item
+	}
+	if _, ok := m["apiVersion"]; ok {
+		return item
+	}
+	m["kind"], _ = json.Marshal(kind)
+	m["apiVersion"] = json.RawMessage(`"v1"`)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return item
+	}
+	return out
+}
+
+// duplicate reports an object defined twice in one file: which of the two
+// is meant would be a guess.
+func (d *decoder) duplicate(loc, where, kind, ns, name string) bool {
+	key := kind + " " + ns + "/" + name
+	if first, ok := d.seen[key]; ok {
+		d.errorf("%s: defined again, first in %s", where, first)
+		return true
+	}
+	d.seen[key] = loc
+	return false
+}
+
+// cleanErr drops sigs.k8s.io/yaml's wrapping prefixes, which say nothing to
+// someone editing a manifest.
+func cleanErr(err error) string {
+	s := err.Error()
+	for _, p := range []string{
+		"error converting YAML to JSON: ",
+		"error unmarshaling JSON: ",
+		"while decoding JSON: ",
+		"json: ",
+		"yaml: ",
+	} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
+}
+
+func validateMeta(name, namespace string) []string {
+	var errs []string
+	if name == "" {
+		errs = append(errs, "metadata.name is required")
+	} else {
+		for _, m := range validation.IsDNS1123Subdomain(name) {
+			errs = append(errs, fmt.Sprintf("metadata.name %q: %s", name, m))
+		}
+	}
+	for _, m := range validation.IsDNS1123Label(namespace) {
+		errs = append(errs, fmt.Sprintf("metadata.namespace %q: %s", namespace, m))
+	}
+	return errs
+}
+
+func validateKeys(field string, keys []string) []string {
+	sort.Strings(keys)
+	var errs []string
+	for _, k := range keys {
+		for _, m := range validation.IsConfigMapKey(k) {
+			errs = append(errs, fmt.Sprintf("%s key %q: %s", field, k, m))
+		}
+	}
+	return errs
+}
+
+func normalizeConfigMap(cm *corev1.ConfigMap) []string {
+	if cm.Namespace == "" {
+		cm.Namespace = DefaultNamespace
+	}
+	errs := validateMeta(cm.Name, cm.Namespace)
+	keys := make([]string, 0, len(cm.Data)+len(cm.BinaryData))
+	for k := range cm.Data {
+		keys = append(keys, k)
+	}
+	errs = append(errs, validateKeys("data", keys)...)
+	keys = keys[:0]
+	for k := range cm.BinaryData {
+		keys = append(keys, k)
+		if _, ok := cm.Data[k]; ok {
+			errs = append(errs, fmt.Sprintf("key %q is in both data and binaryData", k))
+		}
+	}
+	errs = append(errs, validateKeys("binaryData", keys)...)
+	return errs
+}
+
+func normalizeSecret(s *corev1.Secret) []string {
+	if s.Namespace == "" {
+		s.Namespace = DefaultNamespace
+	}
+	if s.Type == "" {
+		s.Type = corev1.SecretTypeOpaque
+	}
+	if len(s.StringData) > 0 {
+		if s.Data == nil {
+			s.Data = make(map[string][]byte, len(s.StringData))
+		}
+		for k, v := range s.StringData {
+			s.Data[k] = []byte(v)
+		}
+	}
+	s.StringData = nil
+	errs := validateMeta(s.Name, s.Namespace)
+	keys := make([]string, 0, len(s.Data))
+	for k := range s.Data {
+		keys = append(keys, k)
+	}
+	errs = append(errs, validateKeys("data", keys)...)
+	if s.Type == corev1.SecretTypeTLS {
+		for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+			if _, ok := s.Data[k]; !ok {
+				errs = append(errs, fmt.Sprintf("a %s Secret needs data key %q", corev1.SecretTypeTLS, k))
+			}
+		}
+	}
+	return errs
+}
