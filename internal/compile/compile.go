@@ -136,4 +136,3 @@ func Groups(intents []*intent.Intent, connected ...string) []string {
 	sort.Strings(out)
 	return out
 }
-

@@ -4,7 +4,9 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -86,6 +88,9 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 		if node.Kind != yaml.ScalarNode {
 			r.errorf(path, "must be a %s, got %s", typeName(t), kindName(node))
 			setNull(node)
+			return
+		}
+		if scalarOK(node, t) {
 			return
 		}
 		v := reflect.New(t)
@@ -183,8 +188,29 @@ func kindName(n *yaml.Node) string {
 
 type fieldInfo struct{ Type reflect.Type }
 
+// scalarOK is the fast path of the scalar check for the common cases; the
+// decoder itself judges everything else.
+func scalarOK(n *yaml.Node, t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.String:
+		return n.Tag == "!!str" || n.Tag == "!!int" || n.Tag == "!!float" || n.Tag == "!!bool"
+	case reflect.Uint32:
+		_, err := strconv.ParseUint(n.Value, 10, 32)
+		return n.Tag == "!!int" && err == nil
+	case reflect.Bool:
+		return n.Tag == "!!bool"
+	}
+	return false
+}
+
+var fieldCache sync.Map // reflect.Type -> map[string]fieldInfo
+
 func yamlFields(t reflect.Type) map[string]fieldInfo {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]fieldInfo)
+	}
 	out := map[string]fieldInfo{}
+	defer fieldCache.Store(t, out)
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")

@@ -25,12 +25,50 @@ func (o ResolveOptions) ListenerPort(declared uint32) uint32 {
 
 // claim is something a destination port needs for itself on a gateway.
 type claim struct {
-	key    string   // what is claimed, e.g. "tls 443 api.github.com"
+	key    claimKey
 	groups []string // gateway groups, empty for all
-	owner  string   // for messages: ns/name: key: destinations[i].ports[j] ("name")
 	family string   // protocol family on the listener port, for port claims
 	port   uint32
 	intent *Intent
+	doc    *Doc
+	dest   int // destination index in doc
+	portAt int // port index in the destination, -1 for name claims
+}
+
+type claimKind uint8
+
+const (
+	claimName claimKind = iota
+	claimListenerPort
+	claimHostPort
+	claimTCPPort
+)
+
+// claimKey is what is claimed: a name within a ConfigMap, a listener port,
+// a host on a port, or a whole TCP port.
+type claimKey struct {
+	kind claimKind
+	name string // destination name or host
+	cm   string // ConfigMap, for name claims
+	port uint32
+}
+
+func (k claimKey) String() string {
+	switch k.kind {
+	case claimHostPort:
+		return fmt.Sprintf("host %s port %d", k.name, k.port)
+	case claimTCPPort:
+		return fmt.Sprintf("TCP port %d (TCP carries no host name to tell destinations apart)", k.port)
+	}
+	return fmt.Sprintf("port %d", k.port)
+}
+
+// owner is the field path of the claiming destination or port.
+func (c claim) owner() string {
+	if c.portAt < 0 {
+		return fmt.Sprintf("%s: destinations[%d].name", c.doc.Origin.Key, c.dest)
+	}
+	return fmt.Sprintf("%s: destinations[%d].ports[%d]", c.doc.Origin.Key, c.dest, c.portAt)
 }
 
 // Resolve settles conflicts between intents deterministically, the same way
@@ -47,33 +85,40 @@ func Resolve(intents []*Intent, opts ResolveOptions) ([]*Intent, Diagnostics) {
 		}
 		return a.Origin.ConfigMap() < b.Origin.ConfigMap()
 	})
-	index := map[string][]claim{}
+	index := claimIndex{}
 	var accepted []*Intent
 	var diags Diagnostics
 	for _, in := range ordered {
-		var mine []claim
+		mine := claimIndex{}
+		var mineList []*claim
 		var lost Diagnostics
-		for _, c := range claimsOf(in, opts) {
+		claims := claimsOf(in, opts)
+		for i := range claims {
+			c := &claims[i]
 			if why, ok := opts.ReservedPorts[c.port]; ok && c.family != "" {
 				lost = append(lost, c.diag(fmt.Sprintf("listener port %d is reserved for the gateway's %s", c.port, why)))
 				continue
 			}
-			if other, ok := conflict(index[c.key], c); ok {
+			if other, ok := conflict(index.candidates(c), c); ok {
 				lost = append(lost, c.diag(c.message(other)))
 				continue
 			}
-			if other, ok := conflict(indexOf(mine, c.key), c); ok {
+			if other, ok := conflict(mine.candidates(c), c); ok {
 				lost = append(lost, c.diag(c.message(other)))
 				continue
 			}
-			mine = append(mine, c)
+			mine.add(c)
+			mineList = append(mineList, c)
 		}
 		if len(lost) > 0 {
 			diags = append(diags, lost...)
 			continue
 		}
-		for _, c := range mine {
-			index[c.key] = append(index[c.key], c)
+		for _, c := range mineList {
+			// Names are unique per ConfigMap only: never compared across.
+			if c.key.kind != claimName {
+				index.add(c)
+			}
 		}
 		accepted = append(accepted, in)
 	}
@@ -82,11 +127,41 @@ func Resolve(intents []*Intent, opts ResolveOptions) ([]*Intent, Diagnostics) {
 	return accepted, diags
 }
 
-func indexOf(cs []claim, key string) []claim {
-	var out []claim
-	for _, c := range cs {
-		if c.key == key {
-			out = append(out, c)
+// claimIndex holds accepted claims by key and, for listener-port claims, by
+// protocol family: thousands of destinations share port 443, and only a
+// claim of another family can conflict with them.
+type claimIndex map[familyKey][]*claim
+
+type familyKey struct {
+	claimKey
+	family string
+}
+
+var families = []string{"", "HTTP", "TCP", "TLS"}
+
+func (ix claimIndex) add(c *claim) {
+	k := familyKey{c.key, c.family}
+	if c.family != "" && len(c.groups) > 0 {
+		// One accepted claim of a family for all groups is enough to detect
+		// any conflict; keep the list short.
+		for _, e := range ix[k] {
+			if len(e.groups) == 0 {
+				return
+			}
+		}
+	}
+	ix[k] = append(ix[k], c)
+}
+
+// candidates are the accepted claims c may conflict with.
+func (ix claimIndex) candidates(c *claim) []*claim {
+	if c.family == "" {
+		return ix[familyKey{c.key, ""}]
+	}
+	var out []*claim
+	for _, fam := range families {
+		if fam != c.family {
+			out = append(out, ix[familyKey{c.key, fam}]...)
 		}
 	}
 	return out
@@ -94,7 +169,7 @@ func indexOf(cs []claim, key string) []claim {
 
 // conflict finds an earlier claim on the same key for an overlapping group
 // set. Port claims conflict only when their protocol families differ.
-func conflict(earlier []claim, c claim) (claim, bool) {
+func conflict(earlier []*claim, c *claim) (*claim, bool) {
 	for _, e := range earlier {
 		if !overlap(e.groups, c.groups) {
 			continue
@@ -104,7 +179,7 @@ func conflict(earlier []claim, c claim) (claim, bool) {
 		}
 		return e, true
 	}
-	return claim{}, false
+	return nil, false
 }
 
 func overlap(a, b []string) bool {
@@ -122,19 +197,19 @@ func overlap(a, b []string) bool {
 }
 
 func (c claim) diag(msg string) Diagnostic {
-	return Diagnostic{Origin: c.intent.Origin, Path: c.owner, Message: msg, Severity: SeverityError}
+	return Diagnostic{Origin: c.intent.Origin, Path: c.owner(), Message: msg, Severity: SeverityError}
 }
 
-func (c claim) message(winner claim) string {
-	where := winner.intent.Origin.ConfigMap() + " (" + winner.owner + ")"
+func (c *claim) message(winner *claim) string {
+	where := winner.intent.Origin.ConfigMap() + " (" + winner.owner() + ")"
 	why := ", which wins as the older ConfigMap (ties go to namespace/name order)"
 	if winner.intent == c.intent {
-		where, why = winner.owner, ""
+		where, why = winner.owner(), ""
 	}
 	switch {
 	case c.family != "":
 		return fmt.Sprintf("listener port %d is %s here but %s in %s%s", c.port, c.family, winner.family, where, why)
-	case c.port == 0:
+	case c.key.kind == claimName:
 		return fmt.Sprintf("destination name is already used by %s%s", where, why)
 	default:
 		return fmt.Sprintf("%s is already declared by %s%s", c.key, where, why)
@@ -146,20 +221,23 @@ func (c claim) message(winner claim) string {
 // port (the whole port for TCP, which carries no name to route by).
 func claimsOf(in *Intent, opts ResolveOptions) []claim {
 	var out []claim
-	for _, d := range in.Docs {
+	cm := in.Origin.ConfigMap()
+	for di := range in.Docs {
+		d := &in.Docs[di]
 		for i, dest := range d.Destinations {
-			base := fmt.Sprintf("%s: destinations[%d]", d.Origin.Key, i)
-			out = append(out, claim{key: "name " + in.Origin.ConfigMap() + " " + dest.Name, groups: d.Gateways, owner: base + ".name", intent: in})
+			out = append(out, claim{key: claimKey{kind: claimName, name: dest.Name, cm: cm}, groups: d.Gateways, intent: in, doc: d, dest: i, portAt: -1})
 			for j, p := range dest.Ports {
-				owner := fmt.Sprintf("%s.ports[%d]", base, j)
 				lp := opts.ListenerPort(p.Number)
 				fam := family(p.Protocol)
-				out = append(out, claim{key: fmt.Sprintf("port %d", lp), family: fam, port: lp, groups: d.Gateways, owner: owner, intent: in})
-				key := fmt.Sprintf("host %s port %d", dest.Host, lp)
+				c := claim{groups: d.Gateways, port: lp, intent: in, doc: d, dest: i, portAt: j}
+				port := c
+				port.key, port.family = claimKey{kind: claimListenerPort, port: lp}, fam
+				host := c
+				host.key = claimKey{kind: claimHostPort, name: dest.Host, port: lp}
 				if fam == "TCP" {
-					key = fmt.Sprintf("TCP port %d (TCP carries no host name to tell destinations apart)", lp)
+					host.key = claimKey{kind: claimTCPPort, port: lp}
 				}
-				out = append(out, claim{key: key, port: lp, groups: d.Gateways, owner: owner, intent: in})
+				out = append(out, port, host)
 			}
 		}
 	}

@@ -32,10 +32,16 @@ var accessLogFields = map[string]string{
 	"user_agent":                     "%REQ(USER-AGENT)%",
 }
 
-// accessLog logs to stdout as JSON. destination is a literal (a TCP chain
-// serves one destination) or an operator such as %ROUTE_NAME%; extra adds
-// literal fields such as the reason a connection was refused.
+// accessLog logs to stdout as JSON. destination is an operator that names
+// the destination (%FILTER_CHAIN_NAME% on TLS and TCP listeners, whose
+// chains are named after their destination, %ROUTE_NAME% on HTTP ones) or a
+// literal; extra adds literal fields such as the reason a connection was
+// refused.
 func (t *translator) accessLog(listener, destination string, extra map[string]string) []*accesslogv3.AccessLog {
+	key := listener + "\x00" + destination
+	if cached, ok := t.accessLogs[key]; ok {
+		return cached
+	}
 	fields := make(map[string]any, len(accessLogFields)+2+len(extra))
 	for k, v := range accessLogFields {
 		fields[k] = v
@@ -54,8 +60,15 @@ func (t *translator) accessLog(listener, destination string, extra map[string]st
 		Format:          &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: format},
 		OmitEmptyValues: true,
 	}}}
-	return []*accesslogv3.AccessLog{{
+	logs := []*accesslogv3.AccessLog{{
 		Name:       "envoy.access_loggers.stdout",
 		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: t.pack(cfg)},
 	}}
+	if t.accessLogs == nil {
+		t.accessLogs = map[string][]*accesslogv3.AccessLog{}
+	}
+	// Built once per listener and shared by its chains: resources are never
+	// mutated after translation.
+	t.accessLogs[key] = logs
+	return logs
 }

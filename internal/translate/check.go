@@ -10,18 +10,27 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// Check is the last gate before resources reach Envoy: every resource and
-// every typed config inside it passes ValidateAll(), names are unique per
-// type, and every cluster, route configuration, endpoint set and secret a
-// resource references is in the set. go-control-plane's Consistent() covers
-// only EDS and RDS names; Envoy also rejects (or hangs warming on) missing
-// clusters and SDS secrets, so those are checked here too.
-func Check(r *Resources) error {
+// Check is the last gate before resources reach Envoy: every resource
+// passes ValidateAll(), names are unique per type, and every cluster, route
+// configuration, endpoint set and secret a resource references is in the
+// set. go-control-plane's Consistent() covers only EDS and RDS names; Envoy
+// also rejects (or hangs warming on) missing clusters and SDS secrets, so
+// those are checked here too. The typed configs inside resources were
+// validated when the translator packed them; CheckDeep validates them again
+// from the wire form, for tests.
+func Check(r *Resources) error { return check(r, false) }
+
+// CheckDeep is Check plus ValidateAll on every typed config, unpacked from
+// its Any.
+func CheckDeep(r *Resources) error { return check(r, true) }
+
+func check(r *Resources, deep bool) error {
 	var errs []error
 	names := map[string]map[string]bool{}
 	add := func(kind, name string, m proto.Message) {
@@ -32,7 +41,11 @@ func Check(r *Resources) error {
 			errs = append(errs, fmt.Errorf("%s %q is defined twice", kind, name))
 		}
 		names[kind][name] = true
-		if err := DeepValidate(m); err != nil {
+		validate := func(m proto.Message) error { return m.(validator).ValidateAll() }
+		if deep {
+			validate = DeepValidate
+		}
+		if err := validate(m); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, err))
 		}
 	}
@@ -51,7 +64,10 @@ func Check(r *Resources) error {
 	for _, x := range r.Secrets {
 		add("secret", x.Name, x)
 	}
-	refs := references(r)
+	refs, err := references(r)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, kind := range []string{"cluster", "route", "endpoints", "secret"} {
 		for _, name := range sortedSet(refs[kind]) {
 			if !names[kind][name] {
@@ -116,27 +132,59 @@ func eachAny(m protoreflect.Message, fn func(*anypb.Any)) {
 	})
 }
 
-// references lists the names each kind of resource is referenced by.
-func references(r *Resources) map[string]map[string]bool {
+// references lists the names each kind of resource is referenced by,
+// reading the typed configs that can hold references: connection managers
+// (RDS), TCP proxies (clusters) and TLS transport sockets (SDS).
+func references(r *Resources) (map[string]map[string]bool, error) {
 	refs := map[string]map[string]bool{"cluster": {}, "route": {}, "endpoints": {}, "secret": {}}
-	walkTyped := func(m proto.Message) {
-		visitTyped(m, func(inner proto.Message) {
-			switch x := inner.(type) {
-			case *hcmv3.HttpConnectionManager:
-				if n := x.GetRds().GetRouteConfigName(); n != "" {
-					refs["route"][n] = true
-				}
-			case *tcpproxyv3.TcpProxy:
-				if n := x.GetCluster(); n != "" {
-					refs["cluster"][n] = true
-				}
-			case *tlsv3.SdsSecretConfig:
-				refs["secret"][x.Name] = true
-			}
-		})
+	var errs []error
+	unpack := func(a *anypb.Any, m proto.Message) bool {
+		if a == nil || !a.MessageIs(m) {
+			return false
+		}
+		if err := a.UnmarshalTo(m); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.TypeUrl, err))
+			return false
+		}
+		return true
+	}
+	sds := func(ctx *tlsv3.CommonTlsContext) {
+		for _, c := range ctx.GetTlsCertificateSdsSecretConfigs() {
+			refs["secret"][c.Name] = true
+		}
+		if c := ctx.GetValidationContextSdsSecretConfig(); c != nil {
+			refs["secret"][c.Name] = true
+		}
+		if c := ctx.GetCombinedValidationContext().GetValidationContextSdsSecretConfig(); c != nil {
+			refs["secret"][c.Name] = true
+		}
 	}
 	for _, l := range r.Listeners {
-		walkTyped(l)
+		for _, fc := range l.FilterChains {
+			for _, f := range fc.Filters {
+				var hcm hcmv3.HttpConnectionManager
+				switch a := f.GetTypedConfig(); {
+				case a.MessageIs((*tcpproxyv3.TcpProxy)(nil)):
+					// Thousands of chains: read the cluster field off the
+					// wire instead of unmarshalling every TCP proxy.
+					n, err := tcpProxyCluster(a.Value)
+					if err != nil {
+						errs = append(errs, fmt.Errorf("listener %q: tcp_proxy: %w", l.Name, err))
+					}
+					if n != "" {
+						refs["cluster"][n] = true
+					}
+				case unpack(a, &hcm):
+					if n := hcm.GetRds().GetRouteConfigName(); n != "" {
+						refs["route"][n] = true
+					}
+				}
+			}
+			var down tlsv3.DownstreamTlsContext
+			if unpack(fc.GetTransportSocket().GetTypedConfig(), &down) {
+				sds(down.GetCommonTlsContext())
+			}
+		}
 	}
 	for _, rc := range r.Routes {
 		routeClusters(rc, refs["cluster"])
@@ -149,9 +197,37 @@ func references(r *Resources) map[string]map[string]bool {
 			}
 			refs["endpoints"][n] = true
 		}
-		walkTyped(c)
+		var up tlsv3.UpstreamTlsContext
+		if unpack(c.GetTransportSocket().GetTypedConfig(), &up) {
+			sds(up.GetCommonTlsContext())
+		}
 	}
-	return refs
+	return refs, errors.Join(errs...)
+}
+
+// tcpProxyCluster reads TcpProxy.cluster (field 2) from the wire form.
+func tcpProxyCluster(b []byte) (string, error) {
+	const clusterField = 2
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num == clusterField && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", protowire.ParseError(n)
+			}
+			return string(v), nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return "", protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return "", nil
 }
 
 func routeClusters(rc *routev3.RouteConfiguration, out map[string]bool) {
@@ -164,43 +240,6 @@ func routeClusters(rc *routev3.RouteConfiguration, out map[string]bool) {
 	}
 }
 
-// visitTyped calls fn for m and every message inside it, Any contents
-// included.
-func visitTyped(m proto.Message, fn func(proto.Message)) {
-	fn(m)
-	var walk func(protoreflect.Message)
-	walk = func(pm protoreflect.Message) {
-		pm.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			if fd.Message() == nil || (fd.IsMap() && fd.MapValue().Message() == nil) {
-				return true
-			}
-			each := func(v protoreflect.Value) {
-				msg := v.Message().Interface()
-				if a, ok := msg.(*anypb.Any); ok {
-					if inner, err := a.UnmarshalNew(); err == nil {
-						visitTyped(inner, fn)
-					}
-					return
-				}
-				fn(msg)
-				walk(v.Message())
-			}
-			switch {
-			case fd.IsList():
-				for i := 0; i < v.List().Len(); i++ {
-					each(v.List().Get(i))
-				}
-			case fd.IsMap():
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool { each(mv); return true })
-			default:
-				each(v)
-			}
-			return true
-		})
-	}
-	walk(m.ProtoReflect())
-}
-
 func sortedSet(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -209,4 +248,3 @@ func sortedSet(m map[string]bool) []string {
 	sort.Strings(out)
 	return out
 }
-

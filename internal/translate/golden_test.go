@@ -1,8 +1,8 @@
 package translate_test
 
 import (
-	"fmt"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,8 +41,8 @@ func TestGolden(t *testing.T) {
 			if res == nil {
 				return
 			}
-			if err := translate.Check(res); err != nil {
-				t.Fatalf("Check: %v", err)
+			if err := translate.CheckDeep(res); err != nil {
+				t.Fatalf("CheckDeep: %v", err)
 			}
 			snap, err := snapshot.New(res)
 			if err != nil {

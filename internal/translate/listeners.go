@@ -85,7 +85,7 @@ func (t *translator) tcpProxy(listenerName string, dp *destPort) *listenerv3.Fil
 	cfg := &tcpproxyv3.TcpProxy{
 		StatPrefix:       dp.cluster,
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: dp.cluster},
-		AccessLog:        t.accessLog(listenerName, dp.cluster, nil),
+		AccessLog:        t.accessLog(listenerName, "%FILTER_CHAIN_NAME%", nil),
 	}
 	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(cfg)}}
 }

@@ -59,7 +59,13 @@ func (t *translator) httpRoute(dp *destPort) *routev3.Route {
 	}
 }
 
+// perRouteFilters are built once per destination port and shared by its
+// routes on the HTTP listener and the forward proxy.
 func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
+	if dp.perRouteDone {
+		return dp.perRoute
+	}
+	dp.perRouteDone = true
 	out := map[string]*anypb.Any{}
 	if a := t.httpRBACPerRoute(dp); a != nil {
 		out[httpRBACFilter] = a
@@ -67,10 +73,10 @@ func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
 	if a := t.httpRateLimitPerRoute(dp); a != nil {
 		out[httpRateLimitFilter] = a
 	}
-	if len(out) == 0 {
-		return nil
+	if len(out) > 0 {
+		dp.perRoute = out
 	}
-	return out
+	return dp.perRoute
 }
 
 // forwardProxyRoutes: a virtual host per destination port, matched by the

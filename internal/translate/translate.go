@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"sort"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/intent"
 )
@@ -107,6 +109,7 @@ type translator struct {
 	errs       []error
 	ports      []*destPort
 	secretsOut map[string]*tlsv3.Secret
+	accessLogs map[string][]*accesslogv3.AccessLog
 }
 
 // destPort is one declared port of one destination: the unit every listener
@@ -118,6 +121,8 @@ type destPort struct {
 	port         intent.Port
 	listenerPort uint32
 	cluster      string // cluster name, also the stat prefix and route name
+	perRoute     map[string]*anypb.Any
+	perRouteDone bool
 }
 
 // upstreamPort is the port the gateway connects to.

@@ -1,0 +1,240 @@
+package compile_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/egress-xds/egress-xds/internal/compile"
+	"github.com/egress-xds/egress-xds/internal/intent"
+	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/translate"
+	"github.com/egress-xds/egress-xds/internal/watch"
+)
+
+var opts = translate.Options{ForwardProxyPort: 3128}
+
+func intentCM(ns, name, doc string) compile.ConfigMap {
+	return compile.ConfigMap{ConfigMap: &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{intent.LabelKey: "true"}},
+		Data:       map[string]string{"egress.yaml": doc},
+	}}
+}
+
+// TestExamples proves every example the README shows translates cleanly for
+// the gateway group they name, into resources that pass every check.
+func TestExamples(t *testing.T) {
+	state, err := watch.LoadDir("../../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(state.Files) < 5 {
+		t.Fatalf("expected the examples, found %d files", len(state.Files))
+	}
+	var cms []compile.ConfigMap
+	var secrets []corev1.Secret
+	for _, f := range state.Files {
+		if f.Err != nil {
+			t.Errorf("%s: %v", f.Path, f.Err)
+		}
+		for i := range f.ConfigMaps {
+			cms = append(cms, compile.ConfigMap{File: f.Path, ConfigMap: &f.ConfigMaps[i]})
+		}
+		secrets = append(secrets, f.Secrets...)
+	}
+	intents, diags := compile.NewStore().Update(cms, opts.ResolveOptions())
+	if diags.HasErrors() {
+		t.Fatalf("examples have errors:\n%v", diags)
+	}
+	if len(intents) != len(cms) {
+		t.Fatalf("accepted %d of %d example ConfigMaps", len(intents), len(cms))
+	}
+	res, tdiags, err := compile.Group(intents, "egress-gateway", compile.Secrets(secrets), opts)
+	if err != nil || tdiags.HasErrors() {
+		t.Fatalf("translation: %v\n%v", err, tdiags)
+	}
+	if err := translate.CheckDeep(res); err != nil {
+		t.Fatalf("CheckDeep: %v", err)
+	}
+	if _, err := snapshot.New(res); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	// Every example destination is served.
+	for _, in := range intents {
+		for _, d := range in.Docs {
+			for _, dest := range d.Destinations {
+				id := translate.DestinationID(d.Origin, dest.Name)
+				if !hasClusterPrefix(res, id+"/") {
+					t.Errorf("destination %s has no cluster", id)
+				}
+			}
+		}
+	}
+}
+
+func hasClusterPrefix(res *translate.Resources, prefix string) bool {
+	for _, c := range res.Clusters {
+		if strings.HasPrefix(c.Name, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestResolveIsOrderIndependent: replicas see ConfigMaps in any order and
+// must serve the same thing.
+func TestResolveIsOrderIndependent(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var cms []compile.ConfigMap
+	for i := 0; i < 12; i++ {
+		cm := intentCM(fmt.Sprintf("team-%d", i%4), fmt.Sprintf("egress-%d", i), fmt.Sprintf(`
+destinations:
+  - name: shared
+    host: api.shared.example
+    ports: [{number: 443, protocol: TLS}]
+  - name: own
+    host: own-%d.example
+    ports: [{number: %d, protocol: TCP}]
+`, i, 6000+i%3))
+		cm.CreationTimestamp = metav1.NewTime(base.Add(time.Duration(i%5) * time.Hour))
+		cms = append(cms, cm)
+	}
+	var want string
+	for round := 0; round < 20; round++ {
+		shuffled := append([]compile.ConfigMap(nil), cms...)
+		rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		intents, diags := compile.NewStore().Update(shuffled, opts.ResolveOptions())
+		res, _, err := compile.Group(intents, "g", nil, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := snapshot.New(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := diags.Error()
+		for _, typ := range snapshot.Types {
+			got += "\n" + snap.GetVersion(typ)
+		}
+		if round == 0 {
+			want = got
+			continue
+		}
+		if got != want {
+			t.Fatalf("round %d differs:\n%s\nwant:\n%s", round, got, want)
+		}
+	}
+	if !strings.Contains(want, "team-0/egress-0") {
+		t.Fatalf("the oldest ConfigMap, team-0/egress-0, should be named as the winner:\n%s", want)
+	}
+}
+
+// TestLastGoodStays: an edit that breaks a ConfigMap keeps its previous
+// version served; deleting the ConfigMap removes it.
+func TestLastGoodStays(t *testing.T) {
+	s := compile.NewStore()
+	good := intentCM("apps", "github", "destinations: [{name: github, host: api.github.com, ports: [{number: 443, protocol: TLS}]}]")
+	intents, diags := s.Update([]compile.ConfigMap{good}, opts.ResolveOptions())
+	if len(intents) != 1 || diags.HasErrors() {
+		t.Fatalf("good: %v %v", intents, diags)
+	}
+	bad := intentCM("apps", "github", "destinations: [{name: github, host: api.github.com, ports: [{number: 99999, protocol: TLS}]}]")
+	intents, diags = s.Update([]compile.ConfigMap{bad}, opts.ResolveOptions())
+	if len(intents) != 1 || intents[0].Docs[0].Destinations[0].Ports[0].Number != 443 {
+		t.Fatalf("the last good version should stay: %v", intents)
+	}
+	if !strings.Contains(diags.Error(), "destinations[0].ports[0].number: 99999 is not a valid port") ||
+		!strings.Contains(diags.Error(), "keeping the last valid version") {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	intents, _ = s.Update(nil, opts.ResolveOptions())
+	if len(intents) != 0 {
+		t.Fatalf("deleted ConfigMap still served: %v", intents)
+	}
+	// After a deletion there is no last good version to fall back to.
+	intents, _ = s.Update([]compile.ConfigMap{bad}, opts.ResolveOptions())
+	if len(intents) != 0 {
+		t.Fatalf("a ConfigMap that never parsed is served: %v", intents)
+	}
+}
+
+// TestEmptyGroupIsValid: a group nobody declared anything for gets a valid,
+// deny-all configuration (the forward proxy answering 403), never nothing.
+func TestEmptyGroupIsValid(t *testing.T) {
+	res, _, err := compile.Group(nil, "nobody", nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Listeners) != 1 || len(res.Clusters) != 0 {
+		t.Fatalf("want only the forward proxy listener, got %d listeners, %d clusters", len(res.Listeners), len(res.Clusters))
+	}
+	if _, err := snapshot.New(res); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPortMap: declared ports can listen elsewhere (443 -> 8443), and two
+// declared ports mapped onto one listener port are a conflict.
+func TestPortMap(t *testing.T) {
+	o := translate.Options{PortMap: map[uint32]uint32{443: 8443, 80: 8080}}
+	cms := []compile.ConfigMap{
+		intentCM("a", "tls", "destinations: [{name: gh, host: api.github.com, ports: [{number: 443, protocol: TLS}]}]"),
+		intentCM("b", "http", "destinations: [{name: web, host: web.example, ports: [{number: 80, protocol: HTTP}, {number: 8443, protocol: HTTP}]}]"),
+	}
+	intents, diags := compile.NewStore().Update(cms, o.ResolveOptions())
+	if !strings.Contains(diags.Error(), "listener port 8443 is HTTP here but TLS in a/tls") {
+		t.Fatalf("want a listener port conflict, got: %v", diags)
+	}
+	res, _, err := compile.Group(intents, "g", nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Listeners) != 1 || res.Listeners[0].Name != "tls_8443" ||
+		res.Listeners[0].Address.GetSocketAddress().GetPortValue() != 8443 {
+		t.Fatalf("want listener tls_8443, got %v", res.Listeners)
+	}
+	if got := res.Clusters[0].Name; got != "a/tls/gh/443" {
+		t.Fatalf("cluster names keep the declared port: %s", got)
+	}
+}
+
+// FuzzCompile: no input panics, and every intent that is accepted yields
+// resources that pass every check Envoy would apply.
+func FuzzCompile(f *testing.F) {
+	seeds, _ := filepath.Glob("../../examples/*.yaml")
+	more, _ := filepath.Glob("../translate/testdata/*/in.yaml")
+	for _, p := range append(seeds, more...) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		cms, _, _ := watch.ParseManifests(data)
+		for _, cm := range cms {
+			for _, v := range cm.Data {
+				f.Add(v)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		intents, _ := compile.NewStore().Update([]compile.ConfigMap{intentCM("fuzz", "intent", doc)}, opts.ResolveOptions())
+		for _, g := range append(compile.Groups(intents), "egress-gateway") {
+			res, diags, err := compile.Group(intents, g, nil, opts)
+			if err != nil {
+				t.Fatalf("accepted intent produced invalid resources: %v\n%v\ninput:\n%s", err, diags, doc)
+			}
+			if err := translate.CheckDeep(res); err != nil {
+				t.Fatalf("accepted intent produced invalid typed configs: %v\ninput:\n%s", err, doc)
+			}
+			if _, err := snapshot.New(res); err != nil {
+				t.Fatalf("snapshot: %v\ninput:\n%s", err, doc)
+			}
+		}
+	})
+}
