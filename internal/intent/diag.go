@@ -29,6 +29,9 @@ func (o Origin) String() string {
 	var b strings.Builder
 	if o.File != "" {
 		b.WriteString(o.File)
+		if o.Name == "" {
+			return b.String()
+		}
 		b.WriteString(": ")
 	}
 	b.WriteString(o.ConfigMap())
@@ -115,7 +118,7 @@ func (r *reporter) warnf(path, format string, args ...any) {
 // translation itself failed.
 func (ds Diagnostics) HasErrorsWithoutOrigin() bool {
 	for _, d := range ds {
-		if d.Severity != SeverityWarning && d.Origin.Name == "" {
+		if d.Severity != SeverityWarning && d.Origin.Name == "" && d.Origin.File == "" {
 			return true
 		}
 	}

@@ -51,7 +51,9 @@ type parsed struct {
 
 type document struct {
 	data []byte
-	line int // 1-based line of the document's first line
+	// line is the 1-based line of the document's first content, or of its
+	// separator when it has none.
+	line int
 }
 
 // splitDocuments splits a YAML stream at its "---" and "..." marker lines.
@@ -59,33 +61,42 @@ type document struct {
 func splitDocuments(data []byte) []document {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
 	var docs []document
-	cur := document{line: 1}
 	var buf bytes.Buffer
+	start, first := 1, 0
 	flush := func(next int) {
-		cur.data = bytes.Clone(buf.Bytes())
-		docs = append(docs, cur)
+		line := first
+		if line == 0 {
+			line = start
+		}
+		docs = append(docs, document{data: bytes.Clone(buf.Bytes()), line: line})
 		buf.Reset()
-		cur = document{line: next}
+		start, first = next, 0
+	}
+	add := func(lineNo int, text string) {
+		if t := strings.TrimSpace(text); first == 0 && t != "" && !strings.HasPrefix(t, "#") {
+			first = lineNo
+		}
+		buf.WriteString(text)
+		buf.WriteByte('\n')
 	}
 	lineNo := 0
 	for len(data) > 0 {
 		lineNo++
 		var line []byte
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i+1], data[i+1:]
+			line, data = data[:i], data[i+1:]
 		} else {
 			line, data = data, nil
 		}
-		text := strings.TrimRight(string(line), "\r\n")
+		text := strings.TrimSuffix(string(line), "\r")
 		switch {
 		case text == "---" || strings.HasPrefix(text, "--- ") || strings.HasPrefix(text, "---\t"):
 			flush(lineNo)
-			buf.WriteString(text[3:])
-			buf.WriteByte('\n')
+			add(lineNo, text[3:])
 		case strings.TrimRight(text, " \t") == "...":
 			flush(lineNo + 1)
 		default:
-			buf.Write(line)
+			add(lineNo, text)
 		}
 	}
 	flush(lineNo + 1)

@@ -103,6 +103,10 @@ func isManifestName(name string) bool {
 	return false
 }
 
+// errEmpty is the error of a file that became empty: a writer truncating it
+// before writing it again looks just the same, so its objects are kept.
+var errEmpty = errors.New("file is empty (still being written?): keeping its last good content; to remove its objects, delete the file or leave a comment in it")
+
 type fileEntry struct {
 	// contentHash is the hash of the content last read, good or bad; empty
 	// when reading failed, so that the next scan parses again.
@@ -239,6 +243,10 @@ func (s *scanner) readFile(abs, rel string) (changed, present bool) {
 	}
 	e.contentHash = h
 	p := parseManifests(data)
+	if len(data) == 0 && len(e.st.ConfigMaps)+len(e.st.Secrets) > 0 {
+		// Most likely truncated by a writer that has not written yet.
+		p.err = errEmpty
+	}
 	old := e.st
 	if p.err != nil {
 		e.st.Err = p.err

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/egress-xds/egress-xds/internal/compile"
+	"github.com/egress-xds/egress-xds/internal/intent"
+	"github.com/egress-xds/egress-xds/internal/watch"
+)
+
+// validate checks manifests the way the server would and prints every
+// problem with its file, ConfigMap and field path, like istioctl analyze.
+func validate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var tf translateFlags
+	tf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: xds-server validate [flags] FILE|DIR...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	opts, err := tf.options()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	var cms []compile.ConfigMap
+	var secrets []corev1.Secret
+	var diags intent.Diagnostics
+	for _, p := range fs.Args() {
+		c, s, d := load(p)
+		cms, secrets, diags = append(cms, c...), append(secrets, s...), append(diags, d...)
+	}
+	intents, d := compile.NewStore().Update(cms, opts.ResolveOptions())
+	diags = append(diags, d...)
+	// Translate for every group an intent names, and for any other group
+	// (documents without gateways), as the server would serve them.
+	groups := append(compile.Groups(intents), "")
+	destinations := map[string]bool{}
+	for _, g := range groups {
+		res, td, err := compile.Group(intents, g, compile.Secrets(secrets), opts)
+		diags = append(diags, td...)
+		if err != nil {
+			diags = append(diags, compile.Diagnostic("", err.Error()))
+			continue
+		}
+		for name := range res.Sources {
+			destinations[name] = true
+		}
+	}
+	diags = dedupe(diags)
+	diags.Sort()
+	errs, warns := 0, 0
+	for _, d := range diags {
+		fmt.Fprintln(stdout, d.Error())
+		if d.Severity == intent.SeverityWarning {
+			warns++
+		} else {
+			errs++
+		}
+	}
+	fmt.Fprintf(stdout, "%d error(s), %d warning(s); %d of %d intent ConfigMap(s) accepted, %d destination port(s)\n",
+		errs, warns, len(intents), countSelected(cms), len(destinations))
+	if errs > 0 {
+		return 1
+	}
+	return 0
+}
+
+func load(path string) ([]compile.ConfigMap, []corev1.Secret, intent.Diagnostics) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, intent.Diagnostics{compile.Diagnostic(path, err.Error())}
+	}
+	if st.IsDir() {
+		state, err := watch.LoadDir(path)
+		if err != nil {
+			return nil, nil, intent.Diagnostics{compile.Diagnostic(path, err.Error())}
+		}
+		for i := range state.Files {
+			state.Files[i].Path = path + "/" + state.Files[i].Path
+		}
+		return compile.FromFolder(state)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, intent.Diagnostics{compile.Diagnostic(path, err.Error())}
+	}
+	cms, secrets, err := watch.ParseManifests(data)
+	var diags intent.Diagnostics
+	if err != nil {
+		diags = append(diags, compile.Diagnostic(path, err.Error()))
+	}
+	var out []compile.ConfigMap
+	for i := range cms {
+		out = append(out, compile.ConfigMap{File: path, ConfigMap: &cms[i]})
+	}
+	return out, secrets, diags
+}
+
+// dedupe drops repeats: a Secret problem is found once per group.
+func dedupe(ds intent.Diagnostics) intent.Diagnostics {
+	seen := map[string]bool{}
+	var out intent.Diagnostics
+	for _, d := range ds {
+		if k := d.Error(); !seen[k] {
+			seen[k] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func countSelected(cms []compile.ConfigMap) int {
+	n := 0
+	for _, cm := range cms {
+		if compile.Selected(cm.ConfigMap) {
+			n++
+		}
+	}
+	return n
+}
