@@ -1,0 +1,123 @@
+// Package admin serves the control plane's HTTP admin endpoints: health,
+// readiness, Prometheus metrics and what every group and proxy is served.
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/egress-xds/egress-xds/internal/metrics"
+	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/xds"
+)
+
+// Sources are what the admin endpoints read.
+type Sources struct {
+	Metrics     *metrics.Metrics
+	Cache       *snapshot.Cache
+	Builder     *snapshot.Builder
+	Proxies     *xds.Proxies
+	Description string // e.g. "folder examples"
+}
+
+// Handler routes /healthz, /readyz, /metrics, /debug/config and
+// /debug/proxies.
+func Handler(s Sources) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-s.Builder.Ready():
+			_, _ = w.Write([]byte("ready\n"))
+		default:
+			http.Error(w, "not ready: no snapshot published yet", http.StatusServiceUnavailable)
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
+	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, configView(s, r.URL.Query().Get("group")))
+	})
+	mux.HandleFunc("GET /debug/proxies", func(w http.ResponseWriter, r *http.Request) {
+		group := r.URL.Query().Get("group")
+		var out []xds.Proxy
+		for _, p := range s.Proxies.List() {
+			if group == "" || p.Group == group {
+				out = append(out, p)
+			}
+		}
+		writeJSON(w, out)
+	})
+	return mux
+}
+
+// ConfigView is what /debug/config returns.
+type ConfigView struct {
+	Source      string           `json:"source"`
+	Groups      []GroupView      `json:"groups"`
+	Diagnostics []DiagnosticView `json:"diagnostics"`
+}
+
+// GroupView is one group's snapshot: per type, its version and resources.
+type GroupView struct {
+	Group string              `json:"group"`
+	Types map[string]TypeView `json:"types"`
+}
+
+// TypeView lists one type's resources.
+type TypeView struct {
+	Version   string   `json:"version"`
+	Resources []string `json:"resources"`
+}
+
+// DiagnosticView is one problem in the input.
+type DiagnosticView struct {
+	Severity  string `json:"severity"`
+	File      string `json:"file,omitempty"`
+	ConfigMap string `json:"configMap,omitempty"`
+	Key       string `json:"key,omitempty"`
+	Field     string `json:"field,omitempty"`
+	Message   string `json:"message"`
+}
+
+func configView(s Sources, only string) ConfigView {
+	v := ConfigView{Source: s.Description, Groups: []GroupView{}, Diagnostics: []DiagnosticView{}}
+	groups := s.Cache.Groups()
+	sort.Strings(groups)
+	for _, g := range groups {
+		if only != "" && g != only {
+			continue
+		}
+		gs := s.Cache.Snapshot(g)
+		if gs == nil {
+			continue
+		}
+		gv := GroupView{Group: g, Types: map[string]TypeView{}}
+		for _, typ := range snapshot.Types {
+			ts := gs.Type(typ)
+			gv.Types[metrics.TypeLabel(typ)] = TypeView{Version: ts.Version, Resources: append([]string{}, ts.Names...)}
+		}
+		v.Groups = append(v.Groups, gv)
+	}
+	for _, d := range s.Builder.Diagnostics() {
+		cm := ""
+		if d.Origin.Name != "" {
+			cm = d.Origin.ConfigMap()
+		}
+		v.Diagnostics = append(v.Diagnostics, DiagnosticView{
+			Severity: string(d.Severity), File: d.Origin.File, ConfigMap: cm, Key: d.Origin.Key, Field: d.Path, Message: d.Message,
+		})
+	}
+	return v
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,256 @@
+package snapshot
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/egress-xds/egress-xds/internal/compile"
+	"github.com/egress-xds/egress-xds/internal/intent"
+	"github.com/egress-xds/egress-xds/internal/metrics"
+	"github.com/egress-xds/egress-xds/internal/translate"
+)
+
+// Input is everything the sources currently hold.
+type Input struct {
+	ConfigMaps []compile.ConfigMap
+	Secrets    []corev1.Secret
+	// Diagnostics are the sources' own problems (files that do not parse).
+	Diagnostics intent.Diagnostics
+}
+
+// Debounce bounds: a burst of changes gives one rebuild, started once
+// changes stop for Quiet, and never later than MaxDelay after the first.
+const (
+	DefaultQuiet    = 50 * time.Millisecond
+	DefaultMaxDelay = 500 * time.Millisecond
+)
+
+// Builder rebuilds every group's snapshot when the input changes or a
+// proxy of a new group connects, and publishes those that pass every check.
+// A group whose build fails keeps its last good snapshot.
+type Builder struct {
+	cache   *Cache
+	opts    translate.Options
+	log     *slog.Logger
+	metrics *metrics.Metrics
+
+	Quiet, MaxDelay time.Duration
+
+	mu       sync.Mutex
+	input    Input
+	hasInput bool
+	store    *compile.Store
+	diags    intent.Diagnostics
+	logged   string
+	trigger  chan struct{}
+	ready    chan struct{}
+	readyOne sync.Once
+	builtAt  time.Time
+}
+
+// NewBuilder returns a builder publishing to cache. Run must be running for
+// Update to take effect; Rebuild builds synchronously.
+func NewBuilder(cache *Cache, opts translate.Options, m *metrics.Metrics, log *slog.Logger) *Builder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Builder{
+		cache: cache, opts: opts, log: log, metrics: m,
+		Quiet: DefaultQuiet, MaxDelay: DefaultMaxDelay,
+		store:   compile.NewStore(),
+		trigger: make(chan struct{}, 1),
+		ready:   make(chan struct{}),
+	}
+}
+
+// Update replaces the input and schedules a rebuild.
+func (b *Builder) Update(in Input) {
+	b.mu.Lock()
+	b.input, b.hasInput = in, true
+	b.mu.Unlock()
+	b.Trigger()
+}
+
+// Trigger schedules a rebuild (a new group connected, a source changed).
+func (b *Builder) Trigger() {
+	select {
+	case b.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is closed once the first snapshot is published.
+func (b *Builder) Ready() <-chan struct{} { return b.ready }
+
+// Diagnostics returns the problems found by the last build.
+func (b *Builder) Diagnostics() intent.Diagnostics {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append(intent.Diagnostics(nil), b.diags...)
+}
+
+// Run rebuilds after triggers, collapsing bursts, until ctx is done.
+func (b *Builder) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.trigger:
+		}
+		first := time.Now()
+		quiet := time.NewTimer(b.Quiet)
+	collect:
+		for {
+			select {
+			case <-ctx.Done():
+				quiet.Stop()
+				return
+			case <-b.trigger:
+				if time.Since(first) >= b.MaxDelay {
+					break collect
+				}
+				quiet.Reset(min(b.Quiet, b.MaxDelay-time.Since(first)))
+			case <-quiet.C:
+				break collect
+			}
+		}
+		quiet.Stop()
+		b.Rebuild()
+	}
+}
+
+// Rebuild parses the current input and publishes every group's snapshot:
+// the groups intents name and the groups of connected proxies.
+func (b *Builder) Rebuild() {
+	start := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.hasInput {
+		return
+	}
+	in := b.input
+	intents, diags := b.store.Update(in.ConfigMaps, b.opts.ResolveOptions())
+	diags = append(append(intent.Diagnostics(nil), in.Diagnostics...), diags...)
+	secrets := compile.Secrets(in.Secrets)
+	result := "unchanged"
+	failed := false
+	for _, group := range compile.Groups(intents, b.cache.Groups()...) {
+		res, tdiags, err := compile.Group(intents, group, secrets, b.opts)
+		diags = append(diags, tdiags...)
+		var gs *GroupSnapshot
+		if err == nil {
+			gs, err = NewGroupSnapshot(res)
+		}
+		if err != nil {
+			failed = true
+			b.log.Error("snapshot not published: the group keeps its last good configuration", "group", group, "error", err)
+			continue
+		}
+		if prev := b.cache.Snapshot(group); prev != nil && sameVersions(prev, gs) {
+			continue
+		}
+		sent := b.cache.SetSnapshot(group, gs)
+		result = "ok"
+		b.recordGroup(group, gs)
+		b.log.Info("snapshot published", "group", group, "versions", versionSummary(gs), "responses", sent)
+	}
+	if failed {
+		result = "error"
+	}
+	diags = dedupe(diags)
+	diags.Sort()
+	b.diags = diags
+	b.reportDiagnostics(diags)
+	if b.metrics != nil {
+		b.metrics.Builds.WithLabelValues(result).Inc()
+		b.metrics.BuildDuration.Observe(time.Since(start).Seconds())
+		if !failed {
+			b.metrics.LastBuildSuccess.SetToCurrentTime()
+		}
+	}
+	b.builtAt = time.Now()
+	b.readyOne.Do(func() { close(b.ready) })
+}
+
+func (b *Builder) recordGroup(group string, gs *GroupSnapshot) {
+	if b.metrics == nil {
+		return
+	}
+	for _, typ := range Types {
+		ts := gs.Type(typ)
+		label := metrics.TypeLabel(typ)
+		b.metrics.GroupVersion.DeletePartialMatch(map[string]string{"group": group, "type": label})
+		b.metrics.GroupVersion.WithLabelValues(group, label, ts.Version).Set(1)
+		b.metrics.GroupResources.WithLabelValues(group, label).Set(float64(len(ts.Names)))
+	}
+}
+
+// reportDiagnostics logs the problems when they change, not on every
+// rebuild, and exports their counts.
+func (b *Builder) reportDiagnostics(diags intent.Diagnostics) {
+	text := diags.Error()
+	if b.metrics != nil {
+		errs, warns := 0, 0
+		invalid := map[string]bool{}
+		for _, d := range diags {
+			if d.Severity == intent.SeverityWarning {
+				warns++
+				continue
+			}
+			errs++
+			invalid[d.Origin.File+"|"+d.Origin.ConfigMap()] = true
+		}
+		b.metrics.Diagnostics.WithLabelValues("error").Set(float64(errs))
+		b.metrics.Diagnostics.WithLabelValues("warning").Set(float64(warns))
+		b.metrics.InvalidSources.Set(float64(len(invalid)))
+	}
+	if text == b.logged {
+		return
+	}
+	b.logged = text
+	for _, d := range diags {
+		attrs := []any{"source", d.Origin.String(), "field", d.Path, "problem", d.Message}
+		if d.Severity == intent.SeverityWarning {
+			b.log.Warn("intent warning", attrs...)
+		} else {
+			b.log.Error("invalid intent", attrs...)
+		}
+	}
+}
+
+func sameVersions(a, b *GroupSnapshot) bool {
+	for _, typ := range Types {
+		if a.Type(typ).Version != b.Type(typ).Version {
+			return false
+		}
+	}
+	return true
+}
+
+func versionSummary(gs *GroupSnapshot) string {
+	var parts []string
+	for _, typ := range Types {
+		ts := gs.Type(typ)
+		parts = append(parts, metrics.TypeLabel(typ)+"="+ts.Version)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+func dedupe(ds intent.Diagnostics) intent.Diagnostics {
+	seen := map[string]bool{}
+	var out intent.Diagnostics
+	for _, d := range ds {
+		if k := d.Error(); !seen[k] {
+			seen[k] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}

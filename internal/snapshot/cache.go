@@ -1,0 +1,392 @@
+package snapshot
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// GroupOf is the gateway group of a proxy: its node's cluster
+// (envoy --service-cluster).
+func GroupOf(n *core.Node) string { return n.GetCluster() }
+
+// Cache serves group snapshots to go-control-plane's xDS server, SotW and
+// delta, implementing cachev3.Cache. Compared with go-control-plane's
+// SnapshotCache it (1) keys snapshots by group, so all proxies of a group
+// share one; (2) shares marshalled resources and response lists between
+// streams; (3) does not re-send a type whose content version the proxy
+// already has, even on a new stream (a reconnect or another replica);
+// (4) does not answer a NACK with the version that was just rejected,
+// which would make the proxy and the server loop.
+type Cache struct {
+	mu     sync.Mutex
+	groups map[string]*groupState
+	nextID int64
+	// onNewGroup is called, outside the lock, when a proxy of a group that
+	// has no snapshot yet asks for configuration.
+	onNewGroup func(group string)
+	log        *slog.Logger
+}
+
+type groupState struct {
+	snap  *GroupSnapshot
+	sotw  map[int64]*sotwWatch
+	delta map[int64]*deltaWatch
+}
+
+type sotwWatch struct {
+	req *cachev3.Request
+	sub cachev3.Subscription
+	ch  chan cachev3.Response
+}
+
+type deltaWatch struct {
+	req *cachev3.DeltaRequest
+	sub cachev3.Subscription
+	ch  chan cachev3.DeltaResponse
+}
+
+var _ cachev3.Cache = (*Cache)(nil)
+
+// NewCache returns an empty cache. onNewGroup may be nil.
+func NewCache(log *slog.Logger, onNewGroup func(group string)) *Cache {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Cache{groups: map[string]*groupState{}, onNewGroup: onNewGroup, log: log}
+}
+
+func (c *Cache) group(name string) (*groupState, bool) {
+	st, ok := c.groups[name]
+	if !ok {
+		st = &groupState{sotw: map[int64]*sotwWatch{}, delta: map[int64]*deltaWatch{}}
+		c.groups[name] = st
+	}
+	return st, !ok
+}
+
+// Groups lists the groups proxies have asked for or snapshots were set for.
+func (c *Cache) Groups() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.groups))
+	for g := range c.groups {
+		out = append(out, g)
+	}
+	return out
+}
+
+// Snapshot returns the group's current snapshot, nil if none.
+func (c *Cache) Snapshot(group string) *GroupSnapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.groups[group]; ok {
+		return st.snap
+	}
+	return nil
+}
+
+// SetSnapshot publishes a group's snapshot and answers the open watches
+// whose proxies lack something in it. It returns how many responses were
+// sent.
+func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, _ := c.group(group)
+	st.snap = gs
+	sent := 0
+	for id, w := range st.sotw {
+		if resp := sotwResponse(gs, w.req, w.sub); resp != nil {
+			c.deliverSotw(w, resp)
+			delete(st.sotw, id)
+			sent++
+		}
+	}
+	for id, w := range st.delta {
+		if resp := deltaResponse(gs, w.req, w.sub, false); resp != nil {
+			c.deliverDelta(w, resp)
+			delete(st.delta, id)
+			sent++
+		}
+	}
+	return sent
+}
+
+// The server's response channels are buffered for one response per type
+// and a watch answers once, so these sends do not block; never block
+// under the lock regardless.
+func (c *Cache) deliverSotw(w *sotwWatch, r cachev3.Response) {
+	select {
+	case w.ch <- r:
+	default:
+		c.log.Error("xDS response channel full; the proxy will get this version on its next request", "type", w.req.GetTypeUrl())
+	}
+}
+
+func (c *Cache) deliverDelta(w *deltaWatch, r cachev3.DeltaResponse) {
+	select {
+	case w.ch <- r:
+	default:
+		c.log.Error("delta xDS response channel full; the proxy will get this version on its next request", "type", w.req.GetTypeUrl())
+	}
+}
+
+// CreateWatch answers a SotW request at once when the proxy lacks the
+// current version, or holds it until a new snapshot of its group.
+func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	group := GroupOf(req.GetNode())
+	c.mu.Lock()
+	st, isNew := c.group(group)
+	if st.snap != nil {
+		if resp := sotwResponse(st.snap, req, sub); resp != nil {
+			c.deliverSotw(&sotwWatch{req: req, ch: ch}, resp)
+			c.mu.Unlock()
+			return func() {}, nil
+		}
+	}
+	c.nextID++
+	id := c.nextID
+	st.sotw[id] = &sotwWatch{req: req, sub: sub, ch: ch}
+	c.mu.Unlock()
+	if isNew && c.onNewGroup != nil {
+		c.onNewGroup(group)
+	}
+	return func() {
+		c.mu.Lock()
+		delete(st.sotw, id)
+		c.mu.Unlock()
+	}, nil
+}
+
+// CreateDeltaWatch answers a delta request with the resources whose
+// versions the proxy lacks, or holds it until a new snapshot.
+func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	group := GroupOf(req.GetNode())
+	c.mu.Lock()
+	st, isNew := c.group(group)
+	if st.snap != nil {
+		// The first request of a type on a stream is always answered, even
+		// with nothing, so that a proxy never waits on initialization.
+		first := req.GetResponseNonce() == ""
+		if resp := deltaResponse(st.snap, req, sub, first); resp != nil {
+			c.deliverDelta(&deltaWatch{req: req, ch: ch}, resp)
+			c.mu.Unlock()
+			return func() {}, nil
+		}
+	}
+	c.nextID++
+	id := c.nextID
+	st.delta[id] = &deltaWatch{req: req, sub: sub, ch: ch}
+	c.mu.Unlock()
+	if isNew && c.onNewGroup != nil {
+		c.onNewGroup(group)
+	}
+	return func() {
+		c.mu.Lock()
+		delete(st.delta, id)
+		c.mu.Unlock()
+	}, nil
+}
+
+// Fetch is REST xDS, which gateways on ADS do not use.
+func (c *Cache) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
+	return nil, errFetch
+}
+
+type fetchError struct{}
+
+func (fetchError) Error() string { return "REST xDS (fetch) is not served: use ADS over gRPC" }
+
+var errFetch = fetchError{}
+
+// sotwResponse decides whether a SotW request gets an answer now, and
+// builds it. It returns nil to hold the watch.
+func sotwResponse(gs *GroupSnapshot, req *cachev3.Request, sub cachev3.Subscription) cachev3.Response {
+	typeURL := req.GetTypeUrl()
+	ts := gs.Type(typeURL)
+	returned := sub.ReturnedResources()
+	if req.GetErrorDetail() != nil && sentVersion(returned) == ts.Version {
+		// NACK of the current version: re-sending it would loop. Wait
+		// for the next version.
+		return nil
+	}
+	if req.GetVersionInfo() == ts.Version {
+		if len(returned) == 0 {
+			// A new stream from a proxy that already has this version of
+			// the type (reconnect, or another replica): the version is a
+			// hash of the group's whole type, so it has everything.
+			return nil
+		}
+		missing := false
+		if !sub.IsWildcard() {
+			for name := range sub.SubscribedResources() {
+				if _, known := returned[name]; !known {
+					if _, exists := ts.Items[name]; exists {
+						missing = true
+						break
+					}
+				}
+			}
+		}
+		if !missing {
+			return nil
+		}
+	}
+	resources := ts.all
+	if !sub.IsWildcard() && !resourcev3ResourceRequiresFullState(typeURL) {
+		resources = subset(ts, sub.SubscribedResources())
+	}
+	names := make(map[string]string, len(resources))
+	if sub.IsWildcard() {
+		for _, n := range ts.Names {
+			names[n] = ts.Version
+		}
+	} else {
+		for n := range sub.SubscribedResources() {
+			if _, ok := ts.Items[n]; ok {
+				names[n] = ts.Version
+			}
+		}
+	}
+	return &sotwResp{req: req, version: ts.Version, resources: resources, returned: names}
+}
+
+func resourcev3ResourceRequiresFullState(typeURL string) bool {
+	return typeURL == resourcev3.ListenerType || typeURL == resourcev3.ClusterType
+}
+
+// subset lists the subscribed resources that exist, in name order; the
+// whole list when every resource is subscribed (the usual case).
+func subset(ts *TypeSnapshot, subscribed map[string]struct{}) []*anypb.Any {
+	n := 0
+	for name := range subscribed {
+		if _, ok := ts.Items[name]; ok {
+			n++
+		}
+	}
+	if n == len(ts.Names) {
+		return ts.all
+	}
+	out := make([]*anypb.Any, 0, n)
+	for _, name := range ts.Names {
+		if _, ok := subscribed[name]; ok {
+			out = append(out, ts.Items[name].any)
+		}
+	}
+	return out
+}
+
+// sentVersion is the SotW version last sent on the stream for the type.
+func sentVersion(returned map[string]string) string {
+	for _, v := range returned {
+		return v
+	}
+	return ""
+}
+
+// deltaResponse lists the resources the proxy lacks or holds outdated, and
+// those it holds that are gone. It returns nil to hold the watch, unless
+// always is set.
+func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Subscription, always bool) cachev3.DeltaResponse {
+	ts := gs.Type(req.GetTypeUrl())
+	returned := sub.ReturnedResources()
+	next := maps.Clone(returned)
+	if next == nil {
+		next = map[string]string{}
+	}
+	var resources []*discovery.Resource
+	var removed []string
+	consider := func(name string) {
+		it, exists := ts.Items[name]
+		known, isKnown := returned[name]
+		switch {
+		case exists && known != it.Version:
+			resources = append(resources, it.delta)
+			next[name] = it.Version
+		case !exists && isKnown:
+			removed = append(removed, name)
+			delete(next, name)
+		}
+	}
+	if sub.IsWildcard() {
+		for _, name := range ts.Names {
+			consider(name)
+		}
+	}
+	for name := range sub.SubscribedResources() {
+		if name != "*" {
+			consider(name)
+		}
+	}
+	for name := range returned {
+		if _, exists := ts.Items[name]; exists {
+			if _, subscribed := sub.SubscribedResources()[name]; !subscribed && !sub.IsWildcard() {
+				delete(next, name) // unsubscribed: forget, so a resubscription resends it
+			}
+			continue
+		}
+		if _, gone := next[name]; gone {
+			removed = append(removed, name)
+			delete(next, name)
+		}
+	}
+	if len(resources) == 0 && len(removed) == 0 && !always {
+		return nil
+	}
+	return &deltaResp{req: req, version: ts.Version, resources: resources, removed: dedupeSorted(removed), next: next}
+}
+
+func dedupeSorted(ss []string) []string {
+	sort.Strings(ss)
+	return slices.Compact(ss)
+}
+
+// sotwResp is a SotW response; the resource list is shared with other
+// streams and must not be modified, so each call returns a new message.
+type sotwResp struct {
+	req       *cachev3.Request
+	version   string
+	resources []*anypb.Any
+	returned  map[string]string
+}
+
+func (r *sotwResp) GetDiscoveryResponse() (*discovery.DiscoveryResponse, error) {
+	return &discovery.DiscoveryResponse{VersionInfo: r.version, Resources: r.resources, TypeUrl: r.req.GetTypeUrl()}, nil
+}
+func (r *sotwResp) GetRequest() *discovery.DiscoveryRequest { return r.req }
+func (r *sotwResp) GetVersion() (string, error)             { return r.version, nil }
+func (r *sotwResp) GetResponseVersion() string              { return r.version }
+func (r *sotwResp) GetReturnedResources() map[string]string { return r.returned }
+func (r *sotwResp) GetContext() context.Context             { return context.Background() }
+
+type deltaResp struct {
+	req       *cachev3.DeltaRequest
+	version   string
+	resources []*discovery.Resource
+	removed   []string
+	next      map[string]string
+}
+
+func (r *deltaResp) GetDeltaDiscoveryResponse() (*discovery.DeltaDiscoveryResponse, error) {
+	return &discovery.DeltaDiscoveryResponse{
+		SystemVersionInfo: r.version,
+		Resources:         r.resources,
+		RemovedResources:  r.removed,
+		TypeUrl:           r.req.GetTypeUrl(),
+	}, nil
+}
+func (r *deltaResp) GetDeltaRequest() *discovery.DeltaDiscoveryRequest { return r.req }
+func (r *deltaResp) GetSystemVersion() (string, error)                { return r.version, nil }
+func (r *deltaResp) GetResponseVersion() string                       { return r.version }
+func (r *deltaResp) GetNextVersionMap() map[string]string             { return r.next }
+func (r *deltaResp) GetReturnedResources() map[string]string          { return r.next }
+func (r *deltaResp) GetContext() context.Context                      { return context.Background() }

@@ -1,0 +1,122 @@
+package snapshot
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/egress-xds/egress-xds/internal/translate"
+)
+
+// GroupSnapshot is what every proxy of one gateway group is served. Each
+// resource is marshalled once, when the snapshot is built, and shared by
+// every stream of the group: the work of a push grows with groups, not
+// with proxies.
+type GroupSnapshot struct {
+	types map[string]*TypeSnapshot
+}
+
+// TypeSnapshot holds one xDS type of a group.
+type TypeSnapshot struct {
+	// Version is a hash of the names and content of every resource of the
+	// type: identical on every replica and after every restart, and moved
+	// only by a change of this type.
+	Version string
+	Names   []string // sorted
+	Items   map[string]*Item
+	// all is the full SotW resource list, shared by every response that
+	// carries the whole type.
+	all []*anypb.Any
+}
+
+// Item is one marshalled resource with its own content version (delta xDS).
+type Item struct {
+	Name     string
+	Version  string
+	Resource types.Resource
+	any      *anypb.Any
+	delta    *discovery.Resource
+}
+
+// NewGroupSnapshot checks resources, proves the set consistent with
+// go-control-plane's own rules, and marshals them once.
+func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
+	if err := translate.Check(res); err != nil {
+		return nil, err
+	}
+	byType := ByType(res)
+	gs := &GroupSnapshot{types: map[string]*TypeSnapshot{}}
+	snap := &cachev3.Snapshot{}
+	for _, typ := range Types {
+		ts, err := newTypeSnapshot(typ, byType[typ])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", typ, err)
+		}
+		gs.types[typ] = ts
+		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(ts.Version, byType[typ])
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, err
+	}
+	return gs, nil
+}
+
+func newTypeSnapshot(typeURL string, items []types.Resource) (*TypeSnapshot, error) {
+	ts := &TypeSnapshot{Items: make(map[string]*Item, len(items))}
+	opts := proto.MarshalOptions{Deterministic: true}
+	h := sha256.New()
+	for _, r := range items {
+		name := cachev3.GetResourceName(r)
+		if _, dup := ts.Items[name]; dup {
+			return nil, fmt.Errorf("resource %q is defined twice", name)
+		}
+		b, err := opts.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		sum := sha256.Sum256(b)
+		a := &anypb.Any{TypeUrl: typeURL, Value: b}
+		it := &Item{Name: name, Version: hex.EncodeToString(sum[:8]), Resource: r, any: a}
+		it.delta = &discovery.Resource{Name: name, Version: it.Version, Resource: a}
+		ts.Items[name] = it
+		ts.Names = append(ts.Names, name)
+	}
+	sort.Strings(ts.Names)
+	ts.all = make([]*anypb.Any, 0, len(ts.Names))
+	for _, n := range ts.Names {
+		it := ts.Items[n]
+		ts.all = append(ts.all, it.any)
+		fmt.Fprintf(h, "%s\x00%s\x00", n, it.Version)
+	}
+	ts.Version = hex.EncodeToString(h.Sum(nil))[:16]
+	return ts, nil
+}
+
+// Type returns one type of the snapshot; an unknown type is empty.
+func (gs *GroupSnapshot) Type(typeURL string) *TypeSnapshot {
+	if ts, ok := gs.types[typeURL]; ok {
+		return ts
+	}
+	return emptyType
+}
+
+// Versions lists the version of every type.
+func (gs *GroupSnapshot) Versions() map[string]string {
+	out := map[string]string{}
+	for typ, ts := range gs.types {
+		out[typ] = ts.Version
+	}
+	return out
+}
+
+var emptyType = func() *TypeSnapshot {
+	ts, _ := newTypeSnapshot("", nil)
+	return ts
+}()

@@ -1,0 +1,76 @@
+// Package xds runs the ADS gRPC server: go-control-plane's SotW and delta
+// servers on one port over the group cache, with keepalive enforcement,
+// stream limits, and a log line and a metric for every NACK.
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/egress-xds/egress-xds/internal/metrics"
+	"github.com/egress-xds/egress-xds/internal/snapshot"
+)
+
+// Server is the ADS endpoint.
+type Server struct {
+	GRPC    *grpc.Server
+	Proxies *Proxies
+}
+
+// Options tune the gRPC server.
+type Options struct {
+	// MaxConcurrentStreams per connection; an Envoy opens one ADS stream.
+	MaxConcurrentStreams uint32
+	// KeepaliveMinTime is the shortest ping interval a client may use.
+	// The egress gateway bootstrap pings every 30s.
+	KeepaliveMinTime time.Duration
+}
+
+// NewServer builds the gRPC server with the ADS service (SotW and delta).
+func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, log *slog.Logger, o Options) *Server {
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = 16
+	}
+	if o.KeepaliveMinTime == 0 {
+		o.KeepaliveMinTime = 10 * time.Second
+	}
+	proxies := newProxies(m, log)
+	g := grpc.NewServer(
+		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
+		// Accept the pings of idle ADS streams (Envoy's connection
+		// keepalive) down to KeepaliveMinTime; faster ones get GOAWAY.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: o.KeepaliveMinTime, PermitWithoutStream: true}),
+		// Ping idle proxies so half-open connections are found and their
+		// streams closed.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.MaxRecvMsgSize(4<<20),
+	)
+	srv := serverv3.NewServer(ctx, cache, proxies)
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	return &Server{GRPC: g, Proxies: proxies}
+}
+
+// Serve accepts connections on l until Stop.
+func (s *Server) Serve(l net.Listener) error { return s.GRPC.Serve(l) }
+
+// Stop ends every stream gracefully (proxies reconnect elsewhere), waiting
+// at most grace before closing connections.
+func (s *Server) Stop(grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.GRPC.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.GRPC.Stop()
+	}
+}
