@@ -13,19 +13,19 @@ const namespace = "egress_xds"
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	ConnectedProxies *prometheus.GaugeVec     // group, protocol
-	Responses        *prometheus.CounterVec   // group, type: responses pushed to proxies
-	PushedResources  *prometheus.CounterVec   // group, type: resources in those responses
-	ACKs             *prometheus.CounterVec   // group, type
-	NACKs            *prometheus.CounterVec   // group, type
-	Builds           *prometheus.CounterVec   // result: ok, error, unchanged
-	BuildDuration    prometheus.Histogram     // seconds
-	GroupVersion     *prometheus.GaugeVec     // group, type, version: 1 for the version served
-	GroupResources   *prometheus.GaugeVec     // group, type
-	InvalidSources   prometheus.Gauge         // ConfigMaps or files with errors
-	Diagnostics      *prometheus.GaugeVec     // severity
-	SourceUpdates    *prometheus.CounterVec   // source: folder, kubernetes
-	LastBuildSuccess prometheus.Gauge         // unix seconds
+	ConnectedProxies *prometheus.GaugeVec   // group, protocol
+	Responses        *prometheus.CounterVec // group, type: responses pushed to proxies
+	PushedResources  *prometheus.CounterVec // group, type: resources in those responses
+	ACKs             *prometheus.CounterVec // group, type
+	NACKs            *prometheus.CounterVec // group, type
+	Builds           *prometheus.CounterVec // result: ok, error, unchanged
+	BuildDuration    prometheus.Histogram   // seconds
+	GroupVersion     *prometheus.GaugeVec   // group, type, version: 1 for the version served
+	GroupResources   *prometheus.GaugeVec   // group, type
+	InvalidSources   prometheus.Gauge       // ConfigMaps or files with errors
+	Diagnostics      *prometheus.GaugeVec   // severity
+	SourceUpdates    *prometheus.CounterVec // source: folder, kubernetes
+	LastBuildSuccess prometheus.Gauge       // unix seconds
 }
 
 // New registers every metric, with the Go and process collectors, in a new

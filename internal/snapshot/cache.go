@@ -385,8 +385,8 @@ func (r *deltaResp) GetDeltaDiscoveryResponse() (*discovery.DeltaDiscoveryRespon
 	}, nil
 }
 func (r *deltaResp) GetDeltaRequest() *discovery.DeltaDiscoveryRequest { return r.req }
-func (r *deltaResp) GetSystemVersion() (string, error)                { return r.version, nil }
-func (r *deltaResp) GetResponseVersion() string                       { return r.version }
-func (r *deltaResp) GetNextVersionMap() map[string]string             { return r.next }
-func (r *deltaResp) GetReturnedResources() map[string]string          { return r.next }
-func (r *deltaResp) GetContext() context.Context                      { return context.Background() }
+func (r *deltaResp) GetSystemVersion() (string, error)                 { return r.version, nil }
+func (r *deltaResp) GetResponseVersion() string                        { return r.version }
+func (r *deltaResp) GetNextVersionMap() map[string]string              { return r.next }
+func (r *deltaResp) GetReturnedResources() map[string]string           { return r.next }
+func (r *deltaResp) GetContext() context.Context                       { return context.Background() }

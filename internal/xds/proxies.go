@@ -193,5 +193,5 @@ func (p *Proxies) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequ
 func (p *Proxies) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
 	p.response(id, r.GetTypeUrl(), r.GetSystemVersionInfo(), len(r.GetResources()))
 }
-func (p *Proxies) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error { return nil }
+func (p *Proxies) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error         { return nil }
 func (p *Proxies) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
