@@ -2,25 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/egress-xds/egress-xds/internal/admin"
-	"github.com/egress-xds/egress-xds/internal/compile"
-	"github.com/egress-xds/egress-xds/internal/metrics"
-	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/translate"
-	"github.com/egress-xds/egress-xds/internal/watch"
-	"github.com/egress-xds/egress-xds/internal/xds"
 )
 
 type serveFlags struct {
@@ -76,66 +67,18 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 // runServer runs the control plane until ctx is done.
 func runServer(ctx context.Context, f serveFlags, opts translate.Options, log *slog.Logger) error {
-	m := metrics.New()
-	var builder *snapshot.Builder
-	cache := snapshot.NewCache(log, func(string) { builder.Trigger() })
-	builder = snapshot.NewBuilder(cache, opts, m, log)
-
-	xdsL, err := net.Listen("tcp", f.xdsAddress)
+	srv, err := server.Start(ctx, server.Config{
+		ConfigDir:     f.configDir,
+		XDSAddress:    f.xdsAddress,
+		AdminAddress:  f.adminAddress,
+		Translate:     opts,
+		ShutdownGrace: f.shutdownGrace,
+		Log:           log,
+	})
 	if err != nil {
-		return fmt.Errorf("xds listener: %w", err)
+		return err
 	}
-	adminL, err := net.Listen("tcp", f.adminAddress)
-	if err != nil {
-		xdsL.Close()
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	srvCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	xs := xds.NewServer(srvCtx, cache, m, log, xds.Options{})
-	adminSrv := &http.Server{
-		Handler: admin.Handler(admin.Sources{Metrics: m, Cache: cache, Builder: builder, Proxies: xs.Proxies,
-			Description: "folder " + f.configDir}),
-		ReadHeaderTimeout: 5 * time.Second,
-	}
-
-	folder := watch.NewFolder(f.configDir, log)
-	folderErr := make(chan error, 1)
-	go func() {
-		folderErr <- folder.Run(ctx, func(st watch.State) {
-			cms, secrets, diags := compile.FromFolder(st)
-			m.SourceUpdates.WithLabelValues("folder").Inc()
-			builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: secrets, Diagnostics: diags})
-		})
-	}()
-	go builder.Run(ctx)
-	go func() {
-		if err := xs.Serve(xdsL); err != nil {
-			log.Error("xds server stopped", "error", err)
-		}
-	}()
-	go func() {
-		if err := adminSrv.Serve(adminL); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin server stopped", "error", err)
-		}
-	}()
-	log.Info("xds-server started", "xds", xdsL.Addr().String(), "admin", adminL.Addr().String(), "config_dir", f.configDir,
-		"forward_proxy_port", opts.ForwardProxyPort)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "grace", f.shutdownGrace)
-	case err := <-folderErr:
-		if err != nil {
-			runErr = fmt.Errorf("config folder: %w", err)
-		}
-	}
-	shutdownCtx, done := context.WithTimeout(context.Background(), f.shutdownGrace)
-	defer done()
-	_ = adminSrv.Shutdown(shutdownCtx)
-	xs.Stop(f.shutdownGrace)
-	return runErr
+	return srv.Wait()
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
