@@ -5,8 +5,11 @@
 package compile
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -36,21 +39,31 @@ func (c ConfigMap) Origin() intent.Origin {
 // Store parses ConfigMaps into intents and remembers the last good intent of
 // each, so a broken edit never takes a working configuration away from the
 // gateways: the previous version keeps being served and the error is
-// reported. Not safe for concurrent use.
+// reported. Parsed ConfigMaps are cached by content, so a rebuild after one
+// edit parses one ConfigMap. Not safe for concurrent use.
 type Store struct {
 	lastGood map[string]*intent.Intent
+	parsed   map[string]parsed // by ConfigMap, valid while its content hash matches
+}
+
+type parsed struct {
+	hash   [32]byte
+	intent *intent.Intent
+	diags  intent.Diagnostics
 }
 
 // NewStore returns an empty Store.
-func NewStore() *Store { return &Store{lastGood: map[string]*intent.Intent{}} }
+func NewStore() *Store {
+	return &Store{lastGood: map[string]*intent.Intent{}, parsed: map[string]parsed{}}
+}
 
 // Update parses the current ConfigMaps (the complete set: a ConfigMap not
 // in it is deleted) and returns the intents to serve, after conflict
 // resolution, and every problem found.
 func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.Intent, intent.Diagnostics) {
 	var diags intent.Diagnostics
-	var intents []*intent.Intent
 	seen := map[string]bool{}
+	var todo []ConfigMap
 	for _, cm := range cms {
 		o := cm.Origin()
 		key := o.ConfigMap()
@@ -66,9 +79,17 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 			continue
 		}
 		seen[key] = true
-		in, ds := intent.ParseConfigMap(o, cm.CreationTimestamp.Time, cm.Data)
-		diags = append(diags, ds...)
-		if in == nil {
+		todo = append(todo, cm)
+	}
+	results := s.parseAll(todo)
+	var intents []*intent.Intent
+	for i, cm := range todo {
+		o := cm.Origin()
+		key := o.ConfigMap()
+		p := results[i]
+		s.parsed[key] = p
+		diags = append(diags, p.diags...)
+		if p.intent == nil {
 			if prev := s.lastGood[key]; prev != nil {
 				diags = append(diags, intent.Diagnostic{Origin: o, Severity: intent.SeverityWarning,
 					Message: "keeping the last valid version of this ConfigMap until the errors are fixed"})
@@ -76,18 +97,73 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 			}
 			continue
 		}
-		s.lastGood[key] = in
-		intents = append(intents, in)
+		s.lastGood[key] = p.intent
+		intents = append(intents, p.intent)
 	}
 	for key := range s.lastGood {
 		if !seen[key] {
 			delete(s.lastGood, key)
 		}
 	}
+	for key := range s.parsed {
+		if !seen[key] {
+			delete(s.parsed, key)
+		}
+	}
 	accepted, rd := intent.Resolve(intents, opts)
 	diags = append(diags, rd...)
 	diags.Sort()
 	return accepted, diags
+}
+
+// parseAll parses the ConfigMaps whose content changed, on every core.
+func (s *Store) parseAll(cms []ConfigMap) []parsed {
+	out := make([]parsed, len(cms))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				out[i] = parseOne(cms[i])
+			}
+		}()
+	}
+	for i, cm := range cms {
+		h := contentHash(cm)
+		if p, ok := s.parsed[cm.Origin().ConfigMap()]; ok && p.hash == h {
+			out[i] = p
+			continue
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return out
+}
+
+func parseOne(cm ConfigMap) parsed {
+	in, ds := intent.ParseConfigMap(cm.Origin(), cm.CreationTimestamp.Time, cm.Data)
+	return parsed{hash: contentHash(cm), intent: in, diags: ds}
+}
+
+// contentHash covers everything parsing depends on: where the ConfigMap
+// comes from (for messages), its creation time (conflict order), its data.
+func contentHash(cm ConfigMap) [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", cm.File, cm.Origin().ConfigMap(), cm.CreationTimestamp.UnixNano())
+	keys := make([]string, 0, len(cm.Data))
+	for k := range cm.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(cm.Data[k]), cm.Data[k])
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
 }
 
 // Secrets indexes Secret data by namespace/name.

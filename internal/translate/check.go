@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -31,9 +32,26 @@ func Check(r *Resources) error { return check(r, false) }
 func CheckDeep(r *Resources) error { return check(r, true) }
 
 func check(r *Resources, deep bool) error {
+	validate := func(m proto.Message) error { return m.(validator).ValidateAll() }
+	if deep {
+		validate = DeepValidate
+	}
+	// Validation is the costly part; clusters are checked on a second
+	// goroutine while the rest is checked here.
+	var clusterErrs []error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, x := range r.Clusters {
+			if err := validate(x); err != nil {
+				clusterErrs = append(clusterErrs, fmt.Errorf("cluster %q: %w", x.Name, err))
+			}
+		}
+	}()
 	var errs []error
 	names := map[string]map[string]bool{}
-	add := func(kind, name string, m proto.Message) {
+	add := func(kind, name string, m proto.Message, validated bool) {
 		if names[kind] == nil {
 			names[kind] = map[string]bool{}
 		}
@@ -41,28 +59,27 @@ func check(r *Resources, deep bool) error {
 			errs = append(errs, fmt.Errorf("%s %q is defined twice", kind, name))
 		}
 		names[kind][name] = true
-		validate := func(m proto.Message) error { return m.(validator).ValidateAll() }
-		if deep {
-			validate = DeepValidate
+		if validated {
+			return
 		}
 		if err := validate(m); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, err))
 		}
 	}
 	for _, x := range r.Listeners {
-		add("listener", x.Name, x)
+		add("listener", x.Name, x, false)
 	}
 	for _, x := range r.Routes {
-		add("route", x.Name, x)
-	}
-	for _, x := range r.Clusters {
-		add("cluster", x.Name, x)
+		add("route", x.Name, x, false)
 	}
 	for _, x := range r.Endpoints {
-		add("endpoints", x.ClusterName, x)
+		add("endpoints", x.ClusterName, x, false)
 	}
 	for _, x := range r.Secrets {
-		add("secret", x.Name, x)
+		add("secret", x.Name, x, false)
+	}
+	for _, x := range r.Clusters {
+		add("cluster", x.Name, x, true)
 	}
 	refs, err := references(r)
 	if err != nil {
@@ -75,7 +92,8 @@ func check(r *Resources, deep bool) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return errors.Join(append(clusterErrs, errs...)...)
 }
 
 // DeepValidate runs ValidateAll on m and, recursively, on every message
