@@ -39,7 +39,8 @@ type Server struct {
 	Builder            *snapshot.Builder
 	XDS                *xds.Server
 
-	done chan error
+	done    chan struct{}
+	doneErr error
 }
 
 // Start listens on the configured addresses and runs every part until ctx
@@ -71,7 +72,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		XDSAddr: xdsL.Addr().String(), AdminAddr: adminL.Addr().String(),
 		Metrics: m, Cache: cache, Builder: builder, XDS: xs,
-		done: make(chan error, 1),
+		done: make(chan struct{}),
 	}
 	adminSrv := &http.Server{
 		Handler: admin.Handler(admin.Sources{Metrics: m, Cache: cache, Builder: builder, Proxies: xs.Proxies,
@@ -123,10 +124,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		xs.Stop(cfg.ShutdownGrace)
 		cancelSrv()
 		<-builderDone
-		s.done <- runErr
+		s.doneErr = runErr
+		close(s.done)
 	}()
 	return s, nil
 }
 
-// Wait blocks until the server has stopped and returns why.
-func (s *Server) Wait() error { return <-s.done }
+// Wait blocks until the server has stopped and returns why; it may be
+// called any number of times.
+func (s *Server) Wait() error {
+	<-s.done
+	return s.doneErr
+}
