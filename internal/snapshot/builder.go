@@ -52,6 +52,23 @@ type Builder struct {
 	ready    chan struct{}
 	readyOne sync.Once
 	builtAt  time.Time
+	reporter func(Report)
+}
+
+// Report is the outcome of a rebuild for the sources: every problem, and
+// the ConfigMaps (namespace/name) whose current version is served.
+type Report struct {
+	Diagnostics intent.Diagnostics
+	Accepted    []string
+}
+
+// OnReport sets a function called after every rebuild (from the builder's
+// goroutine, outside its lock), for sources that report back to operators,
+// such as Kubernetes Events.
+func (b *Builder) OnReport(f func(Report)) {
+	b.mu.Lock()
+	b.reporter = f
+	b.mu.Unlock()
 }
 
 // NewBuilder returns a builder publishing to cache. Run must be running for
@@ -128,11 +145,18 @@ func (b *Builder) Run(ctx context.Context) {
 // Rebuild parses the current input and publishes every group's snapshot:
 // the groups intents name and the groups of connected proxies.
 func (b *Builder) Rebuild() {
+	report, f := b.rebuild()
+	if f != nil && report != nil {
+		f(*report)
+	}
+}
+
+func (b *Builder) rebuild() (*Report, func(Report)) {
 	start := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.hasInput {
-		return
+		return nil, nil
 	}
 	in := b.input
 	intents, diags := b.store.Update(in.ConfigMaps, b.opts.ResolveOptions())
@@ -176,6 +200,24 @@ func (b *Builder) Rebuild() {
 	}
 	b.builtAt = time.Now()
 	b.readyOne.Do(func() { close(b.ready) })
+	report := &Report{Diagnostics: diags}
+	for _, in := range intents {
+		if !lastGoodOnly(in, diags) {
+			report.Accepted = append(report.Accepted, in.Origin.ConfigMap())
+		}
+	}
+	return report, b.reporter
+}
+
+// lastGoodOnly reports whether an intent is served only as the last good
+// version of a ConfigMap whose current version is invalid.
+func lastGoodOnly(in *intent.Intent, diags intent.Diagnostics) bool {
+	for _, d := range diags {
+		if d.Severity == intent.SeverityError && d.Origin.Namespace == in.Origin.Namespace && d.Origin.Name == in.Origin.Name {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Builder) recordGroup(group string, gs *GroupSnapshot) {
