@@ -54,8 +54,13 @@ type running struct {
 // start runs a control plane on dir, on loopback ports, until the test ends.
 func start(t *testing.T, dir string) *running {
 	t.Helper()
+	return startWith(t, context.Background(), dir)
+}
+
+func startWith(t testing.TB, parent context.Context, dir string) *running {
+	t.Helper()
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(parent)
 	srv, err := server.Start(ctx, server.Config{
 		ConfigDir:     dir,
 		XDSAddress:    "127.0.0.1:0",

@@ -102,6 +102,10 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, _ := c.group(group)
+	if st.snap != nil {
+		st.snap.release()
+	}
+	gs.publish()
 	st.snap = gs
 	sent := 0
 	for id, w := range st.sotw {
@@ -245,12 +249,13 @@ func sotwResponse(gs *GroupSnapshot, req *cachev3.Request, sub cachev3.Subscript
 	if !sub.IsWildcard() && !resourcev3ResourceRequiresFullState(typeURL) {
 		resources = subset(ts, sub.SubscribedResources())
 	}
-	names := make(map[string]string, len(resources))
+	var names map[string]string
 	if sub.IsWildcard() {
-		for _, n := range ts.Names {
-			names[n] = ts.Version
-		}
+		// The version, not every name: a thousand streams would otherwise
+		// hold a million entries. A fresh map: the server owns it.
+		names = map[string]string{"*": ts.Version}
 	} else {
+		names = make(map[string]string, len(resources))
 		for n := range sub.SubscribedResources() {
 			if _, ok := ts.Items[n]; ok {
 				names[n] = ts.Version
@@ -341,6 +346,9 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	}
 	if len(resources) == 0 && len(removed) == 0 && !always {
 		return nil
+	}
+	if len(resources) == len(ts.deltaAll) && len(resources) > 0 && sub.IsWildcard() {
+		resources = ts.deltaAll // same resources, same (name) order: share the list
 	}
 	return &deltaResp{req: req, version: ts.Version, resources: resources, removed: dedupeSorted(removed), next: next}
 }

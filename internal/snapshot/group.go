@@ -34,6 +34,25 @@ type TypeSnapshot struct {
 	// all is the full SotW resource list, shared by every response that
 	// carries the whole type.
 	all []*anypb.Any
+	// deltaAll is the full delta resource list, shared by every first
+	// response of a stream that holds nothing yet.
+	deltaAll []*discovery.Resource
+}
+
+// publish shares the snapshot's full lists with the gRPC codec; release
+// stops sharing when the snapshot is replaced.
+func (gs *GroupSnapshot) publish() {
+	for _, ts := range gs.types {
+		registerList(ts.all)
+		registerDeltaList(ts.deltaAll)
+	}
+}
+
+func (gs *GroupSnapshot) release() {
+	for _, ts := range gs.types {
+		unregisterList(ts.all)
+		unregisterDeltaList(ts.deltaAll)
+	}
 }
 
 // Item is one marshalled resource with its own content version (delta xDS).
@@ -93,6 +112,7 @@ func newTypeSnapshot(typeURL string, items []types.Resource) (*TypeSnapshot, err
 	for _, n := range ts.Names {
 		it := ts.Items[n]
 		ts.all = append(ts.all, it.any)
+		ts.deltaAll = append(ts.deltaAll, it.delta)
 		fmt.Fprintf(h, "%s\x00%s\x00", n, it.Version)
 	}
 	ts.Version = hex.EncodeToString(h.Sum(nil))[:16]

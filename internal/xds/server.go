@@ -51,6 +51,8 @@ func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, l
 		// streams closed.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(4<<20),
+		// Encode each group's resource lists once, not once per stream.
+		grpc.ForceServerCodecV2(snapshot.Codec{}),
 	)
 	srv := serverv3.NewServer(ctx, cache, proxies)
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, srv)
