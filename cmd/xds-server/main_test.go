@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestValidateExamples(t *testing.T) {
+	code, out, errOut := runCmd("validate", "../../examples")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "0 error(s)") || !strings.Contains(out, "6 of 6 intent ConfigMap(s) accepted") {
+		t.Fatalf("summary:\n%s", out)
+	}
+}
+
+// validate prints every problem with file, ConfigMap, key and field path,
+// and exits 1, like istioctl analyze.
+func TestValidateReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	bad := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: egress, namespace: payments, labels: {egress-xds.io/intent: "true"}}
+data:
+  egress.yaml: |
+    destinations:
+      - {name: a, host: a.example.com, ports: [{number: 443, protocol: TLS}]}
+      - {name: b, host: b.example.com, ports: [{number: 443, protocol: TLS}]}
+      - {name: c, host: c.example.com, ports: [{number: 70000, protocol: TCP}], tls: {mode: SIMPLE}}
+`
+	path := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCmd("validate", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{
+		path + ": payments/egress: egress.yaml: destinations[2].ports[0].number: 70000 is not a valid port",
+		path + ": payments/egress: egress.yaml: destinations[2].tls: TLS origination applies to HTTP ports",
+		"2 error(s), 0 warning(s); 0 of 1 intent ConfigMap(s) accepted",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("EGRESS_XDS_FORWARD_PROXY_PORT", "70000")
+	code, _, errOut := runCmd("validate", "../../examples")
+	if code != 2 || !strings.Contains(errOut, "--forward-proxy-port 70000 is not a valid port") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+func TestPortMapFlag(t *testing.T) {
+	code, out, errOut := runCmd("validate", "--port-map", "443=8443,80=8080", "../../examples")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = runCmd("validate", "--port-map", "443=8443,80=8443", "../../examples")
+	if code != 2 || !strings.Contains(errOut, "to 8443") {
+		t.Fatalf("two ports onto one: exit %d: %s", code, errOut)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if code, _, errOut := runCmd("frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
