@@ -27,8 +27,8 @@ type Input struct {
 // Debounce bounds: a burst of changes gives one rebuild, started once
 // changes stop for Quiet, and never later than MaxDelay after the first.
 const (
-	DefaultQuiet    = 50 * time.Millisecond
-	DefaultMaxDelay = 500 * time.Millisecond
+	DefaultQuiet    = 20 * time.Millisecond
+	DefaultMaxDelay = 250 * time.Millisecond
 )
 
 // Builder rebuilds every group's snapshot when the input changes or a

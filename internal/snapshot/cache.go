@@ -104,6 +104,7 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	st, _ := c.group(group)
 	if st.snap != nil {
 		st.snap.release()
+		gs.diffFrom(st.snap)
 	}
 	gs.publish()
 	st.snap = gs
@@ -304,10 +305,34 @@ func sentVersion(returned map[string]string) string {
 func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Subscription, always bool) cachev3.DeltaResponse {
 	ts := gs.Type(req.GetTypeUrl())
 	returned := sub.ReturnedResources()
+	// Fast path for the common case, a wildcard stream whose known versions
+	// are exactly those of a snapshot we sent (the marker says which) and
+	// whose subscription did not change: nothing to do, or the diff
+	// between that snapshot and this one, computed once for all streams.
+	if sub.IsWildcard() && len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0 {
+		switch basis := returned[versionMarker]; {
+		case basis != "" && basis == ts.Version:
+			if !always {
+				return nil
+			}
+			return &deltaResp{req: req, version: ts.Version, next: returned}
+		case basis != "" && ts.diff != nil && basis == ts.diff.from:
+			next := maps.Clone(returned)
+			for _, r := range ts.diff.changed {
+				next[r.Name] = r.Version
+			}
+			for _, name := range ts.diff.removed {
+				delete(next, name)
+			}
+			next[versionMarker] = ts.Version
+			return &deltaResp{req: req, version: ts.Version, resources: ts.diff.changed, removed: ts.diff.removed, next: next}
+		}
+	}
 	next := maps.Clone(returned)
 	if next == nil {
 		next = map[string]string{}
 	}
+	delete(next, versionMarker)
 	var resources []*discovery.Resource
 	var removed []string
 	consider := func(name string) {
@@ -333,6 +358,9 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 		}
 	}
 	for name := range returned {
+		if name == versionMarker {
+			continue
+		}
 		if _, exists := ts.Items[name]; exists {
 			if _, subscribed := sub.SubscribedResources()[name]; !subscribed && !sub.IsWildcard() {
 				delete(next, name) // unsubscribed: forget, so a resubscription resends it
@@ -344,6 +372,10 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 			delete(next, name)
 		}
 	}
+	if sub.IsWildcard() {
+		// The stream now holds exactly this snapshot's versions.
+		next[versionMarker] = ts.Version
+	}
 	if len(resources) == 0 && len(removed) == 0 && !always {
 		return nil
 	}
@@ -352,6 +384,11 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	}
 	return &deltaResp{req: req, version: ts.Version, resources: resources, removed: dedupeSorted(removed), next: next}
 }
+
+// versionMarker is an entry of the known-versions map the server keeps per
+// delta stream (never sent to the proxy): the snapshot version the map
+// reflects in full. No resource name is empty.
+const versionMarker = ""
 
 func dedupeSorted(ss []string) []string {
 	sort.Strings(ss)

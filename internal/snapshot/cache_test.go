@@ -204,3 +204,30 @@ func names(rs []*discovery.Resource) []string {
 	}
 	return out
 }
+
+// A delta stream two versions behind gets the full difference, not only
+// the last step's.
+func TestDeltaLaggingStreamGetsEverything(t *testing.T) {
+	c := NewCache(nil, nil)
+	c.SetSnapshot("g", groupSnapshot(t, "a.example", "b.example", "c.example"))
+	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
+	ch := make(chan cachev3.DeltaResponse, 1)
+	if _, err := c.CreateDeltaWatch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}, &sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	sub.SetReturnedResources((<-ch).GetReturnedResources())
+	c.SetSnapshot("g", groupSnapshot(t, "a.example", "x.example", "c.example")) // db changes
+	c.SetSnapshot("g", groupSnapshot(t, "y.example", "x.example"))              // da changes, dc goes
+	ack := &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}
+	if _, err := c.CreateDeltaWatch(ack, &sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := (<-ch).GetDeltaDiscoveryResponse()
+	got := names(out.Resources)
+	if len(got) != 2 || got[0] != "ns/cm/da/443" || got[1] != "ns/cm/db/443" {
+		t.Fatalf("changed: %v", got)
+	}
+	if len(out.RemovedResources) != 1 || out.RemovedResources[0] != "ns/cm/dc/443" {
+		t.Fatalf("removed: %v", out.RemovedResources)
+	}
+}

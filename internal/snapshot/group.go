@@ -37,6 +37,37 @@ type TypeSnapshot struct {
 	// deltaAll is the full delta resource list, shared by every first
 	// response of a stream that holds nothing yet.
 	deltaAll []*discovery.Resource
+	// diff is what changed since the snapshot this one replaced, for delta
+	// streams that hold that one.
+	diff *typeDiff
+}
+
+type typeDiff struct {
+	from    string // version of the replaced snapshot
+	changed []*discovery.Resource
+	removed []string
+}
+
+// diffFrom records, per type, what changed since prev.
+func (gs *GroupSnapshot) diffFrom(prev *GroupSnapshot) {
+	for typ, ts := range gs.types {
+		old := prev.Type(typ)
+		if old.Version == ts.Version {
+			continue
+		}
+		d := &typeDiff{from: old.Version}
+		for _, name := range ts.Names {
+			if it, ok := old.Items[name]; !ok || it.Version != ts.Items[name].Version {
+				d.changed = append(d.changed, ts.Items[name].delta)
+			}
+		}
+		for _, name := range old.Names {
+			if _, ok := ts.Items[name]; !ok {
+				d.removed = append(d.removed, name)
+			}
+		}
+		ts.diff = d
+	}
 }
 
 // publish shares the snapshot's full lists with the gRPC codec; release
