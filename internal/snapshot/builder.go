@@ -162,6 +162,11 @@ func (b *Builder) rebuild() (*Report, func(Report)) {
 	intents, diags := b.store.Update(in.ConfigMaps, b.opts.ResolveOptions())
 	diags = append(append(intent.Diagnostics(nil), in.Diagnostics...), diags...)
 	secrets := compile.Secrets(in.Secrets)
+	named := map[string]bool{}
+	for _, g := range intent.Groups(intents) {
+		named[g] = true
+	}
+	b.cache.Prune(named)
 	result := "unchanged"
 	failed := false
 	for _, group := range compile.Groups(intents, b.cache.Groups()...) {

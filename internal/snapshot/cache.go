@@ -85,6 +85,22 @@ func (c *Cache) Groups() []string {
 	return out
 }
 
+// Prune forgets the groups that no proxy watches and keep does not name, so
+// that proxies connecting with ever new cluster names cannot grow memory
+// without bound. A pruned group is rebuilt when a proxy asks again.
+func (c *Cache) Prune(keep map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, st := range c.groups {
+		if !keep[name] && len(st.sotw) == 0 && len(st.delta) == 0 {
+			if st.snap != nil {
+				st.snap.release()
+			}
+			delete(c.groups, name)
+		}
+	}
+}
+
 // Snapshot returns the group's current snapshot, nil if none.
 func (c *Cache) Snapshot(group string) *GroupSnapshot {
 	c.mu.Lock()

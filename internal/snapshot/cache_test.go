@@ -231,3 +231,24 @@ func TestDeltaLaggingStreamGetsEverything(t *testing.T) {
 		t.Fatalf("removed: %v", out.RemovedResources)
 	}
 }
+
+func TestPruneForgetsUnwatchedGroups(t *testing.T) {
+	c := NewCache(nil, nil)
+	c.SetSnapshot("gone", groupSnapshot(t, "a.example"))
+	c.SetSnapshot("kept", groupSnapshot(t, "a.example"))
+	sub := stream.NewSotwSubscription(nil, true)
+	ch := make(chan cachev3.Response, 1)
+	req := sotwRequest(resourcev3.ClusterType, "")
+	req.Node = &core.Node{Id: "n", Cluster: "watched"}
+	if _, err := c.CreateWatch(req, &sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	c.Prune(map[string]bool{"kept": true})
+	got := map[string]bool{}
+	for _, g := range c.Groups() {
+		got[g] = true
+	}
+	if got["gone"] || !got["kept"] || !got["watched"] {
+		t.Fatalf("groups after prune: %v", got)
+	}
+}
