@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -40,17 +41,22 @@ type translateFlags struct {
 	forwardProxyPort uint
 	portMap          portMap
 	systemCA         string
+	listenerAddress  string
 }
 
 func (t *translateFlags) register(fs *flag.FlagSet) {
 	fs.UintVar(&t.forwardProxyPort, "forward-proxy-port", 3128, "gateway port of the explicit HTTP proxy (CONNECT and absolute-form requests); 0 disables it")
 	fs.Var(&t.portMap, "port-map", "listener port for a declared port, e.g. 443=8443,80=8080 for gateways running without privileges")
+	fs.StringVar(&t.listenerAddress, "listener-address", "0.0.0.0", "address the gateways' listeners bind (127.0.0.1 for a gateway on a laptop)")
 	fs.StringVar(&t.systemCA, "system-ca-bundle", translate.DefaultSystemCABundle, "CA bundle path inside the gateway, used to verify upstream servers when an intent names no CA Secret")
 }
 
 func (t *translateFlags) options() (translate.Options, error) {
 	if t.forwardProxyPort > 65535 {
 		return translate.Options{}, fmt.Errorf("--forward-proxy-port %d is not a valid port", t.forwardProxyPort)
+	}
+	if _, err := netip.ParseAddr(t.listenerAddress); err != nil {
+		return translate.Options{}, fmt.Errorf("--listener-address %q is not an IP address", t.listenerAddress)
 	}
 	seen := map[uint32]uint32{}
 	for from, to := range t.portMap {
@@ -67,6 +73,7 @@ func (t *translateFlags) options() (translate.Options, error) {
 		ForwardProxyPort: uint32(t.forwardProxyPort),
 		PortMap:          t.portMap,
 		SystemCABundle:   t.systemCA,
+		ListenerAddress:  t.listenerAddress,
 	}, nil
 }
 

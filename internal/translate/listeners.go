@@ -17,10 +17,10 @@ import (
 // NotDeclaredReason is logged for connections whose SNI no intent declares.
 const NotDeclaredReason = "egress_not_declared: no egress intent declares this host on this port"
 
-func listener(name string, port uint32) *listenerv3.Listener {
+func (t *translator) listener(name string, port uint32) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:    name,
-		Address: socketAddress("0.0.0.0", port),
+		Address: socketAddress(t.opts.ListenerAddress, port),
 		// Envoy's default of 1 MiB per connection buffer is generous for a
 		// gateway fronting many clients.
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(32 * 1024),
@@ -33,7 +33,7 @@ func listener(name string, port uint32) *listenerv3.Listener {
 // (emitted only for connections that match no filter chain) records it.
 func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Listener {
 	name := listenerName(kindTLS, port)
-	l := listener(name, port)
+	l := t.listener(name, port)
 	l.ListenerFilters = []*listenerv3.ListenerFilter{{
 		Name:       "envoy.filters.listener.tls_inspector",
 		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: t.pack(&tlsinspectorv3.TlsInspector{})},
@@ -62,7 +62,7 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 // to tell destinations apart, so intent resolution allows one per port.
 func (t *translator) tcpListener(port uint32, dp *destPort) *listenerv3.Listener {
 	name := listenerName(kindTCP, port)
-	l := listener(name, port)
+	l := t.listener(name, port)
 	filters := append(t.connectionFilters(dp), t.tcpProxy(name, dp))
 	l.FilterChains = []*listenerv3.FilterChain{{Name: dp.cluster, Filters: filters}}
 	return l
@@ -95,7 +95,7 @@ func (t *translator) tcpProxy(listenerName string, dp *destPort) *listenerv3.Fil
 // destination and answers 403 to every other host.
 func (t *translator) httpListener(port uint32, dps []*destPort) (*listenerv3.Listener, *routev3.RouteConfiguration) {
 	name := listenerName(kindHTTP, port)
-	l := listener(name, port)
+	l := t.listener(name, port)
 	l.FilterChains = []*listenerv3.FilterChain{{Name: name, Filters: []*listenerv3.Filter{t.connectionManager(name, dps, false)}}}
 	return l, t.httpRoutes(name, dps)
 }
@@ -105,7 +105,7 @@ func (t *translator) httpListener(port uint32, dps []*destPort) (*listenerv3.Lis
 // for HTTP ones, each only to declared destinations.
 func (t *translator) forwardProxy(port uint32, dps []*destPort) (*listenerv3.Listener, *routev3.RouteConfiguration) {
 	name := listenerName(kindForwardProxy, port)
-	l := listener(name, port)
+	l := t.listener(name, port)
 	l.FilterChains = []*listenerv3.FilterChain{{Name: name, Filters: []*listenerv3.Filter{t.connectionManager(name, dps, true)}}}
 	return l, t.forwardProxyRoutes(name, dps)
 }

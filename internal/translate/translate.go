@@ -45,6 +45,9 @@ type Options struct {
 	// SystemCABundle is the CA file Envoy verifies upstream servers with when
 	// an intent names no CA Secret.
 	SystemCABundle string
+	// ListenerAddress is the address gateway listeners bind; "0.0.0.0"
+	// when empty.
+	ListenerAddress string
 }
 
 // ResolveOptions are the constraints these options put on intents.
@@ -86,6 +89,9 @@ func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, in
 	}
 	if opts.SystemCABundle == "" {
 		opts.SystemCABundle = DefaultSystemCABundle
+	}
+	if opts.ListenerAddress == "" {
+		opts.ListenerAddress = "0.0.0.0"
 	}
 	t := &translator{opts: opts, secrets: secrets, out: &Resources{Sources: map[string]string{}}}
 	if opts.Role != RoleGateway {

@@ -1,0 +1,273 @@
+package integration
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/egress-xds/egress-xds/envoy/bootstrap"
+	"github.com/egress-xds/egress-xds/internal/translate"
+	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
+)
+
+var update = flag.Bool("update", false, "rewrite compose/intents from the scenario table")
+
+const (
+	// namespace of every scenario ConfigMap: the mTLS Secrets live there.
+	namespace = fakeservices.SecretNamespace
+	// group is the gateway group (Envoy node.cluster) the intents select.
+	group = bootstrap.DefaultCluster
+	// composeIntents holds the scenario intents rendered for compose: what
+	// `docker compose up` serves.
+	composeIntents = "compose/intents"
+	// fakesHost is the fake services' compose service name.
+	fakesHost = "fakeservices"
+)
+
+// declaredPorts are the ports the scenario intents declare.
+var declaredPorts = []uint32{80, 443, 5432}
+
+type hostPort struct {
+	Host string
+	Port uint32
+}
+
+func (h hostPort) String() string { return net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))) }
+
+// Env is where the scenarios run: how gateways reach the fake services, on
+// which ports gateways listen, and where test traffic comes from.
+type Env struct {
+	Name string
+	// Upstreams are the fake services as the gateways reach them, by
+	// service (fakeservices.ServiceTLS ...) or database instance name.
+	Upstreams map[string]hostPort
+	// ClientCIDRs contain the source addresses of test traffic as the
+	// gateways see them.
+	ClientCIDRs      []string
+	PortMap          map[uint32]uint32
+	ForwardProxyPort uint32
+	// SystemCABundle is the test CA file as the gateways see it: upstream
+	// verification without a CA Secret uses it.
+	SystemCABundle string
+	// ListenerAddress is what gateway listeners bind: loopback for local
+	// Envoy processes, every address in containers.
+	ListenerAddress string
+}
+
+// composeEnv is docker-compose.yaml: fake services by their service name,
+// gateways listening on the declared ports (sysctl, no port map), traffic
+// from the Docker networks or published loopback ports.
+func composeEnv() *Env {
+	hp := func(p int) hostPort { return hostPort{fakesHost, uint32(p)} }
+	return &Env{
+		Name: "compose",
+		Upstreams: map[string]hostPort{
+			fakeservices.ServiceTLS: hp(fakeservices.TLSPort), fakeservices.ServiceMTLS: hp(fakeservices.MTLSPort),
+			fakeservices.ServiceHTTP: hp(fakeservices.HTTPPort), fakeservices.ServiceFlaky: hp(fakeservices.FlakyPort),
+			fakeservices.DBPrimary: hp(fakeservices.DBPrimaryPort), fakeservices.DBReplica: hp(fakeservices.DBReplicaPort),
+		},
+		ClientCIDRs:      []string{"10.0.0.0/8", "127.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
+		ForwardProxyPort: 3128,
+		SystemCABundle:   "/certs/" + fakeservices.CACertFile,
+	}
+}
+
+// localEnv is everything on 127.0.0.1: the in-process fake services, and
+// gateway listeners on free ports (a port map, as unprivileged gateways use).
+func localEnv(t *testing.T, fakes *fakeservices.Services, caFile string) *Env {
+	t.Helper()
+	ups := map[string]hostPort{}
+	for name, addr := range map[string]string{
+		fakeservices.ServiceTLS: fakes.TLS, fakeservices.ServiceMTLS: fakes.MTLS, fakeservices.ServiceHTTP: fakes.HTTP,
+		fakeservices.ServiceFlaky: fakes.Flaky, fakeservices.DBPrimary: fakes.DB[fakeservices.DBPrimary],
+		fakeservices.DBReplica: fakes.DB[fakeservices.DBReplica],
+	} {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(port)
+		ups[name] = hostPort{host, uint32(p)}
+	}
+	free := freePorts(t, len(declaredPorts)+1)
+	pm := map[uint32]uint32{}
+	for i, p := range declaredPorts {
+		pm[p] = free[i]
+	}
+	return &Env{Name: "local", ListenerAddress: "127.0.0.1", Upstreams: ups, ClientCIDRs: []string{"127.0.0.1/32"}, PortMap: pm,
+		ForwardProxyPort: free[len(declaredPorts)], SystemCABundle: caFile}
+}
+
+// freePorts returns n ports free on 127.0.0.1 (held together while chosen,
+// so they differ).
+func freePorts(t *testing.T, n int) []uint32 {
+	t.Helper()
+	var out []uint32
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, uint32(l.Addr().(*net.TCPAddr).Port))
+	}
+	return out
+}
+
+func (e *Env) translateOptions() translate.Options {
+	return translate.Options{Role: translate.RoleGateway, ForwardProxyPort: e.ForwardProxyPort, PortMap: e.PortMap,
+		SystemCABundle: e.SystemCABundle, ListenerAddress: e.ListenerAddress}
+}
+
+func (e *Env) listenerPort(declared uint32) uint32 {
+	if p, ok := e.PortMap[declared]; ok {
+		return p
+	}
+	return declared
+}
+
+// listener names a gateway listener: tls_443, http_80, tcp_5432.
+func (e *Env) listener(kind string, declared uint32) string {
+	return fmt.Sprintf("%s_%d", kind, e.listenerPort(declared))
+}
+
+func (e *Env) forwardProxy() string { return fmt.Sprintf("forward_proxy_%d", e.ForwardProxyPort) }
+
+// listeners are every listener the scenario intents give a gateway.
+func (e *Env) listeners() []string {
+	return []string{e.listener("http", 80), e.listener("tls", 443), e.listener("tcp", 5432), e.forwardProxy()}
+}
+
+// ep is the YAML endpoint of a fake service, with optional labels.
+func (e *Env) ep(name string, labels ...string) string {
+	u := e.Upstreams[name]
+	s := fmt.Sprintf("{address: %s, port: %d", u.Host, u.Port)
+	if len(labels) > 0 {
+		s += ", labels: {" + strings.Join(labels, ", ") + "}"
+	}
+	return s + "}"
+}
+
+// addr is an upstream as Envoy's endpoints hold it.
+func (e *Env) addr(name string) string { return e.Upstreams[name].String() }
+
+// allowClients is an allow list admitting the test traffic.
+func (e *Env) allowClients() string {
+	var parts []string
+	for _, c := range e.ClientCIDRs {
+		parts = append(parts, "{cidr: "+c+"}")
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// clusterName is namespace/configmap/destination/port; the scenario name is
+// its ConfigMap's name.
+func clusterName(scenario, dest string, port uint32) string {
+	return fmt.Sprintf("%s/%s/%s/%d", namespace, scenario, dest, port)
+}
+
+// manifest wraps destinations (a YAML list) into the scenario's ConfigMap.
+func manifest(scenario, about, destinations string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Scenario %s: %s.\n", scenario, about)
+	fmt.Fprintf(&b, `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: %s
+  namespace: %s
+  labels:
+    egress-xds.io/intent: "true"
+data:
+  egress.yaml: |
+    gateways: [%s]
+    destinations:
+`, scenario, namespace, group)
+	for _, line := range strings.Split(strings.Trim(destinations, "\n"), "\n") {
+		b.WriteString("      " + line + "\n")
+	}
+	return b.String()
+}
+
+// render is the file content of a scenario's intent; "" for none.
+func render(sc *Scenario, e *Env, intent func(*Env) string) string {
+	if intent == nil {
+		return ""
+	}
+	return manifest(sc.Name, sc.About, intent(e))
+}
+
+// writeIntents writes every scenario's intent into dir, one file each.
+func writeIntents(t *testing.T, dir string, e *Env) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range scenarios {
+		writeIntent(t, dir, scenarios[i].Name, render(&scenarios[i], e, scenarios[i].Intent))
+	}
+}
+
+// writeIntent replaces a scenario's file atomically (through a hidden
+// file, which the server's watcher skips); "" removes it.
+func writeIntent(t *testing.T, dir, name, content string) {
+	t.Helper()
+	path := filepath.Join(dir, name+".yaml")
+	if content == "" {
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		return
+	}
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The intents `docker compose up` serves are the scenario table rendered
+// for compose (go test -run TestComposeIntentsAreCurrent -update rewrites
+// them).
+func TestComposeIntentsAreCurrent(t *testing.T) {
+	want := t.TempDir()
+	writeIntents(t, want, composeEnv())
+	if *update {
+		old, _ := filepath.Glob(filepath.Join(composeIntents, "*.yaml"))
+		for _, f := range old {
+			os.Remove(f)
+		}
+		writeIntents(t, composeIntents, composeEnv())
+		return
+	}
+	got, _ := filepath.Glob(filepath.Join(composeIntents, "*.yaml"))
+	exp, _ := filepath.Glob(filepath.Join(want, "*.yaml"))
+	base := func(fs []string) (out []string) {
+		for _, f := range fs {
+			out = append(out, filepath.Base(f))
+		}
+		return out
+	}
+	if !slices.Equal(base(got), base(exp)) {
+		t.Fatalf("%s holds %v, the scenarios render %v; run go test ./test/integration -run TestComposeIntentsAreCurrent -update",
+			composeIntents, base(got), base(exp))
+	}
+	for _, f := range exp {
+		w, _ := os.ReadFile(f)
+		g, _ := os.ReadFile(filepath.Join(composeIntents, filepath.Base(f)))
+		if string(w) != string(g) {
+			t.Errorf("%s/%s is stale; run go test ./test/integration -run TestComposeIntentsAreCurrent -update",
+				composeIntents, filepath.Base(f))
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package fakeservices
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Files of a certs folder: shared by the fake services, the gateways (the CA
+// is their system bundle), xds-server (the Secrets) and the client.
+const (
+	CACertFile  = "ca.crt"
+	CAKeyFile   = "ca.key"
+	SecretsFile = "partner-secrets.yaml"
+)
+
+// The Secrets of mutual TLS origination: the partner hands the gateway a
+// client certificate and the CA of its server certificate.
+const (
+	SecretNamespace   = "apps"
+	ClientCertSecret  = "partner-client-cert"
+	CASecret          = "partner-ca"
+	GatewayClientName = "egress-gateway"
+)
+
+// DefaultNames are the names the fake TLS servers present certificates for:
+// every TLS host of the scenarios, and no other (a scenario relies on a name
+// missing here to prove the gateway verifies upstream certificates).
+var DefaultNames = []string{
+	"api.github.com",
+	"api.external-service.com",
+	"secure-api.partner.com",
+	"denied-tls.example.com",
+}
+
+// LoadOrCreateCA reads the CA of dir, or, when dir has none, makes one and
+// writes the folder with WriteCertsDir. created tells which.
+func LoadOrCreateCA(dir string) (ca *CA, created bool, err error) {
+	certPEM, errC := os.ReadFile(filepath.Join(dir, CACertFile))
+	keyPEM, errK := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	switch {
+	case errC == nil && errK == nil:
+		ca, err = ParseCA(certPEM, keyPEM)
+		return ca, false, err
+	case !errors.Is(errC, fs.ErrNotExist) && errC != nil:
+		return nil, false, errC
+	case !errors.Is(errK, fs.ErrNotExist) && errK != nil:
+		return nil, false, errK
+	case errC == nil || errK == nil:
+		return nil, false, fmt.Errorf("%s holds only one of %s and %s", dir, CACertFile, CAKeyFile)
+	}
+	if ca, err = NewCA(); err != nil {
+		return nil, false, err
+	}
+	return ca, true, WriteCertsDir(dir, ca)
+}
+
+// WriteCertsDir writes the CA and the partner Secrets into dir. Files are
+// world-readable: the containers of the stack read them as other users, and
+// this CA exists only for the test.
+func WriteCertsDir(dir string, ca *CA) error {
+	clientCert, clientKey, err := ca.Issue(GatewayClientName, nil, true)
+	if err != nil {
+		return err
+	}
+	secrets := fmt.Sprintf(`# Written by fakeservices: the partner's onboarding package for mutual TLS
+# origination, a client certificate for the gateway and the CA of the
+# partner's server certificate, both from the test CA in this folder.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: %s
+  namespace: %s
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+%s  tls.key: |
+%s---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: %s
+  namespace: %s
+stringData:
+  ca.crt: |
+%s`, ClientCertSecret, SecretNamespace, indent(clientCert), indent(clientKey), CASecret, SecretNamespace, indent(ca.CertPEM))
+	// The CA goes first: a watcher of the folder that sees the Secrets
+	// finds the CA they were made with.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{CAKeyFile, ca.KeyPEM}, {CACertFile, ca.CertPEM}, {SecretsFile, []byte(secrets)}} {
+		if err := writeAtomic(filepath.Join(dir, f.name), f.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeAtomic writes through a hidden temporary file, which folder watchers
+// skip, so no reader ever sees half a file.
+func writeAtomic(path string, data []byte) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil { // whatever the umask
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func indent(pemData []byte) string {
+	var b strings.Builder
+	for _, line := range bytes.SplitAfter(pemData, []byte("\n")) {
+		if len(line) > 0 {
+			b.WriteString("    ")
+			b.Write(line)
+		}
+	}
+	return b.String()
+}

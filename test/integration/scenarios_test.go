@@ -1,0 +1,573 @@
+package integration
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	lrlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	lrlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
+	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+
+	"github.com/egress-xds/egress-xds/internal/translate"
+	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
+)
+
+// Scenario is one behaviour of the egress guide, proven by the same entry
+// twice: Config on what a gateway receives over ADS (always, in CI), and
+// Traffic by real requests through real Envoy gateways (when Envoy runs).
+// Scenarios run in table order on one stack; each has its own hosts, so
+// they do not interfere, except that the not-declared and forward-proxy
+// scenarios use listeners and destinations the others declare.
+type Scenario struct {
+	Name  string // also the ConfigMap and the file name
+	About string
+	// Intent is the scenario's destinations (a YAML list) for an Env; nil
+	// for none.
+	Intent func(*Env) string
+	// Config holds once the gateway has the scenario's configuration; it
+	// is retried until it does.
+	Config  func(*Env, *check)
+	Traffic func(*testing.T, *Traffic)
+	// Then rewrites the intent while everything runs (a nil Intent deletes
+	// the file) and checks again.
+	Then *Step
+}
+
+// Step is a change of a scenario's intent and what must follow.
+type Step struct {
+	Intent  func(*Env) string
+	Config  func(*Env, *check)
+	Traffic func(*testing.T, *Traffic)
+}
+
+// Hosts and sources the scenarios rely on.
+const (
+	notDeclaredHost = "not-declared.example.org"
+	wrongCertHost   = "wrong-cert.example.net" // not in fakeservices.DefaultNames
+	deniedCIDR      = "203.0.113.0/24"         // TEST-NET-3: never a test client
+)
+
+// Envoy filter names the assertions look up.
+const (
+	netRBAC       = "envoy.filters.network.rbac"
+	netRateLimit  = "envoy.filters.network.local_ratelimit"
+	tcpProxy      = "envoy.filters.network.tcp_proxy"
+	httpRBAC      = "envoy.filters.http.rbac"
+	httpRateLimit = "envoy.filters.http.local_ratelimit"
+)
+
+var scenarios = []Scenario{{
+	Name:  "passthrough",
+	About: "TLS to a declared host passes through by SNI, from an allowed source",
+	Intent: func(e *Env) string {
+		return `
+- name: github
+  host: api.github.com
+  ports: [{number: 443, protocol: TLS}]
+  endpoints: [` + e.ep(fakeservices.ServiceTLS) + `]
+  allow: ` + e.allowClients() + `
+  rateLimit: {maxTokens: 100, tokensPerFill: 100, fillInterval: 1s}`
+	},
+	Config: func(e *Env, c *check) {
+		cl := clusterName("passthrough", "github", 443)
+		fc := c.chain(c.listener(e.listener("tls", 443)), cl)
+		c.equal("SNI", fc.GetFilterChainMatch().GetServerNames(), []string{"api.github.com"})
+		c.equalSet("allowed sources", principals(filter[*rbacnetv3.RBAC](c, fc, netRBAC).GetRules()), e.ClientCIDRs)
+		c.equal("connection rate limit", filter[*lrlnetv3.LocalRateLimit](c, fc, netRateLimit).GetTokenBucket().GetMaxTokens(), uint32(100))
+		c.equal("tcp_proxy cluster", filter[*tcpproxyv3.TcpProxy](c, fc, tcpProxy).GetCluster(), cl)
+		c.equal("endpoints", c.endpoints(c.cluster(cl)), []string{e.addr(fakeservices.ServiceTLS)})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		rep, err := g.passthrough("api.github.com", "/repos/egress-xds")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The test's own handshake, verified by the test CA, reached the
+		// fake server: the gateway did not terminate TLS.
+		if rep.Service != fakeservices.ServiceTLS || rep.SNI != "api.github.com" || rep.Path != "/repos/egress-xds" {
+			t.Fatalf("reply %+v", rep)
+		}
+	},
+}, {
+	Name:  "not-declared",
+	About: "hosts no intent declares are refused, with the reason in the access log",
+	Config: func(e *Env, c *check) {
+		tl := c.listener(e.listener("tls", 443))
+		c.equal("reason in the TLS listener's access log", accessLogField(c, tl.GetAccessLog(), "reason"), translate.NotDeclaredReason)
+		hl := c.listener(e.listener("http", 80))
+		c.equal("403 body format", localReplyFormat(c.hcm(hl)), "%LOCAL_REPLY_BODY%: %REQ(:AUTHORITY)%\n")
+		vh := c.vhost(c.routes(e.listener("http", 80)), "egress_not_declared")
+		c.equal("catch-all domains", vh.GetDomains(), []string{"*"})
+		c.equal("catch-all answers", directResponses(vh), []string{"403 " + translate.NotDeclaredBody, "403 " + translate.NotDeclaredBody})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		if _, err := g.passthrough(notDeclaredHost, "/"); err == nil {
+			t.Fatal("TLS to an undeclared SNI went through")
+		}
+		g.waitLog(t, g.gw, "the refused SNI", func(e logEntry) bool {
+			return e.get("sni") == notDeclaredHost && strings.HasPrefix(e.get("reason"), "egress_not_declared")
+		})
+		r := g.get(t, notDeclaredHost, "/")
+		if want := translate.NotDeclaredBody + ": " + notDeclaredHost; r.code != http.StatusForbidden || strings.TrimSpace(r.body) != want {
+			t.Fatalf("HTTP to an undeclared host: %d %q, want 403 %q", r.code, r.body, want)
+		}
+		g.waitLog(t, g.gw, "the refused request", func(e logEntry) bool {
+			return e.get("authority") == notDeclaredHost && e.get("response_code") == "403" && e.get("destination") == "egress_not_declared"
+		})
+	},
+}, {
+	Name:  "tls-origination",
+	About: "plain HTTP in, verified HTTPS out (system CA bundle, SAN = SNI), with timeout and retries",
+	Intent: func(e *Env) string {
+		return `
+- name: external-api
+  host: api.external-service.com
+  ports: [{number: 80, protocol: HTTP}]
+  tls: {mode: SIMPLE, sni: api.external-service.com}
+  endpoints: [` + e.ep(fakeservices.ServiceTLS) + `]
+  timeout: 10s
+  retries: {attempts: 2, perTryTimeout: 2s, on: [connect-failure]}`
+	},
+	Config: func(e *Env, c *check) {
+		cl := clusterName("tls-origination", "external-api", 80)
+		ctx := c.upstreamTLS(c.cluster(cl))
+		c.equal("SNI", ctx.GetSni(), "api.external-service.com")
+		c.equal("SANs", sans(ctx), []string{"api.external-service.com"})
+		c.equal("trusted CA", ctx.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename(), e.SystemCABundle)
+		c.equal("endpoints", c.endpoints(c.cluster(cl)), []string{e.addr(fakeservices.ServiceTLS)})
+		vh := c.vhost(c.routes(e.listener("http", 80)), cl)
+		c.equalSet("domains", vh.GetDomains(), []string{"api.external-service.com", "api.external-service.com:80"})
+		ra := c.route(vh).GetRoute()
+		c.equal("timeout", ra.GetTimeout().AsDuration(), 10*time.Second)
+		c.equal("retries", ra.GetRetryPolicy().GetNumRetries().GetValue(), uint32(2))
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		r := g.get(t, "api.external-service.com", "/v1/things")
+		rep := r.reply
+		if r.code != http.StatusOK || rep.Service != fakeservices.ServiceTLS || !rep.TLS || rep.SNI != "api.external-service.com" ||
+			rep.Host != "api.external-service.com" || rep.Path != "/v1/things" {
+			t.Fatalf("%d %+v", r.code, rep)
+		}
+	},
+}, {
+	Name:  "upstream-verification",
+	About: "TLS origination refuses a server whose certificate lacks the SNI",
+	Intent: func(e *Env) string {
+		return `
+- name: wrong-cert
+  host: ` + wrongCertHost + `
+  ports: [{number: 80, protocol: HTTP}]
+  tls: {mode: SIMPLE}
+  endpoints: [` + e.ep(fakeservices.ServiceTLS) + `]`
+	},
+	Config: func(e *Env, c *check) {
+		ctx := c.upstreamTLS(c.cluster(clusterName("upstream-verification", "wrong-cert", 80)))
+		c.equal("SNI and SANs", ctx.GetSni()+" "+fmt.Sprint(sans(ctx)), wrongCertHost+" ["+wrongCertHost+"]")
+		c.equal("trusted CA", ctx.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename(), e.SystemCABundle)
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		if r := g.get(t, wrongCertHost, "/"); r.code != http.StatusServiceUnavailable {
+			t.Fatalf("%d %q, want 503", r.code, r.body)
+		}
+		g.waitLog(t, g.gw, "the upstream TLS failure", func(e logEntry) bool {
+			return e.get("authority") == wrongCertHost && strings.Contains(strings.ToUpper(e.get("upstream_failure")), "TLS")
+		})
+	},
+}, {
+	Name:  "mtls-origination",
+	About: "mutual TLS origination with the client certificate and CA delivered over SDS",
+	Intent: func(e *Env) string {
+		return `
+- name: partner
+  host: secure-api.partner.com
+  ports: [{number: 80, protocol: HTTP}]
+  tls:
+    mode: MUTUAL
+    clientCertificate: {secret: ` + fakeservices.ClientCertSecret + `}
+    caCertificates: {secret: ` + fakeservices.CASecret + `}
+  endpoints: [` + e.ep(fakeservices.ServiceMTLS) + `]`
+	},
+	Config: func(e *Env, c *check) {
+		cl := clusterName("mtls-origination", "partner", 80)
+		certName := namespace + "/" + fakeservices.ClientCertSecret
+		caName := namespace + "/" + fakeservices.CASecret + "/ca"
+		ctx := c.upstreamTLS(c.cluster(cl))
+		var sds []string
+		for _, s := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+			sds = append(sds, s.GetName())
+		}
+		c.equal("client certificate over SDS", sds, []string{certName})
+		c.equal("CA over SDS", ctx.GetCommonTlsContext().GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetName(), caName)
+		c.equal("SNI and SANs", ctx.GetSni()+" "+fmt.Sprint(sans(ctx)), "secure-api.partner.com [secure-api.partner.com]")
+		c.equal("endpoints", c.endpoints(c.cluster(cl)), []string{e.addr(fakeservices.ServiceMTLS)})
+		// The secrets delivered are a client certificate the CA signed.
+		var chain, key, ca []byte
+		for _, s := range c.st.Secrets() {
+			switch s.GetName() {
+			case certName:
+				chain = s.GetTlsCertificate().GetCertificateChain().GetInlineBytes()
+				key = s.GetTlsCertificate().GetPrivateKey().GetInlineBytes()
+			case caName:
+				ca = s.GetValidationContext().GetTrustedCa().GetInlineBytes()
+			}
+		}
+		if len(key) == 0 {
+			c.fail("secret %s: no private key delivered", certName)
+		}
+		if err := signedBy(chain, ca); err != nil {
+			c.fail("secrets %s and %s: %v", certName, caName, err)
+		}
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		r := g.get(t, "secure-api.partner.com", "/orders")
+		if r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceMTLS || r.reply.Client != fakeservices.GatewayClientName {
+			t.Fatalf("%d %+v", r.code, r.reply)
+		}
+	},
+}, {
+	Name:  "database",
+	About: "plain TCP to a database at fixed endpoints, round robin, with circuit breakers and outlier detection",
+	Intent: func(e *Env) string {
+		return `
+- name: external-db
+  host: external-db.example.com
+  ports: [{number: 5432, protocol: TCP}]
+  endpoints:
+    - ` + e.ep(fakeservices.DBPrimary, "role: primary") + `
+    - ` + e.ep(fakeservices.DBReplica, "role: replica") + `
+  connectionPool: {maxConnections: 50, connectTimeout: 5s}
+  outlierDetection: {consecutiveGatewayErrors: 3, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+  loadBalancer: ROUND_ROBIN`
+	},
+	Config: func(e *Env, c *check) {
+		cl := clusterName("database", "external-db", 5432)
+		fc := c.chain(c.listener(e.listener("tcp", 5432)), cl)
+		c.equal("tcp_proxy cluster", filter[*tcpproxyv3.TcpProxy](c, fc, tcpProxy).GetCluster(), cl)
+		k := c.cluster(cl)
+		c.equalSet("endpoints", c.endpoints(k), []string{e.addr(fakeservices.DBPrimary), e.addr(fakeservices.DBReplica)})
+		c.equal("max connections", threshold(k).GetMaxConnections().GetValue(), uint32(50))
+		c.equal("load balancer", k.GetLbPolicy(), clusterv3.Cluster_ROUND_ROBIN)
+		c.equal("consecutive gateway errors", k.GetOutlierDetection().GetConsecutiveGatewayFailure().GetValue(), uint32(3))
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		seen := map[string]int{}
+		for range 6 {
+			conn := g.tcp(t, 5432)
+			seen[g.database(t, conn)]++
+			conn.Close()
+		}
+		if seen[fakeservices.DBPrimary] == 0 || seen[fakeservices.DBReplica] == 0 {
+			t.Fatalf("connections per instance: %v, want both", seen)
+		}
+	},
+}, {
+	Name:  "rate-limit",
+	About: "a local rate limit answers 429 with x-rate-limited: true once the bucket is empty",
+	Intent: func(e *Env) string {
+		return `
+- name: limited
+  host: limited.example.com
+  ports: [{number: 80, protocol: HTTP}]
+  endpoints: [` + e.ep(fakeservices.ServiceHTTP) + `]
+  rateLimit: {maxTokens: 3, tokensPerFill: 3, fillInterval: 1m}`
+	},
+	Config: func(e *Env, c *check) {
+		c.equal("HTTP filters", httpFilters(c.hcm(c.listener(e.listener("http", 80)))),
+			[]string{httpRBAC, httpRateLimit, "envoy.filters.http.router"})
+		vh := c.vhost(c.routes(e.listener("http", 80)), clusterName("rate-limit", "limited", 80))
+		rl := unpack[*lrlhttpv3.LocalRateLimit](c, c.route(vh).GetTypedPerFilterConfig()[httpRateLimit])
+		tb := rl.GetTokenBucket()
+		c.equal("bucket", fmt.Sprint(tb.GetMaxTokens(), tb.GetTokensPerFill().GetValue(), tb.GetFillInterval().AsDuration()), "3 3 1m0s")
+		c.equal("enforced", rl.GetFilterEnforced().GetDefaultValue().GetNumerator(), uint32(100))
+		var hdrs []string
+		for _, h := range rl.GetResponseHeadersToAdd() {
+			hdrs = append(hdrs, h.GetHeader().GetKey()+": "+h.GetHeader().GetValue())
+		}
+		c.equal("429 headers", hdrs, []string{translate.RateLimitedHeader + ": true"})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		var codes []int
+		for range 5 {
+			r := g.get(t, "limited.example.com", "/")
+			codes = append(codes, r.code)
+			if r.code == http.StatusTooManyRequests && r.header.Get(translate.RateLimitedHeader) != "true" {
+				t.Fatalf("429 without %s: true: %v", translate.RateLimitedHeader, r.header)
+			}
+		}
+		if fmt.Sprint(codes) != "[200 200 200 429 429]" {
+			t.Fatalf("codes %v, want 3 x 200 then 429s", codes)
+		}
+	},
+}, {
+	Name:  "circuit-breaker",
+	About: "requests over the connection pool limits get 503 with the overflow flag",
+	Intent: func(e *Env) string {
+		return `
+- name: breaker
+  host: breaker.example.com
+  ports: [{number: 80, protocol: HTTP}]
+  endpoints: [` + e.ep(fakeservices.ServiceHTTP) + `]
+  connectionPool: {maxConnections: 1, maxPendingRequests: 1, maxRequests: 1}`
+	},
+	Config: func(e *Env, c *check) {
+		th := threshold(c.cluster(clusterName("circuit-breaker", "breaker", 80)))
+		c.equal("limits", fmt.Sprint(th.GetMaxConnections().GetValue(), th.GetMaxPendingRequests().GetValue(), th.GetMaxRequests().GetValue()), "1 1 1")
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		// One request active and one pending fit; the rest overflow at once.
+		const n = 8
+		out := make(chan response, n)
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				r, err := g.tryGet("breaker.example.com", "/?delay=1s")
+				if err != nil {
+					errs <- err
+					return
+				}
+				out <- r
+			}()
+		}
+		var ok, overflow int
+		for range n {
+			select {
+			case err := <-errs:
+				t.Fatal(err)
+			case r := <-out:
+				switch {
+				case r.code == http.StatusOK:
+					ok++
+				case r.code == http.StatusServiceUnavailable && r.header.Get("x-envoy-overloaded") == "true":
+					overflow++
+				default:
+					t.Fatalf("%d %v %q", r.code, r.header, r.body)
+				}
+			}
+		}
+		if ok == 0 || overflow == 0 {
+			t.Fatalf("%d ok, %d overflowed; want both", ok, overflow)
+		}
+		g.waitLog(t, g.gw, "the overflow flag", func(e logEntry) bool {
+			return e.get("authority") == "breaker.example.com" && strings.Contains(e.get("response_flags"), "UO")
+		})
+	},
+}, {
+	Name:  "outlier-detection",
+	About: "an endpoint failing with 5xx is ejected and traffic goes to the healthy one",
+	Intent: func(e *Env) string {
+		return `
+- name: flaky
+  host: flaky.example.com
+  ports: [{number: 80, protocol: HTTP}]
+  endpoints: [` + e.ep(fakeservices.ServiceHTTP) + `, ` + e.ep(fakeservices.ServiceFlaky) + `]
+  outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 1m, maxEjectionPercent: 50}
+  loadBalancer: ROUND_ROBIN`
+	},
+	Config: func(e *Env, c *check) {
+		k := c.cluster(clusterName("outlier-detection", "flaky", 80))
+		od := k.GetOutlierDetection()
+		c.equal("detection", fmt.Sprint(od.GetConsecutive_5Xx().GetValue(), od.GetEnforcingConsecutive_5Xx().GetValue(),
+			od.GetBaseEjectionTime().AsDuration(), od.GetMaxEjectionPercent().GetValue()), "2 100 1m0s 50")
+		c.equalSet("endpoints", c.endpoints(k), []string{e.addr(fakeservices.ServiceHTTP), e.addr(fakeservices.ServiceFlaky)})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		g.setFailing(t, true)
+		t.Cleanup(func() { g.setFailing(t, false) })
+		failures, streak := 0, 0
+		for i := 0; i < 40 && streak < 8; i++ {
+			r := g.get(t, "flaky.example.com", "/")
+			switch {
+			case r.code == http.StatusServiceUnavailable && r.reply.Service == fakeservices.ServiceFlaky:
+				failures, streak = failures+1, 0
+			case r.code == http.StatusOK && r.reply.Service == fakeservices.ServiceHTTP:
+				streak++
+			default:
+				t.Fatalf("%d %+v", r.code, r.reply)
+			}
+		}
+		if failures < 2 || streak < 8 {
+			t.Fatalf("%d failures then %d successes in a row; want the failing endpoint ejected after 2", failures, streak)
+		}
+		stat := "cluster." + clusterName("outlier-detection", "flaky", 80) + ".outlier_detection.ejections_enforced_total"
+		g.eventually(t, stat, func() error {
+			if n := g.stat(t, g.gw, stat); n < 1 {
+				return fmt.Errorf("%s = %d", stat, n)
+			}
+			return nil
+		})
+	},
+}, {
+	Name:  "source-denied",
+	About: "sources outside a destination's allow list are refused, over HTTP (403) and TLS (closed)",
+	Intent: func(e *Env) string {
+		return `
+- name: denied
+  host: denied.example.com
+  ports: [{number: 80, protocol: HTTP}]
+  endpoints: [` + e.ep(fakeservices.ServiceHTTP) + `]
+  allow: [{cidr: ` + deniedCIDR + `}]
+- name: denied-tls
+  host: denied-tls.example.com
+  ports: [{number: 443, protocol: TLS}]
+  endpoints: [` + e.ep(fakeservices.ServiceTLS) + `]
+  allow: [{cidr: ` + deniedCIDR + `}]`
+	},
+	Config: func(e *Env, c *check) {
+		vh := c.vhost(c.routes(e.listener("http", 80)), clusterName("source-denied", "denied", 80))
+		c.equal("HTTP allowed sources", routeRBAC(c, c.route(vh)), []string{deniedCIDR})
+		fc := c.chain(c.listener(e.listener("tls", 443)), clusterName("source-denied", "denied-tls", 443))
+		c.equal("TLS allowed sources", principals(filter[*rbacnetv3.RBAC](c, fc, netRBAC).GetRules()), []string{deniedCIDR})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		if r := g.get(t, "denied.example.com", "/"); r.code != http.StatusForbidden || !strings.Contains(r.body, "RBAC: access denied") {
+			t.Fatalf("%d %q, want 403 RBAC: access denied", r.code, r.body)
+		}
+		g.waitLog(t, g.gw, "the denied request", func(e logEntry) bool {
+			return e.get("authority") == "denied.example.com" && strings.Contains(e.get("response_code_details"), "rbac_access_denied")
+		})
+		_, err := g.passthrough("denied-tls.example.com", "/")
+		var verr *tls.CertificateVerificationError
+		if err == nil || errors.As(err, &verr) {
+			t.Fatalf("TLS from a denied source: %v, want the connection closed", err)
+		}
+	},
+}, {
+	Name:  "forward-proxy",
+	About: "the explicit proxy tunnels CONNECT and forwards absolute-form requests to declared destinations only",
+	Config: func(e *Env, c *check) {
+		c.equal("upgrades", upgrades(c.hcm(c.listener(e.forwardProxy())).GetUpgradeConfigs()), []string{"CONNECT"})
+		rc := c.routes(e.forwardProxy())
+		gh := clusterName("passthrough", "github", 443)
+		vh := c.vhost(rc, gh)
+		c.equal("CONNECT authority", vh.GetDomains(), []string{"api.github.com:443"})
+		rt := c.route(vh)
+		c.equal("CONNECT match", rt.GetMatch().GetConnectMatcher() != nil, true)
+		c.equal("tunnel", rt.GetRoute().GetCluster()+" "+fmt.Sprint(upgrades(rt.GetRoute().GetUpgradeConfigs())), gh+" [CONNECT]")
+		c.equal("database authority", c.vhost(rc, clusterName("database", "external-db", 5432)).GetDomains(), []string{"external-db.example.com:5432"})
+		c.equalSet("HTTP authorities", c.vhost(rc, clusterName("tls-origination", "external-api", 80)).GetDomains(),
+			[]string{"api.external-service.com:80", "api.external-service.com"})
+		c.equal("refusals", directResponses(c.vhost(rc, "egress_not_declared")), []string{"403 " + translate.NotDeclaredBody, "403 " + translate.NotDeclaredBody})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		conn, code := g.connect(t, "api.github.com:443")
+		if code != http.StatusOK {
+			t.Fatalf("CONNECT api.github.com:443: %d", code)
+		}
+		rep, err := tlsRequest(conn, "api.github.com", "/via-connect", g.ca)
+		if err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != "api.github.com" {
+			t.Fatalf("TLS through the tunnel: %+v %v", rep, err)
+		}
+		if conn, code = g.connect(t, "external-db.example.com:5432"); code != http.StatusOK {
+			t.Fatalf("CONNECT external-db.example.com:5432: %d", code)
+		}
+		g.database(t, conn)
+		conn.Close()
+		if _, code = g.connect(t, notDeclaredHost+":443"); code != http.StatusForbidden {
+			t.Fatalf("CONNECT to an undeclared host: %d, want 403", code)
+		}
+		if r := g.proxyGet(t, "http://api.external-service.com/via-proxy"); r.code != http.StatusOK || r.reply.SNI != "api.external-service.com" {
+			t.Fatalf("absolute-form request: %d %+v", r.code, r.reply)
+		}
+		if r := g.proxyGet(t, "http://"+notDeclaredHost+"/"); r.code != http.StatusForbidden {
+			t.Fatalf("absolute-form request to an undeclared host: %d, want 403", r.code)
+		}
+	},
+}, {
+	Name:  "live-edit",
+	About: "an edit of the intent applies without restarting anything",
+	Intent: func(e *Env) string {
+		return editedIntent(e, "[{cidr: "+deniedCIDR+"}]")
+	},
+	Config: func(e *Env, c *check) {
+		vh := c.vhost(c.routes(e.listener("http", 80)), clusterName("live-edit", "edited", 80))
+		c.equal("allowed sources", routeRBAC(c, c.route(vh)), []string{deniedCIDR})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		if r := g.get(t, "edited.example.com", "/"); r.code != http.StatusForbidden {
+			t.Fatalf("%d before the edit, want 403", r.code)
+		}
+	},
+	Then: &Step{
+		Intent: func(e *Env) string { return editedIntent(e, e.allowClients()) },
+		Config: func(e *Env, c *check) {
+			vh := c.vhost(c.routes(e.listener("http", 80)), clusterName("live-edit", "edited", 80))
+			c.equalSet("allowed sources", routeRBAC(c, c.route(vh)), e.ClientCIDRs)
+		},
+		Traffic: func(t *testing.T, g *Traffic) {
+			g.eventually(t, "the edit to reach the gateway", func() error {
+				if r := g.get(t, "edited.example.com", "/"); r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceHTTP {
+					return fmt.Errorf("%d %q", r.code, r.body)
+				}
+				return nil
+			})
+		},
+	},
+}, {
+	Name:  "delete-destination",
+	About: "deleting a destination closes it",
+	Intent: func(e *Env) string {
+		return `
+- name: deleted
+  host: deleted.example.com
+  ports: [{number: 80, protocol: HTTP}]
+  endpoints: [` + e.ep(fakeservices.ServiceHTTP) + `]`
+	},
+	Config: func(e *Env, c *check) {
+		cl := clusterName("delete-destination", "deleted", 80)
+		c.vhost(c.routes(e.listener("http", 80)), cl)
+		c.cluster(cl)
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		if r := g.get(t, "deleted.example.com", "/"); r.code != http.StatusOK {
+			t.Fatalf("%d before the deletion, want 200", r.code)
+		}
+	},
+	Then: &Step{
+		Config: func(e *Env, c *check) {
+			cl := clusterName("delete-destination", "deleted", 80)
+			if findVHost(c.routes(e.listener("http", 80)), cl) != nil || findCluster(c.st, cl) != nil {
+				c.fail("%s is still served", cl)
+			}
+		},
+		Traffic: func(t *testing.T, g *Traffic) {
+			g.eventually(t, "the deletion to reach the gateway", func() error {
+				if r := g.get(t, "deleted.example.com", "/"); r.code != http.StatusForbidden || !strings.Contains(r.body, translate.NotDeclaredBody) {
+					return fmt.Errorf("%d %q", r.code, r.body)
+				}
+				return nil
+			})
+		},
+	},
+}, {
+	Name:  "zero-nacks",
+	About: "over the whole run, every configuration was accepted",
+	Config: func(e *Env, c *check) {
+		for typ, ts := range c.st.Types {
+			if ts.NACKs > 0 || ts.Rejected {
+				c.fail("%s: %d NACKs, last: %s", typ, ts.NACKs, ts.LastError)
+			}
+		}
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		for _, gw := range g.gateways {
+			g.checkAccepted(t, gw)
+		}
+	},
+}}
+
+// editedIntent is the live-edit destination with an allow list.
+func editedIntent(e *Env, allow string) string {
+	return `
+- name: edited
+  host: edited.example.com
+  ports: [{number: 80, protocol: HTTP}]
+  endpoints: [` + e.ep(fakeservices.ServiceHTTP) + `]
+  allow: ` + allow
+}
