@@ -27,6 +27,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stdout, stderr)
 	case "validate":
 		return validate(args, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -42,6 +44,7 @@ Commands:
   serve [flags]             serve egress intent to Envoy over ADS (the default)
   validate [flags] PATH...  check ConfigMap/Secret manifests (files or folders)
                             like the server would; exit 1 on any error
+  healthcheck [flags]       exit 0 when the server at --admin-address is ready
 
 Run 'xds-server COMMAND -h' for the flags of a command. Every flag can also be
 set by an environment variable: --config-dir is EGRESS_XDS_CONFIG_DIR.

@@ -81,3 +81,10 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
+
+func TestHealthcheckNotReady(t *testing.T) {
+	code, _, errOut := runCmd("healthcheck", "--admin-address", "127.0.0.1:1", "--timeout", "1s")
+	if code != 1 || !strings.Contains(errOut, "not ready") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
