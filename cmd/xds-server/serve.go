@@ -7,15 +7,22 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/translate"
+	"github.com/egress-xds/egress-xds/internal/watch"
 )
 
 type serveFlags struct {
 	configDir     string
+	kubernetes    bool
+	kubeconfig    string
+	namespaces    string
 	xdsAddress    string
 	adminAddress  string
 	logFormat     string
@@ -29,6 +36,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var f serveFlags
 	fs.StringVar(&f.configDir, "config-dir", "", "folder of ConfigMap and Secret manifests to serve (watched: edits apply without restart)")
+	fs.BoolVar(&f.kubernetes, "kubernetes", false, "watch intent ConfigMaps (label egress-xds.io/intent=true) and the Secrets they reference in Kubernetes, and report problems as Events")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "with --kubernetes: kubeconfig file (default: $KUBECONFIG or ~/.kube/config when present, else the in-cluster ServiceAccount)")
+	fs.StringVar(&f.namespaces, "namespaces", "", "with --kubernetes: comma-separated namespaces to watch (default: all)")
 	fs.StringVar(&f.xdsAddress, "xds-address", ":18000", "gRPC address of the ADS server (SotW and delta)")
 	fs.StringVar(&f.adminAddress, "admin-address", "127.0.0.1:9090", "HTTP address of /healthz, /readyz, /metrics, /debug/config, /debug/proxies")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -52,8 +62,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if f.configDir == "" {
-		fmt.Fprintln(stderr, "--config-dir is required (a folder of ConfigMap manifests, e.g. examples)")
+	switch {
+	case f.kubernetes && f.configDir != "":
+		fmt.Fprintln(stderr, "--config-dir and --kubernetes are mutually exclusive: one source at a time")
+		return 2
+	case !f.kubernetes && (f.kubeconfig != "" || f.namespaces != ""):
+		fmt.Fprintln(stderr, "--kubeconfig and --namespaces need --kubernetes")
+		return 2
+	case !f.kubernetes && f.configDir == "":
+		fmt.Fprintln(stderr, "a source is required: --config-dir (a folder of ConfigMap manifests, e.g. examples) or --kubernetes")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -67,8 +84,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 // runServer runs the control plane until ctx is done.
 func runServer(ctx context.Context, f serveFlags, opts translate.Options, log *slog.Logger) error {
+	var kube *watch.KubeOptions
+	if f.kubernetes {
+		// client-go logs through klog: send it to the server's log.
+		klog.SetSlogLogger(log.With("component", "client-go"))
+		kube = &watch.KubeOptions{Kubeconfig: f.kubeconfig, Namespaces: strings.Split(f.namespaces, ",")}
+	}
 	srv, err := server.Start(ctx, server.Config{
 		ConfigDir:     f.configDir,
+		Kubernetes:    kube,
 		XDSAddress:    f.xdsAddress,
 		AdminAddress:  f.adminAddress,
 		Translate:     opts,

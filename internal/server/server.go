@@ -1,6 +1,6 @@
-// Package server assembles the control plane: the folder source feeds the
-// builder, which publishes group snapshots to the cache served over ADS,
-// with the admin endpoints beside it.
+// Package server assembles the control plane: the source (a folder, or the
+// Kubernetes API) feeds the builder, which publishes group snapshots to the
+// cache served over ADS, with the admin endpoints beside it.
 package server
 
 import (
@@ -23,7 +23,10 @@ import (
 
 // Config is what a control plane runs with.
 type Config struct {
+	// ConfigDir is the folder source; Kubernetes the Kubernetes source.
+	// Exactly one is set.
 	ConfigDir     string
+	Kubernetes    *watch.KubeOptions
 	XDSAddress    string
 	AdminAddress  string
 	Translate     translate.Options
@@ -53,6 +56,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 10 * time.Second
 	}
+	if (cfg.ConfigDir == "") == (cfg.Kubernetes == nil) {
+		return nil, errors.New("server: set exactly one source: a config folder or Kubernetes")
+	}
+	var kube *watch.Kube
+	description, errPrefix := "folder "+cfg.ConfigDir, "config folder"
+	if cfg.Kubernetes != nil {
+		var err error
+		if kube, err = watch.NewKube(*cfg.Kubernetes, log); err != nil {
+			return nil, err
+		}
+		description, errPrefix = kube.Description(), "kubernetes"
+	}
 	m := metrics.New()
 	var builder *snapshot.Builder
 	cache := snapshot.NewCache(log, func(string) { builder.Trigger() })
@@ -76,19 +91,37 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	adminSrv := &http.Server{
 		Handler: admin.Handler(admin.Sources{Metrics: m, Cache: cache, Builder: builder, Proxies: xs.Proxies,
-			Description: "folder " + cfg.ConfigDir}),
+			Description: description}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
-	folder := watch.NewFolder(cfg.ConfigDir, log)
-	folderErr := make(chan error, 1)
-	go func() {
-		folderErr <- folder.Run(runCtx, func(st watch.State) {
-			cms, secrets, diags := compile.FromFolder(st)
-			m.SourceUpdates.WithLabelValues("folder").Inc()
-			builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: secrets, Diagnostics: diags})
-		})
-	}()
+	sourceErr := make(chan error, 1)
+	if kube != nil {
+		// Events: the builder reports after every rebuild; the source
+		// writes what is new on the ConfigMaps concerned.
+		builder.OnReport(func(r snapshot.Report) { kube.Report(r.Diagnostics, r.Accepted) })
+		go func() {
+			// The first Update comes after the informers synced, so
+			// /readyz (first snapshot published) implies a synced source.
+			sourceErr <- kube.Run(runCtx, func(st watch.KubeState) {
+				cms := make([]compile.ConfigMap, len(st.ConfigMaps))
+				for i, cm := range st.ConfigMaps {
+					cms[i] = compile.ConfigMap{ConfigMap: cm}
+				}
+				m.SourceUpdates.WithLabelValues("kubernetes").Inc()
+				builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: st.Secrets})
+			})
+		}()
+	} else {
+		folder := watch.NewFolder(cfg.ConfigDir, log)
+		go func() {
+			sourceErr <- folder.Run(runCtx, func(st watch.State) {
+				cms, secrets, diags := compile.FromFolder(st)
+				m.SourceUpdates.WithLabelValues("folder").Inc()
+				builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: secrets, Diagnostics: diags})
+			})
+		}()
+	}
 	builderDone := make(chan struct{})
 	go func() {
 		builder.Run(runCtx)
@@ -104,20 +137,31 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			log.Error("admin server stopped", "error", err)
 		}
 	}()
-	log.Info("xds-server started", "xds", s.XDSAddr, "admin", s.AdminAddr, "config_dir", cfg.ConfigDir,
+	log.Info("xds-server started", "xds", s.XDSAddr, "admin", s.AdminAddr, "source", description,
 		"forward_proxy_port", cfg.Translate.ForwardProxyPort)
 
 	go func() {
 		var runErr error
+		sourceDone := false
 		select {
 		case <-ctx.Done():
 			log.Info("shutting down", "grace", cfg.ShutdownGrace)
-		case err := <-folderErr:
+		case err := <-sourceErr:
+			sourceDone = true
 			if err != nil {
-				runErr = fmt.Errorf("config folder: %w", err)
+				runErr = fmt.Errorf("%s: %w", errPrefix, err)
 			}
 		}
 		cancelRun()
+		if !sourceDone {
+			// Let the source stop (informers, Event writes) before Wait
+			// returns, within the grace period.
+			select {
+			case <-sourceErr:
+			case <-time.After(cfg.ShutdownGrace):
+				log.Warn("source did not stop within the grace period")
+			}
+		}
 		shutdownCtx, done := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 		defer done()
 		_ = adminSrv.Shutdown(shutdownCtx)
