@@ -53,6 +53,9 @@ type Builder struct {
 	readyOne sync.Once
 	builtAt  time.Time
 	reporter func(Report)
+	// observed is when the oldest change not yet built was observed
+	// (Update); zero when none is pending.
+	observed time.Time
 }
 
 // Report is the outcome of a rebuild for the sources: every problem, and
@@ -90,6 +93,9 @@ func NewBuilder(cache *Cache, opts translate.Options, m *metrics.Metrics, log *s
 func (b *Builder) Update(in Input) {
 	b.mu.Lock()
 	b.input, b.hasInput = in, true
+	if b.observed.IsZero() {
+		b.observed = time.Now()
+	}
 	b.mu.Unlock()
 	b.Trigger()
 }
@@ -159,6 +165,8 @@ func (b *Builder) rebuild() (*Report, func(Report)) {
 		return nil, nil
 	}
 	in := b.input
+	observed := b.observed
+	b.observed = time.Time{}
 	intents, diags := b.store.Update(in.ConfigMaps, b.opts.ResolveOptions())
 	diags = append(append(intent.Diagnostics(nil), in.Diagnostics...), diags...)
 	secrets := compile.Secrets(in.Secrets)
@@ -181,9 +189,14 @@ func (b *Builder) rebuild() (*Report, func(Report)) {
 			b.log.Error("snapshot not published: the group keeps its last good configuration", "group", group, "error", err)
 			continue
 		}
-		if prev := b.cache.Snapshot(group); prev != nil && sameVersions(prev, gs) {
+		prev := b.cache.Snapshot(group)
+		if prev != nil && sameVersions(prev, gs) {
 			continue
 		}
+		gs.stampTimes(prev, observed, time.Now())
+		// Ready before the first publish, so that a proxy that has its
+		// configuration never sees the server not ready.
+		b.readyOne.Do(func() { close(b.ready) })
 		sent := b.cache.SetSnapshot(group, gs)
 		result = "ok"
 		b.recordGroup(group, gs)
