@@ -3,7 +3,6 @@ package snapshot
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -38,7 +37,10 @@ type Cache struct {
 }
 
 type groupState struct {
-	snap  *GroupSnapshot
+	snap    *GroupSnapshot
+	history []*GroupSnapshot // the snapshots snap replaced, newest last
+	// seen holds, per type, every resource name the group ever served.
+	seen map[string]map[string]struct{}
 	sotw  map[int64]*sotwWatch
 	delta map[int64]*deltaWatch
 }
@@ -121,9 +123,24 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	if st.snap != nil {
 		st.snap.release()
 		gs.diffFrom(st.snap)
+		st.history = append(st.history, st.snap)
+		if len(st.history) > historySize {
+			st.history = st.history[1:]
+		}
 	}
 	gs.publish()
 	st.snap = gs
+	if st.seen == nil {
+		st.seen = map[string]map[string]struct{}{}
+	}
+	for _, typ := range Types {
+		if st.seen[typ] == nil {
+			st.seen[typ] = map[string]struct{}{}
+		}
+		for _, n := range gs.Type(typ).Names {
+			st.seen[typ][n] = struct{}{}
+		}
+	}
 	sent := 0
 	for id, w := range st.sotw {
 		if resp := sotwResponse(gs, w.req, w.sub); resp != nil {
@@ -133,7 +150,7 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 		}
 	}
 	for id, w := range st.delta {
-		if resp := deltaResponse(gs, w.req, w.sub, false); resp != nil {
+		if resp := deltaResponse(gs, w.req, w.sub, false, st); resp != nil {
 			c.deliverDelta(w, resp)
 			delete(st.delta, id)
 			sent++
@@ -198,7 +215,7 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 		// The first request of a type on a stream is always answered, even
 		// with nothing, so that a proxy never waits on initialization.
 		first := req.GetResponseNonce() == ""
-		if resp := deltaResponse(st.snap, req, sub, first); resp != nil {
+		if resp := deltaResponse(st.snap, req, sub, first, st); resp != nil {
 			c.deliverDelta(&deltaWatch{req: req, ch: ch}, resp)
 			c.mu.Unlock()
 			return func() {}, nil
@@ -318,92 +335,137 @@ func sentVersion(returned map[string]string) string {
 // deltaResponse lists the resources the proxy lacks or holds outdated, and
 // those it holds that are gone. It returns nil to hold the watch, unless
 // always is set.
-func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Subscription, always bool) cachev3.DeltaResponse {
-	ts := gs.Type(req.GetTypeUrl())
+func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Subscription, always bool, st *groupState) cachev3.DeltaResponse {
+	typeURL := req.GetTypeUrl()
+	ts := gs.Type(typeURL)
 	returned := sub.ReturnedResources()
-	// Fast path for the common case, a wildcard stream whose known versions
-	// are exactly those of a snapshot we sent (the marker says which) and
-	// whose subscription did not change: nothing to do, or the diff
-	// between that snapshot and this one, computed once for all streams.
-	if sub.IsWildcard() && len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0 {
-		switch basis := returned[versionMarker]; {
-		case basis != "" && basis == ts.Version:
+	wildcard := sub.IsWildcard()
+	// A wildcard stream that holds exactly a snapshot we sent is recorded
+	// as that snapshot's version alone (versionMarker), not as a map of
+	// every resource: a thousand streams would otherwise keep a million
+	// entries. The snapshot, current or recent, supplies the versions.
+	var basis *TypeSnapshot
+	lostBasis := false
+	if v := returned[versionMarker]; v != "" && st != nil {
+		basis = st.typeAt(typeURL, v)
+		lostBasis = basis == nil
+	}
+	unchangedSub := len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0
+	if wildcard && unchangedSub && basis != nil && len(returned) == 1 {
+		switch {
+		case basis.Version == ts.Version:
 			if !always {
 				return nil
 			}
 			return &deltaResp{req: req, version: ts.Version, next: returned}
-		case basis != "" && ts.diff != nil && basis == ts.diff.from:
-			next := maps.Clone(returned)
-			for _, r := range ts.diff.changed {
-				next[r.Name] = r.Version
-			}
-			for _, name := range ts.diff.removed {
-				delete(next, name)
-			}
-			next[versionMarker] = ts.Version
-			return &deltaResp{req: req, version: ts.Version, resources: ts.diff.changed, removed: ts.diff.removed, next: next}
+		case ts.diff != nil && ts.diff.from == basis.Version:
+			// The common case after a change: the difference, computed
+			// once for every stream of the group.
+			return &deltaResp{req: req, version: ts.Version, resources: ts.diff.changed, removed: ts.diff.removed,
+				next: map[string]string{versionMarker: ts.Version}}
 		}
 	}
-	next := maps.Clone(returned)
-	if next == nil {
-		next = map[string]string{}
+	known := func(name string) (string, bool) {
+		if v, ok := returned[name]; ok {
+			return v, true
+		}
+		if basis != nil {
+			if it, ok := basis.Items[name]; ok {
+				return it.Version, true
+			}
+		}
+		return "", false
 	}
-	delete(next, versionMarker)
 	var resources []*discovery.Resource
 	var removed []string
+	next := map[string]string{}
+	considered := map[string]bool{}
 	consider := func(name string) {
+		if considered[name] || name == versionMarker || name == "*" {
+			return
+		}
+		considered[name] = true
 		it, exists := ts.Items[name]
-		known, isKnown := returned[name]
+		v, isKnown := known(name)
 		switch {
-		case exists && known != it.Version:
+		case exists && v != it.Version:
 			resources = append(resources, it.delta)
 			next[name] = it.Version
-		case !exists && isKnown:
+		case exists:
+			next[name] = v
+		case isKnown:
 			removed = append(removed, name)
-			delete(next, name)
 		}
 	}
-	if sub.IsWildcard() {
+	if wildcard {
 		for _, name := range ts.Names {
 			consider(name)
 		}
 	}
 	for name := range sub.SubscribedResources() {
-		if name != "*" {
-			consider(name)
+		consider(name)
+	}
+	// What the stream holds and is neither current nor subscribed: gone
+	// from the snapshot (removed), or unsubscribed (forgotten, so that a
+	// new subscription sends it again).
+	held := func(name string) {
+		if considered[name] || name == versionMarker {
+			return
+		}
+		considered[name] = true
+		if _, exists := ts.Items[name]; !exists {
+			removed = append(removed, name)
 		}
 	}
 	for name := range returned {
-		if name == versionMarker {
-			continue
-		}
-		if _, exists := ts.Items[name]; exists {
-			if _, subscribed := sub.SubscribedResources()[name]; !subscribed && !sub.IsWildcard() {
-				delete(next, name) // unsubscribed: forget, so a resubscription resends it
-			}
-			continue
-		}
-		if _, gone := next[name]; gone {
-			removed = append(removed, name)
-			delete(next, name)
+		held(name)
+	}
+	if basis != nil {
+		for _, name := range basis.Names {
+			held(name)
 		}
 	}
-	if sub.IsWildcard() {
-		// The stream now holds exactly this snapshot's versions.
-		next[versionMarker] = ts.Version
+	if lostBasis {
+		// The stream holds a snapshot too old to be kept: remove every
+		// name the group ever had that is gone now (removing a resource
+		// a proxy does not hold is harmless).
+		for name := range st.seen[typeURL] {
+			held(name)
+		}
+	}
+	if wildcard {
+		// The stream now holds exactly this snapshot.
+		next = map[string]string{versionMarker: ts.Version}
 	}
 	if len(resources) == 0 && len(removed) == 0 && !always {
 		return nil
 	}
-	if len(resources) == len(ts.deltaAll) && len(resources) > 0 && sub.IsWildcard() {
+	if len(resources) == len(ts.deltaAll) && len(resources) > 0 && wildcard {
 		resources = ts.deltaAll // same resources, same (name) order: share the list
 	}
 	return &deltaResp{req: req, version: ts.Version, resources: resources, removed: dedupeSorted(removed), next: next}
 }
 
-// versionMarker is an entry of the known-versions map the server keeps per
-// delta stream (never sent to the proxy): the snapshot version the map
-// reflects in full. No resource name is empty.
+// historySize is how many replaced snapshots a group keeps, so that delta
+// streams a few versions behind still get an exact difference.
+const historySize = 8
+
+// typeAt finds a type at a version among the current and recent snapshots.
+func (st *groupState) typeAt(typeURL, version string) *TypeSnapshot {
+	if st.snap != nil && st.snap.Type(typeURL).Version == version {
+		return st.snap.Type(typeURL)
+	}
+	for i := len(st.history) - 1; i >= 0; i-- {
+		if ts := st.history[i].Type(typeURL); ts.Version == version {
+			return ts
+		}
+	}
+	return nil
+}
+
+// versionMarker is the entry of the known-versions map the server keeps per
+// delta stream (never sent to the proxy) that names the snapshot version
+// the stream holds in full. No resource name is empty.
 const versionMarker = ""
 
 func dedupeSorted(ss []string) []string {

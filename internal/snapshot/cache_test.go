@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"fmt"
 	"testing"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -250,5 +251,32 @@ func TestPruneForgetsUnwatchedGroups(t *testing.T) {
 	}
 	if got["gone"] || !got["kept"] || !got["watched"] {
 		t.Fatalf("groups after prune: %v", got)
+	}
+}
+
+// A delta stream further behind than the history kept still loses the
+// resources that are gone.
+func TestDeltaStreamBeyondHistoryGetsRemovals(t *testing.T) {
+	c := NewCache(nil, nil)
+	c.SetSnapshot("g", groupSnapshot(t, "a.example", "b.example", "c.example"))
+	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
+	ch := make(chan cachev3.DeltaResponse, 1)
+	if _, err := c.CreateDeltaWatch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}, &sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	sub.SetReturnedResources((<-ch).GetReturnedResources())
+	for i := 0; i <= historySize+1; i++ {
+		c.SetSnapshot("g", groupSnapshot(t, fmt.Sprintf("v%d.example", i)))
+	}
+	ack := &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}
+	if _, err := c.CreateDeltaWatch(ack, &sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := (<-ch).GetDeltaDiscoveryResponse()
+	if got := names(out.Resources); len(got) != 1 || got[0] != "ns/cm/da/443" {
+		t.Fatalf("changed: %v", got)
+	}
+	if len(out.RemovedResources) != 2 || out.RemovedResources[0] != "ns/cm/db/443" || out.RemovedResources[1] != "ns/cm/dc/443" {
+		t.Fatalf("removed: %v", out.RemovedResources)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"sort"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -20,7 +21,9 @@ import (
 // every stream of the group: the work of a push grows with groups, not
 // with proxies.
 type GroupSnapshot struct {
-	types map[string]*TypeSnapshot
+	types   map[string]*TypeSnapshot
+	sources *sourceIndex         // resource -> ConfigMaps (sources.go)
+	times   map[string]typeTimes // per type: change observed, published (sources.go)
 }
 
 // TypeSnapshot holds one xDS type of a group.
@@ -102,7 +105,7 @@ func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
 		return nil, err
 	}
 	byType := ByType(res)
-	gs := &GroupSnapshot{types: map[string]*TypeSnapshot{}}
+	gs := &GroupSnapshot{types: map[string]*TypeSnapshot{}, sources: &sourceIndex{cluster: maps.Clone(res.Sources)}}
 	snap := &cachev3.Snapshot{}
 	for _, typ := range Types {
 		ts, err := newTypeSnapshot(typ, byType[typ])
