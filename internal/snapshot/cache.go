@@ -40,7 +40,7 @@ type groupState struct {
 	snap    *GroupSnapshot
 	history []*GroupSnapshot // the snapshots snap replaced, newest last
 	// seen holds, per type, every resource name the group ever served.
-	seen map[string]map[string]struct{}
+	seen  map[string]map[string]struct{}
 	sotw  map[int64]*sotwWatch
 	delta map[int64]*deltaWatch
 }
