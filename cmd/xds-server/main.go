@@ -4,6 +4,9 @@
 //
 //	xds-server [serve] [flags]      run the control plane (the default)
 //	xds-server validate PATH...     check manifests like the server would
+//	xds-server status               sync status of the connected proxies
+//	xds-server config --group G     what a group is served, as Envoy YAML
+//	xds-server diff --config-dir A B  what would change on the gateways
 package main
 
 import (
@@ -29,6 +32,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(args, stdout, stderr)
+	case "status":
+		return status(args, stdout, stderr)
+	case "config":
+		return config(args, stdout, stderr)
+	case "diff":
+		return diff(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -45,6 +54,15 @@ Commands:
   validate [flags] PATH...  check ConfigMap/Secret manifests (files or folders)
                             like the server would; exit 1 on any error
   healthcheck [flags]       exit 0 when the server at --admin-address is ready
+  status [flags]            sync status of the connected proxies (SYNCED, STALE,
+                            NACKED per type) and their last NACK, from the
+                            server at --admin-address; --group, --node filter
+  config --group G [flags]  what the server at --admin-address serves a gateway
+                            group, as Envoy YAML with each resource's ConfigMaps
+  diff --config-dir CURRENT PROPOSED
+                            what would change on the gateways (per group and
+                            type: resources added, removed, changed); exit 1
+                            when something changes
 
 Run 'xds-server COMMAND -h' for the flags of a command. Every flag can also be
 set by an environment variable: --config-dir is EGRESS_XDS_CONFIG_DIR.

@@ -23,8 +23,11 @@ type Sources struct {
 	Description string // e.g. "folder examples"
 }
 
-// Handler routes /healthz, /readyz, /metrics, /debug/config and
-// /debug/proxies.
+// Handler routes /healthz, /readyz, /metrics, /debug/config,
+// /debug/config_dump?group=G (the group's resources as Envoy JSON, with
+// their source ConfigMaps), /debug/proxies and /debug/status (per proxy
+// and type: SYNCED, STALE or NACKED, with the last NACK and the ConfigMaps
+// it traces to).
 func Handler(s Sources) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -51,6 +54,11 @@ func Handler(s Sources) http.Handler {
 			}
 		}
 		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET /debug/config_dump", func(w http.ResponseWriter, r *http.Request) { configDump(s, w, r) })
+	mux.HandleFunc("GET /debug/status", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		writeJSON(w, s.Proxies.Status(q.Get("group"), q.Get("node")))
 	})
 	return mux
 }

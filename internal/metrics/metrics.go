@@ -13,19 +13,21 @@ const namespace = "egress_xds"
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	ConnectedProxies *prometheus.GaugeVec   // group, protocol
-	Responses        *prometheus.CounterVec // group, type: responses pushed to proxies
-	PushedResources  *prometheus.CounterVec // group, type: resources in those responses
-	ACKs             *prometheus.CounterVec // group, type
-	NACKs            *prometheus.CounterVec // group, type
-	Builds           *prometheus.CounterVec // result: ok, error, unchanged
-	BuildDuration    prometheus.Histogram   // seconds
-	GroupVersion     *prometheus.GaugeVec   // group, type, version: 1 for the version served
-	GroupResources   *prometheus.GaugeVec   // group, type
-	InvalidSources   prometheus.Gauge       // ConfigMaps or files with errors
-	Diagnostics      *prometheus.GaugeVec   // severity
-	SourceUpdates    *prometheus.CounterVec // source: folder, kubernetes
-	LastBuildSuccess prometheus.Gauge       // unix seconds
+	ConnectedProxies *prometheus.GaugeVec     // group, protocol
+	Responses        *prometheus.CounterVec   // group, type: responses pushed to proxies
+	PushedResources  *prometheus.CounterVec   // group, type: resources in those responses
+	ACKs             *prometheus.CounterVec   // group, type
+	NACKs            *prometheus.CounterVec   // group, type
+	Builds           *prometheus.CounterVec   // result: ok, error, unchanged
+	BuildDuration    prometheus.Histogram     // seconds
+	GroupVersion     *prometheus.GaugeVec     // group, type, version: 1 for the version served
+	GroupResources   *prometheus.GaugeVec     // group, type
+	InvalidSources   prometheus.Gauge         // ConfigMaps or files with errors
+	Diagnostics      *prometheus.GaugeVec     // severity
+	SourceUpdates    *prometheus.CounterVec   // source: folder, kubernetes
+	LastBuildSuccess prometheus.Gauge         // unix seconds
+	Convergence      *prometheus.HistogramVec // group: change observed -> proxy ACK, seconds
+	PushSize         *prometheus.HistogramVec // group, type: payload bytes of one response
 }
 
 // New registers every metric, with the Go and process collectors, in a new
@@ -61,12 +63,19 @@ func New() *Metrics {
 			Help: "Changes observed in the intent sources."}, []string{"source"}),
 		LastBuildSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_successful_build_timestamp_seconds",
 			Help: "Unix time of the last snapshot build that published or confirmed every group."}),
+		Convergence: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "convergence_seconds",
+			Help:    "Time from a source change being observed to a proxy ACKing the version of a resource type it produced; once per proxy and type, for proxies connected when the version was published.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}, []string{"group"}),
+		PushSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "push_size_bytes",
+			Help:    "Serialized size of the resources carried by one xDS response, by gateway group and resource type.",
+			Buckets: prometheus.ExponentialBuckets(256, 4, 10)}, []string{"group", "type"}),
 	}
 	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ConnectedProxies, m.Responses, m.PushedResources, m.ACKs, m.NACKs, m.Builds, m.BuildDuration,
 		m.GroupVersion, m.GroupResources, m.InvalidSources, m.Diagnostics, m.SourceUpdates, m.LastBuildSuccess,
+		m.Convergence, m.PushSize,
 	)
 	return m
 }

@@ -366,19 +366,27 @@ func TestUnknownGroupGetsDenyAll(t *testing.T) {
 
 // The admin endpoints: health, readiness, metrics that pass the linter.
 func TestAdminEndpoints(t *testing.T) {
-	r := start(t, examples(t))
+	dir := examples(t)
+	r := start(t, dir)
 	waitSnapshot(t, r)
 	c := dial(t, r, xdstest.SotW, "gw-admin")
 	if err := c.WaitFor(timeout(t), xdstest.Synced); err != nil {
 		t.Fatal(err)
 	}
+	// A change ACKed by the proxy, so that every histogram has samples
+	// for the linter.
+	edit(t, filepath.Join(dir, "tls-origination.yaml"), "timeout: 10s", "timeout: 20s")
+	waitFor(t, "a convergence sample", func() bool {
+		return histogramCount(t, r.Metrics.Registry, "egress_xds_convergence_seconds", nil) >= 1
+	})
 	if body := get(t, "http://"+r.AdminAddr+"/readyz"); !strings.Contains(body, "ready") {
 		t.Fatalf("readyz: %q", body)
 	}
 	waitMetric(t, func() float64 { return testutil.ToFloat64(r.Metrics.ConnectedProxies.WithLabelValues(group, "sotw")) }, 1)
 	metrics := get(t, "http://"+r.AdminAddr+"/metrics")
 	for _, m := range []string{"egress_xds_connected_proxies", "egress_xds_pushes_total", "egress_xds_acks_total",
-		"egress_xds_snapshot_builds_total", "egress_xds_snapshot_version_info"} {
+		"egress_xds_snapshot_builds_total", "egress_xds_snapshot_version_info", "egress_xds_convergence_seconds",
+		"egress_xds_push_size_bytes"} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

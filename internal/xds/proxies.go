@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -18,8 +19,12 @@ import (
 // Proxies tracks connected proxies and what they accepted or rejected; it
 // is the server's go-control-plane Callbacks.
 type Proxies struct {
-	m   *metrics.Metrics
-	log *slog.Logger
+	m     *metrics.Metrics
+	log   *slog.Logger
+	cache *snapshot.Cache // nil in tests without a cache
+
+	hookMu sync.Mutex
+	onNACK func(NACK)
 
 	mu      sync.Mutex
 	streams map[int64]*Proxy
@@ -40,13 +45,43 @@ type Proxy struct {
 // TypeStatus is the sync state of one resource type of a proxy.
 type TypeStatus struct {
 	Sent      string // version last sent
-	Acked     string // version last accepted
+	Acked     string // version last accepted (or held on connection)
 	LastNACK  string // Envoy's error text of the last rejection
 	NACKedVer string // version that was rejected
+	// NACKSources are the ConfigMaps (namespace/name) whose resources were
+	// in the rejected response.
+	NACKSources []string `json:",omitempty"`
+
+	// What the last response carried, to trace a NACK to its sources: the
+	// group snapshot it came from (nil if it was replaced meanwhile), and
+	// the resource names when not the whole type.
+	sentSnap  *snapshot.GroupSnapshot
+	sentNames []string
+	sentAll   bool
 }
 
-func newProxies(m *metrics.Metrics, log *slog.Logger) *Proxies {
-	return &Proxies{m: m, log: log, streams: map[int64]*Proxy{}}
+// NACK is a rejection traced to its sources, for hooks such as Kubernetes
+// Events.
+type NACK struct {
+	ConfigMaps []string // namespace/name, sorted
+	Node       string
+	Group      string
+	TypeURL    string
+	Version    string // the rejected version
+	Error      string // Envoy's error text
+}
+
+func newProxies(m *metrics.Metrics, log *slog.Logger, cache *snapshot.Cache) *Proxies {
+	return &Proxies{m: m, log: log, cache: cache, streams: map[int64]*Proxy{}}
+}
+
+// OnNACK sets a function called (from the stream's goroutine) for every
+// rejection, with the ConfigMaps whose resources were in the rejected
+// response.
+func (p *Proxies) OnNACK(f func(NACK)) {
+	p.hookMu.Lock()
+	p.onNACK = f
+	p.hookMu.Unlock()
 }
 
 // List returns a copy of every connected proxy, sorted by group and node.
@@ -96,7 +131,9 @@ func (p *Proxies) closed(id int64) {
 	}
 }
 
-// request records a request: the node on the first one, then ACKs and NACKs.
+// request records a request: the node on the first one, then ACKs and
+// NACKs. Without a nonce, version is what the proxy already holds (a
+// reconnection), if anything.
 func (p *Proxies) request(id int64, node *core.Node, typeURL, version, nonce string, errDetail string, nacked bool) {
 	p.mu.Lock()
 	s := p.streams[id]
@@ -114,18 +151,28 @@ func (p *Proxies) request(id int64, node *core.Node, typeURL, version, nonce str
 		s.Types[typeURL] = ts
 	}
 	rejected := ""
-	if nonce != "" {
-		if nacked {
-			ts.LastNACK, ts.NACKedVer = errDetail, ts.Sent
-			rejected = ts.Sent
-		} else {
-			if version == "" { // delta requests carry no version: the ACK is of what was sent
-				version = ts.Sent
-			}
-			ts.Acked = version
+	var sentSnap *snapshot.GroupSnapshot
+	var sentNames []string
+	newAck := false
+	switch {
+	case nonce == "" && version != "" && ts.Acked == "":
+		ts.Acked = version // held from before: nothing will be sent
+	case nonce != "" && nacked:
+		// Recorded below, once traced to its sources.
+		rejected = ts.Sent
+		sentSnap, sentNames = ts.sentSnap, ts.sentNames
+		if ts.sentAll && sentSnap != nil {
+			sentNames = sentSnap.Type(typeURL).Names
 		}
+	case nonce != "":
+		if version == "" { // delta requests carry no version: the ACK is of what was sent
+			version = ts.Sent
+		}
+		newAck = ts.Acked != version
+		ts.Acked = version
+		sentSnap = ts.sentSnap
 	}
-	group, nodeID, protocol, addr := s.Group, s.NodeID, s.Protocol, s.Address
+	group, nodeID, protocol, addr, connected := s.Group, s.NodeID, s.Protocol, s.Address, s.Connected
 	p.mu.Unlock()
 
 	label := metrics.TypeLabel(typeURL)
@@ -140,31 +187,94 @@ func (p *Proxies) request(id int64, node *core.Node, typeURL, version, nonce str
 		return
 	}
 	if nacked {
-		p.m.NACKs.WithLabelValues(group, label).Inc()
+		var sources []string
+		if sentSnap != nil && sentSnap.Type(typeURL).Version == rejected {
+			sources = sentSnap.SourcesOf(typeURL, sentNames)
+		}
+		p.mu.Lock()
+		ts.LastNACK, ts.NACKedVer, ts.NACKSources = errDetail, rejected, sources
+		p.mu.Unlock()
 		p.log.Warn("proxy rejected configuration (NACK)", "node", nodeID, "group", group, "type", label,
-			"rejected_version", rejected, "kept_version", version, "error", errDetail)
+			"rejected_version", rejected, "kept_version", version, "error", errDetail, "configmaps", sources)
+		p.m.NACKs.WithLabelValues(group, label).Inc()
+		p.hookMu.Lock()
+		hook := p.onNACK
+		p.hookMu.Unlock()
+		if hook != nil {
+			hook(NACK{ConfigMaps: sources, Node: nodeID, Group: group, TypeURL: typeURL, Version: rejected, Error: errDetail})
+		}
 		return
 	}
 	p.m.ACKs.WithLabelValues(group, label).Inc()
+	// Convergence: once per proxy and type version, for proxies that were
+	// connected when the version was published (a proxy connecting later
+	// measures its own connection, not the change).
+	if newAck && sentSnap != nil && sentSnap.Type(typeURL).Version == version {
+		if observed, published := sentSnap.Changed(typeURL); !observed.IsZero() && connected.Before(published) {
+			p.m.Convergence.WithLabelValues(group).Observe(time.Since(observed).Seconds())
+		}
+	}
 }
 
-func (p *Proxies) response(id int64, typeURL, version string, resources int) {
+// response records a response: its version, and what it carried (names is
+// nil when all is set: the type's whole resource list).
+func (p *Proxies) response(id int64, typeURL, version string, resources, bytes int, names []string, all bool) {
 	p.mu.Lock()
-	s := p.streams[id]
 	group := ""
-	if s != nil {
+	if s := p.streams[id]; s != nil {
 		group = s.Group
+	}
+	p.mu.Unlock()
+	var snap *snapshot.GroupSnapshot
+	if p.cache != nil {
+		if gs := p.cache.Snapshot(group); gs != nil && gs.Type(typeURL).Version == version {
+			snap = gs
+		}
+	}
+	p.mu.Lock()
+	if s := p.streams[id]; s != nil {
 		ts := s.Types[typeURL]
 		if ts == nil {
 			ts = &TypeStatus{}
 			s.Types[typeURL] = ts
 		}
-		ts.Sent = version
+		ts.Sent, ts.sentSnap, ts.sentNames, ts.sentAll = version, snap, names, all
 	}
 	p.mu.Unlock()
 	label := metrics.TypeLabel(typeURL)
 	p.m.Responses.WithLabelValues(group, label).Inc()
 	p.m.PushedResources.WithLabelValues(group, label).Add(float64(resources))
+	p.m.PushSize.WithLabelValues(group, label).Observe(float64(bytes))
+}
+
+// heldVersion is the version of the group's current snapshot of a type
+// when a delta proxy reconnects holding exactly its resources; "" if not.
+func (p *Proxies) heldVersion(id int64, node *core.Node, typeURL string, initial map[string]string) string {
+	if p.cache == nil || len(initial) == 0 {
+		return ""
+	}
+	group := snapshot.GroupOf(node)
+	if node == nil {
+		p.mu.Lock()
+		if s := p.streams[id]; s != nil {
+			group = s.Group
+		}
+		p.mu.Unlock()
+	}
+	gs := p.cache.Snapshot(group)
+	if gs == nil {
+		return ""
+	}
+	ts := gs.Type(typeURL)
+	if len(initial) != len(ts.Names) {
+		return ""
+	}
+	for name, v := range initial {
+		if it, ok := ts.Items[name]; !ok || it.Version != v {
+			return ""
+		}
+	}
+	return ts.Version
 }
 
 // go-control-plane callbacks.
@@ -178,8 +288,18 @@ func (p *Proxies) OnStreamRequest(id int64, r *discovery.DiscoveryRequest) error
 	p.request(id, r.GetNode(), r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 	return nil
 }
-func (p *Proxies) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
-	p.response(id, r.GetTypeUrl(), r.GetVersionInfo(), len(r.GetResources()))
+func (p *Proxies) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
+	size := 0
+	for _, a := range r.GetResources() {
+		size += len(a.GetValue())
+	}
+	// A SotW response carries the whole type, or the subscribed names.
+	var names []string
+	all := true
+	if subscribed := req.GetResourceNames(); len(subscribed) > 0 && !slices.Contains(subscribed, "*") {
+		names, all = subscribed, false
+	}
+	p.response(id, r.GetTypeUrl(), r.GetVersionInfo(), len(r.GetResources()), size, names, all)
 }
 func (p *Proxies) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
 	p.open(ctx, id, "delta")
@@ -187,11 +307,21 @@ func (p *Proxies) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) err
 }
 func (p *Proxies) OnDeltaStreamClosed(id int64, _ *core.Node) { p.closed(id) }
 func (p *Proxies) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
-	p.request(id, r.GetNode(), r.GetTypeUrl(), "", r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+	held := ""
+	if r.GetResponseNonce() == "" {
+		held = p.heldVersion(id, r.GetNode(), r.GetTypeUrl(), r.GetInitialResourceVersions())
+	}
+	p.request(id, r.GetNode(), r.GetTypeUrl(), held, r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 	return nil
 }
 func (p *Proxies) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
-	p.response(id, r.GetTypeUrl(), r.GetSystemVersionInfo(), len(r.GetResources()))
+	size := 0
+	names := make([]string, 0, len(r.GetResources()))
+	for _, res := range r.GetResources() {
+		size += len(res.GetResource().GetValue())
+		names = append(names, res.GetName())
+	}
+	p.response(id, r.GetTypeUrl(), r.GetSystemVersionInfo(), len(r.GetResources()), size, names, false)
 }
 func (p *Proxies) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error         { return nil }
 func (p *Proxies) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}

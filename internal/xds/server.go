@@ -41,7 +41,7 @@ func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, l
 	if o.KeepaliveMinTime == 0 {
 		o.KeepaliveMinTime = 10 * time.Second
 	}
-	proxies := newProxies(m, log)
+	proxies := newProxies(m, log, cache)
 	g := grpc.NewServer(
 		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
 		// Accept the pings of idle ADS streams (Envoy's connection

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/egress-xds/egress-xds/internal/xds"
+)
+
+// status prints the sync status of every proxy connected to a running
+// server, like istioctl proxy-status, and the last NACK of each.
+func status(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("admin-address", "127.0.0.1:9090", "admin address of the server to ask")
+	group := fs.String("group", "", "only the proxies of this gateway group")
+	node := fs.String("node", "", "only the proxy with this node id")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	q := url.Values{}
+	if *group != "" {
+		q.Set("group", *group)
+	}
+	if *node != "" {
+		q.Set("node", *node)
+	}
+	var out []xds.ProxyStatus
+	if err := getJSON(*addr, "/debug/status?"+q.Encode(), *timeout, &out); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	renderStatus(stdout, out)
+	return 0
+}
+
+// getJSON decodes the JSON answer of an admin endpoint.
+func getJSON(addr, path string, timeout time.Duration, v any) error {
+	client := &http.Client{Timeout: timeout}
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// statusColumns are the table's type columns, in istioctl's order.
+var statusColumns = []struct{ title, typ string }{
+	{"CDS", "Cluster"},
+	{"LDS", "Listener"},
+	{"EDS", "ClusterLoadAssignment"},
+	{"RDS", "RouteConfiguration"},
+	{"SDS", "Secret"},
+}
+
+// renderStatus writes the table, then the last NACK of every proxy and
+// type with Envoy's error and the ConfigMaps it traces to.
+func renderStatus(w io.Writer, proxies []xds.ProxyStatus) {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprint(tw, "NODE\tGROUP\tADDRESS\tPROTOCOL")
+	for _, c := range statusColumns {
+		fmt.Fprint(tw, "\t", c.title)
+	}
+	fmt.Fprintln(tw)
+	for _, p := range proxies {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", orDash(p.Node), orDash(p.Group), orDash(p.Address), orDash(p.Protocol))
+		for _, c := range statusColumns {
+			fmt.Fprint(tw, "\t", cell(p.Types[c.typ]))
+		}
+		fmt.Fprintln(tw)
+	}
+	_ = tw.Flush()
+	first := true
+	for _, p := range proxies {
+		for _, c := range statusColumns {
+			t := p.Types[c.typ]
+			if t.NACKError == "" {
+				continue
+			}
+			if first {
+				fmt.Fprintln(w, "\nLast NACK per proxy and type:")
+				first = false
+			}
+			current := ""
+			if t.State != xds.NACKed {
+				current = ", since replaced"
+			}
+			fmt.Fprintf(w, "%s (%s) %s version %s%s: %s\n", orDash(p.Node), orDash(p.Group), c.title,
+				short(t.NACKedVersion), current, t.NACKError)
+			if len(t.NACKSources) > 0 {
+				fmt.Fprintf(w, "  from ConfigMaps: %s\n", strings.Join(t.NACKSources, ", "))
+			}
+		}
+	}
+	if len(proxies) == 0 {
+		fmt.Fprintln(w, "no proxy connected")
+	}
+}
+
+// cell is a type's state with the version concerned: the one ACKed, or
+// the one rejected.
+func cell(t xds.TypeSyncStatus) string {
+	if t.State == "" {
+		return "-"
+	}
+	v := t.Acked
+	if t.State == xds.NACKed {
+		v = t.NACKedVersion
+	}
+	if v == "" {
+		return string(t.State)
+	}
+	return fmt.Sprintf("%s (%s)", t.State, short(v))
+}
+
+func short(v string) string {
+	if len(v) > 8 {
+		return v[:8]
+	}
+	if v == "" {
+		return "-"
+	}
+	return v
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
