@@ -475,8 +475,9 @@ func (k *Kube) sync(onChange func(KubeState)) bool {
 	k.mu.Unlock()
 
 	k.log.Debug("kubernetes source: input changed", "configmaps", len(cms), "secrets", len(secrets))
-	onChange(KubeState{ConfigMaps: cms, Secrets: secrets})
+	// Synced first: whoever sees the first state sees the source synced.
 	k.syncOnce.Do(func() { close(k.synced) })
+	onChange(KubeState{ConfigMaps: cms, Secrets: secrets})
 	return true
 }
 
