@@ -81,16 +81,8 @@ func diff(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: xds-server diff [flags] --config-dir CURRENT PROPOSED")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := applyEnv(fs); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	opts, err := tf.options()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	opts, ok := parseTranslateFlags(fs, args, &tf, stderr)
+	if !ok {
 		return 2
 	}
 	if *current == "" || fs.NArg() != 1 {
@@ -145,7 +137,7 @@ func served(store *compile.Store, path string, opts translate.Options, also []st
 		}
 		out[g] = gs
 	}
-	return out, dedupe(diags), nil
+	return out, diags.Dedupe(), nil
 }
 
 func keys(m map[string]*snapshot.GroupSnapshot) []string {

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"sort"
@@ -109,4 +110,23 @@ func (m *portMap) Set(s string) error {
 		(*m)[uint32(f)] = uint32(t)
 	}
 	return nil
+}
+
+// parseTranslateFlags parses a command line whose flags include tf, applies
+// the environment, and returns the translation options; false means the
+// problem was printed and the command exits 2.
+func parseTranslateFlags(fs *flag.FlagSet, args []string, tf *translateFlags, stderr io.Writer) (translate.Options, bool) {
+	if err := fs.Parse(args); err != nil {
+		return translate.Options{}, false
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintln(stderr, err)
+		return translate.Options{}, false
+	}
+	opts, err := tf.options()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return translate.Options{}, false
+	}
+	return opts, true
 }

@@ -24,16 +24,8 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: xds-server validate [flags] FILE|DIR...")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := applyEnv(fs); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	opts, err := tf.options()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	opts, ok := parseTranslateFlags(fs, args, &tf, stderr)
+	if !ok {
 		return 2
 	}
 	if fs.NArg() == 0 {
@@ -64,7 +56,7 @@ func validate(args []string, stdout, stderr io.Writer) int {
 			destinations[name] = true
 		}
 	}
-	diags = dedupe(diags)
+	diags = diags.Dedupe()
 	diags.Sort()
 	errs, warns := 0, 0
 	for _, d := range diags {
@@ -112,19 +104,6 @@ func load(path string) ([]compile.ConfigMap, []corev1.Secret, intent.Diagnostics
 		out = append(out, compile.ConfigMap{File: path, ConfigMap: &cms[i]})
 	}
 	return out, secrets, diags
-}
-
-// dedupe drops repeats: a Secret problem is found once per group.
-func dedupe(ds intent.Diagnostics) intent.Diagnostics {
-	seen := map[string]bool{}
-	var out intent.Diagnostics
-	for _, d := range ds {
-		if k := d.Error(); !seen[k] {
-			seen[k] = true
-			out = append(out, d)
-		}
-	}
-	return out
 }
 
 func countSelected(cms []compile.ConfigMap) int {

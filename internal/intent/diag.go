@@ -78,6 +78,20 @@ func (ds Diagnostics) HasErrors() bool {
 	return false
 }
 
+// Dedupe drops repeated diagnostics (a Secret problem is found once per
+// gateway group), keeping the first of each.
+func (ds Diagnostics) Dedupe() Diagnostics {
+	seen := map[string]bool{}
+	var out Diagnostics
+	for _, d := range ds {
+		if k := d.Error(); !seen[k] {
+			seen[k] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // Sort orders diagnostics by origin, then path, then message.
 func (ds Diagnostics) Sort() {
 	sort.SliceStable(ds, func(i, j int) bool {

@@ -205,7 +205,7 @@ func (b *Builder) rebuild() (*Report, func(Report)) {
 	if failed {
 		result = "error"
 	}
-	diags = dedupe(diags)
+	diags = diags.Dedupe()
 	diags.Sort()
 	b.diags = diags
 	b.reportDiagnostics(diags)
@@ -301,16 +301,4 @@ func versionSummary(gs *GroupSnapshot) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
-}
-
-func dedupe(ds intent.Diagnostics) intent.Diagnostics {
-	seen := map[string]bool{}
-	var out intent.Diagnostics
-	for _, d := range ds {
-		if k := d.Error(); !seen[k] {
-			seen[k] = true
-			out = append(out, d)
-		}
-	}
-	return out
 }

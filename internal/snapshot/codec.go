@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // A SotW push sends the same resource list to every proxy of a group: a
@@ -19,22 +18,22 @@ import (
 // is encoded per response. Protobuf fields may come in any order and a
 // repeated field may be split, so head + shared list is exactly the message.
 
-// sharedList is the wire form of a TypeSnapshot's full resource list, as
-// repeated field 2 (resources) of a DiscoveryResponse, encoded on first use.
-type sharedList struct {
-	n     int
-	items []*anypb.Any
+// sharedList is the wire form of a snapshot's full resource list, as
+// repeated field 2 (resources) of a DiscoveryResponse (items are Anys) or
+// a DeltaDiscoveryResponse (items are Resources), encoded on first use.
+type sharedList[T proto.Message] struct {
+	items []T
 	once  sync.Once
 	wire  []byte
 	err   error
 }
 
-func (s *sharedList) bytes() ([]byte, error) {
+func (s *sharedList[T]) bytes() ([]byte, error) {
 	s.once.Do(func() {
 		const resourcesField = 2
 		opts := proto.MarshalOptions{Deterministic: true}
-		for _, a := range s.items {
-			b, err := opts.Marshal(a)
+		for _, it := range s.items {
+			b, err := opts.Marshal(it)
 			if err != nil {
 				s.err = err
 				return
@@ -46,60 +45,37 @@ func (s *sharedList) bytes() ([]byte, error) {
 	return s.wire, s.err
 }
 
-// deltaLists maps the first Resource of a registered delta list to its
-// wire form, as repeated field 2 (resources) of a DeltaDiscoveryResponse.
-var deltaLists sync.Map // *discovery.Resource -> *sharedDelta
+// sharedLists maps the first item of a registered list to the list.
+var sharedLists sync.Map // *anypb.Any or *discovery.Resource -> *sharedList
 
-type sharedDelta struct {
-	n     int
-	items []*discovery.Resource
-	once  sync.Once
-	wire  []byte
-	err   error
-}
-
-func (s *sharedDelta) bytes() ([]byte, error) {
-	s.once.Do(func() {
-		const resourcesField = 2
-		opts := proto.MarshalOptions{Deterministic: true}
-		for _, r := range s.items {
-			b, err := opts.Marshal(r)
-			if err != nil {
-				s.err = err
-				return
-			}
-			s.wire = protowire.AppendTag(s.wire, resourcesField, protowire.BytesType)
-			s.wire = protowire.AppendBytes(s.wire, b)
-		}
-	})
-	return s.wire, s.err
-}
-
-func registerDeltaList(all []*discovery.Resource) {
+func registerList[T proto.Message](all []T) {
 	if len(all) > 0 {
-		deltaLists.Store(all[0], &sharedDelta{n: len(all), items: all})
+		sharedLists.Store(any(all[0]), &sharedList[T]{items: all})
 	}
 }
 
-func unregisterDeltaList(all []*discovery.Resource) {
+func unregisterList[T proto.Message](all []T) {
 	if len(all) > 0 {
-		deltaLists.Delete(all[0])
+		sharedLists.Delete(any(all[0]))
 	}
 }
 
-// sharedLists maps the first Any of a registered list to the list.
-var sharedLists sync.Map // *anypb.Any -> *sharedList
-
-func registerList(all []*anypb.Any) {
-	if len(all) > 0 {
-		sharedLists.Store(all[0], &sharedList{n: len(all), items: all})
+// sharedBytes returns the shared encoding of items when they are exactly a
+// registered list.
+func sharedBytes[T proto.Message](items []T) ([]byte, bool) {
+	if len(items) == 0 {
+		return nil, false
 	}
-}
-
-func unregisterList(all []*anypb.Any) {
-	if len(all) > 0 {
-		sharedLists.Delete(all[0])
+	e, ok := sharedLists.Load(any(items[0]))
+	if !ok {
+		return nil, false
 	}
+	l, ok := e.(*sharedList[T])
+	if !ok || len(l.items) != len(items) {
+		return nil, false
+	}
+	b, err := l.bytes()
+	return b, err == nil
 }
 
 // Codec is gRPC's proto codec, except for DiscoveryResponses that carry a
@@ -113,42 +89,37 @@ var base = encoding.GetCodecV2(grpcproto.Name)
 // content subtype.
 func (Codec) Name() string { return grpcproto.Name }
 
-// Marshal encodes v, sharing the encoding of registered resource lists.
+// Marshal encodes v, sharing the encoding of registered resource lists:
+// the head (everything but the resources) is encoded per response.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	if r, ok := v.(*discovery.DiscoveryResponse); ok && len(r.Resources) > 0 {
-		if e, ok := sharedLists.Load(r.Resources[0]); ok && e.(*sharedList).n == len(r.Resources) {
-			body, err := e.(*sharedList).bytes()
-			if err == nil {
-				head := &discovery.DiscoveryResponse{
-					VersionInfo: r.VersionInfo, Canary: r.Canary, TypeUrl: r.TypeUrl,
-					Nonce: r.Nonce, ControlPlane: r.ControlPlane, ResourceErrors: r.ResourceErrors,
-				}
-				hb, err := proto.Marshal(head)
-				if err != nil {
-					return nil, err
-				}
-				return mem.BufferSlice{mem.SliceBuffer(hb), mem.SliceBuffer(body)}, nil
+	var head proto.Message
+	var body []byte
+	var ok bool
+	switch r := v.(type) {
+	case *discovery.DiscoveryResponse:
+		if body, ok = sharedBytes(r.Resources); ok {
+			head = &discovery.DiscoveryResponse{
+				VersionInfo: r.VersionInfo, Canary: r.Canary, TypeUrl: r.TypeUrl,
+				Nonce: r.Nonce, ControlPlane: r.ControlPlane, ResourceErrors: r.ResourceErrors,
+			}
+		}
+	case *discovery.DeltaDiscoveryResponse:
+		if body, ok = sharedBytes(r.Resources); ok {
+			head = &discovery.DeltaDiscoveryResponse{
+				SystemVersionInfo: r.SystemVersionInfo, TypeUrl: r.TypeUrl, RemovedResources: r.RemovedResources,
+				RemovedResourceNames: r.RemovedResourceNames, Nonce: r.Nonce, ControlPlane: r.ControlPlane,
+				ResourceErrors: r.ResourceErrors,
 			}
 		}
 	}
-	if r, ok := v.(*discovery.DeltaDiscoveryResponse); ok && len(r.Resources) > 0 {
-		if e, ok := deltaLists.Load(r.Resources[0]); ok && e.(*sharedDelta).n == len(r.Resources) {
-			body, err := e.(*sharedDelta).bytes()
-			if err == nil {
-				head := &discovery.DeltaDiscoveryResponse{
-					SystemVersionInfo: r.SystemVersionInfo, TypeUrl: r.TypeUrl, RemovedResources: r.RemovedResources,
-					RemovedResourceNames: r.RemovedResourceNames, Nonce: r.Nonce, ControlPlane: r.ControlPlane,
-					ResourceErrors: r.ResourceErrors,
-				}
-				hb, err := proto.Marshal(head)
-				if err != nil {
-					return nil, err
-				}
-				return mem.BufferSlice{mem.SliceBuffer(hb), mem.SliceBuffer(body)}, nil
-			}
-		}
+	if !ok {
+		return base.Marshal(v)
 	}
-	return base.Marshal(v)
+	hb, err := proto.Marshal(head)
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(hb), mem.SliceBuffer(body)}, nil
 }
 
 // Unmarshal is the default proto codec's.

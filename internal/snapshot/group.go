@@ -78,14 +78,14 @@ func (gs *GroupSnapshot) diffFrom(prev *GroupSnapshot) {
 func (gs *GroupSnapshot) publish() {
 	for _, ts := range gs.types {
 		registerList(ts.all)
-		registerDeltaList(ts.deltaAll)
+		registerList(ts.deltaAll)
 	}
 }
 
 func (gs *GroupSnapshot) release() {
 	for _, ts := range gs.types {
 		unregisterList(ts.all)
-		unregisterDeltaList(ts.deltaAll)
+		unregisterList(ts.deltaAll)
 	}
 }
 
