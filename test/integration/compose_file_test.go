@@ -121,6 +121,9 @@ func TestComposeFile(t *testing.T) {
 	if xds.Build == nil || xds.Build.Context != root || filepath.Base(xds.Build.Dockerfile) != "Dockerfile" || !xds.ReadOnly {
 		t.Errorf("xds-server: build %+v read_only %v; want the root Dockerfile, read-only", xds.Build, xds.ReadOnly)
 	}
+	if hc := strings.Join(xds.HealthCheck.Test, " "); hc != "CMD /xds-server healthcheck" {
+		t.Errorf("xds-server healthcheck %q; want the binary's own healthcheck (distroless has no shell)", hc)
+	}
 	cmd := []string(xds.Command)
 	if flagValue(cmd, "--config-dir") != "/config" || flagValue(cmd, "--system-ca-bundle") != env.SystemCABundle ||
 		slices.Contains(cmd, "--port-map") || slices.Contains(cmd, "--forward-proxy-port") || env.ForwardProxyPort != 3128 {
@@ -177,7 +180,9 @@ func TestComposeFile(t *testing.T) {
 		if !strings.Contains(hc, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", bootstrap.DefaultAdminPort)) || !strings.Contains(hc, "/ready") {
 			t.Errorf("%s: healthcheck %q does not ask the admin interface for /ready", name, hc)
 		}
-		if gw.DependsOn[svcXDS].Condition != types.ServiceConditionStarted || gw.DependsOn[svcFakes].Condition != types.ServiceConditionHealthy {
+		// Gateways start once the server is ready (xds-server healthcheck):
+		// their first ADS request is then answered at once.
+		if gw.DependsOn[svcXDS].Condition != types.ServiceConditionHealthy || gw.DependsOn[svcFakes].Condition != types.ServiceConditionHealthy {
 			t.Errorf("%s depends on %+v", name, gw.DependsOn)
 		}
 		if got := networks(gw); !slices.Equal(got, []string{"control", "upstream", "workloads"}) {
