@@ -147,6 +147,9 @@ type Kube struct {
 	synced   chan struct{}
 	syncOnce sync.Once
 
+	nackMu      sync.Mutex
+	nackWritten map[string]bool // rejection Events written or being written, by name
+
 	cmListers []cache.Indexer // one per watched namespace (or all)
 	cmSynced  []cache.InformerSynced
 
@@ -216,7 +219,7 @@ func NewKube(opts KubeOptions, log *slog.Logger) (*Kube, error) {
 		}
 	}
 	k := &Kube{
-		client: client, opts: opts, log: log,
+		client: client, opts: opts, log: log, nackWritten: map[string]bool{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "egress-xds-kube-source"}),
