@@ -43,11 +43,13 @@ type translateFlags struct {
 	portMap          portMap
 	systemCA         string
 	listenerAddress  string
+	statsPort        uint
 }
 
 func (t *translateFlags) register(fs *flag.FlagSet) {
 	fs.UintVar(&t.forwardProxyPort, "forward-proxy-port", 3128, "gateway port of the explicit HTTP proxy (CONNECT and absolute-form requests); 0 disables it")
 	fs.Var(&t.portMap, "port-map", "listener port for a declared port, e.g. 443=8443,80=8080 for gateways running without privileges")
+	fs.UintVar(&t.statsPort, "gateway-stats-port", 9902, "the gateways' Prometheus stats listener (envoy/bootstrap), kept out of intents; 0: none")
 	fs.StringVar(&t.listenerAddress, "listener-address", "0.0.0.0", "address the gateways' listeners bind (127.0.0.1 for a gateway on a laptop)")
 	fs.StringVar(&t.systemCA, "system-ca-bundle", translate.DefaultSystemCABundle, "CA bundle path inside the gateway, used to verify upstream servers when an intent names no CA Secret")
 }
@@ -55,6 +57,9 @@ func (t *translateFlags) register(fs *flag.FlagSet) {
 func (t *translateFlags) options() (translate.Options, error) {
 	if t.forwardProxyPort > 65535 {
 		return translate.Options{}, fmt.Errorf("--forward-proxy-port %d is not a valid port", t.forwardProxyPort)
+	}
+	if t.statsPort > 65535 || (t.statsPort != 0 && t.statsPort == t.forwardProxyPort) {
+		return translate.Options{}, fmt.Errorf("--gateway-stats-port %d is not a valid port or is the forward proxy port", t.statsPort)
 	}
 	if _, err := netip.ParseAddr(t.listenerAddress); err != nil {
 		return translate.Options{}, fmt.Errorf("--listener-address %q is not an IP address", t.listenerAddress)
@@ -75,6 +80,7 @@ func (t *translateFlags) options() (translate.Options, error) {
 		PortMap:          t.portMap,
 		SystemCABundle:   t.systemCA,
 		ListenerAddress:  t.listenerAddress,
+		StatsPort:        uint32(t.statsPort),
 	}, nil
 }
 

@@ -7,15 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
 	// Types packed in Any fields of the bootstrap, so they resolve.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/fixed_heap/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -37,6 +41,12 @@ const (
 	DefaultXDSHost   = "xds-server"
 	DefaultXDSPort   = 18000
 	DefaultAdminPort = 9901
+	// DefaultStatsPort is the static listener that serves only
+	// /stats/prometheus from the admin interface, for scraping.
+	DefaultStatsPort = 9902
+
+	statsListenerName = "envoy_prometheus"
+	adminClusterName  = "envoy_admin"
 )
 
 // Params tell which gateway instance a bootstrap is for. Zero values take the
@@ -57,6 +67,10 @@ type Params struct {
 	// Default 9901; negative lets Envoy pick a free port (run Envoy with
 	// --admin-address-path to learn it).
 	AdminPort int
+	// StatsPort is the port of the Prometheus stats listener. Default 9902;
+	// negative removes it (as does a negative AdminPort: the stats listener
+	// must know the admin port).
+	StatsPort int
 }
 
 // Parse reads an Envoy bootstrap in YAML (or JSON) strictly: unknown fields
@@ -117,10 +131,44 @@ func Build(p Params) (*bootstrapv3.Bootstrap, error) {
 		admin.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(p.AdminPort)}
 	}
 
+	if err := statsListener(b, p); err != nil {
+		return nil, err
+	}
+
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	return b, nil
+}
+
+// statsListener points the stats listener's admin cluster at the admin
+// port and moves the listener to p.StatsPort, or removes both.
+func statsListener(b *bootstrapv3.Bootstrap, p Params) error {
+	sr := b.GetStaticResources()
+	if p.StatsPort < 0 || p.AdminPort < 0 {
+		sr.Listeners = slices.DeleteFunc(sr.Listeners, func(l *listenerv3.Listener) bool { return l.GetName() == statsListenerName })
+		sr.Clusters = slices.DeleteFunc(sr.Clusters, func(c *clusterv3.Cluster) bool { return c.GetName() == adminClusterName })
+		return nil
+	}
+	for _, l := range sr.GetListeners() {
+		if l.GetName() == statsListenerName && p.StatsPort > 0 {
+			l.GetAddress().GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(p.StatsPort)}
+		}
+	}
+	for _, c := range sr.GetClusters() {
+		if c.GetName() != adminClusterName {
+			continue
+		}
+		eps := c.GetLoadAssignment().GetEndpoints()
+		if len(eps) != 1 || len(eps[0].GetLbEndpoints()) != 1 {
+			return errors.New("bootstrap: egress-gateway.yaml has no " + adminClusterName + " with one endpoint")
+		}
+		if p.AdminPort > 0 {
+			eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().PortSpecifier =
+				&corev3.SocketAddress_PortValue{PortValue: uint32(p.AdminPort)}
+		}
+	}
+	return nil
 }
 
 // Render returns the bootstrap for p as YAML, ready for `envoy -c`.
@@ -156,6 +204,9 @@ func (p Params) check() error {
 	}
 	if p.XDSPort < 0 || p.XDSPort > 65535 {
 		errs = append(errs, fmt.Errorf("XDSPort %d is out of range", p.XDSPort))
+	}
+	if p.StatsPort > 65535 || (p.StatsPort > 0 && p.StatsPort == p.AdminPort) {
+		errs = append(errs, fmt.Errorf("StatsPort %d is out of range or the admin port", p.StatsPort))
 	}
 	if p.AdminPort > 65535 {
 		errs = append(errs, fmt.Errorf("AdminPort %d is out of range", p.AdminPort))

@@ -300,3 +300,35 @@ func TestEnvoyValidates(t *testing.T) {
 		}
 	}
 }
+
+// The stats listener serves the admin interface's /stats/prometheus on its
+// own port, follows the admin port, and goes away when that is unknown.
+func TestStatsListener(t *testing.T) {
+	b, err := Build(Params{NodeID: "gw", AdminPort: 19901, StatsPort: 19902})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var port uint32
+	for _, l := range b.GetStaticResources().GetListeners() {
+		if l.GetName() == statsListenerName {
+			port = l.GetAddress().GetSocketAddress().GetPortValue()
+		}
+	}
+	if port != 19902 {
+		t.Fatalf("stats listener port %d", port)
+	}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == adminClusterName {
+			if got := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress(); got.GetAddress() != "127.0.0.1" || got.GetPortValue() != 19901 {
+				t.Fatalf("admin cluster points at %v", got)
+			}
+		}
+	}
+	b, err = Build(Params{NodeID: "gw", AdminPort: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.GetStaticResources().GetListeners()) != 0 || len(b.GetStaticResources().GetClusters()) != 1 {
+		t.Fatalf("with an unknown admin port the stats listener must go: %v", b.GetStaticResources())
+	}
+}

@@ -48,13 +48,19 @@ type Options struct {
 	// ListenerAddress is the address gateway listeners bind; "0.0.0.0"
 	// when empty.
 	ListenerAddress string
+	// StatsPort is the gateways' own Prometheus stats listener (a static
+	// listener of the bootstrap): intents may not use it. 0: none.
+	StatsPort uint32
 }
 
 // ResolveOptions are the constraints these options put on intents.
 func (o Options) ResolveOptions() intent.ResolveOptions {
-	ro := intent.ResolveOptions{PortMap: o.PortMap}
+	ro := intent.ResolveOptions{PortMap: o.PortMap, ReservedPorts: map[uint32]string{}}
 	if o.ForwardProxyPort != 0 {
-		ro.ReservedPorts = map[uint32]string{o.ForwardProxyPort: "forward proxy"}
+		ro.ReservedPorts[o.ForwardProxyPort] = "forward proxy"
+	}
+	if o.StatsPort != 0 {
+		ro.ReservedPorts[o.StatsPort] = "Prometheus stats listener (bootstrap)"
 	}
 	return ro
 }
