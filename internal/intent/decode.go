@@ -108,6 +108,9 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		fields := yamlFields(t)
+		if duplicateKeys(r, node, path) {
+			return
+		}
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			key, val := node.Content[i].Value, node.Content[i+1]
 			f, ok := fields[key]
@@ -132,6 +135,9 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 			setNull(node)
 			return
 		}
+		if duplicateKeys(r, node, path) {
+			return
+		}
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			k := node.Content[i]
 			if k.Kind != yaml.ScalarNode {
@@ -143,6 +149,27 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 	default:
 		r.errorf(path, "unsupported field type %s", t)
 	}
+}
+
+// duplicateKeys reports keys given twice in a mapping (YAML forbids it and
+// the decoder would refuse the whole document without a path), and blanks
+// the mapping so decoding goes on.
+func duplicateKeys(r *reporter, node *yaml.Node, path string) bool {
+	seen := map[string]int{}
+	dup := false
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k := node.Content[i]
+		if line, ok := seen[k.Value]; ok {
+			r.errorf(join(path, k.Value), "is defined twice (lines %d and %d)", line, k.Line)
+			dup = true
+			continue
+		}
+		seen[k.Value] = k.Line
+	}
+	if dup {
+		setNull(node)
+	}
+	return dup
 }
 
 // setNull blanks a node that failed its check, so that decoding the rest of
