@@ -29,6 +29,7 @@ type serveFlags struct {
 	logLevel      string
 	shutdownGrace time.Duration
 	translate     translateFlags
+	xdsTLS        xdsTLSFlags
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -45,6 +46,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for streams to close before closing connections")
 	f.translate.register(fs)
+	f.xdsTLS.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -73,6 +75,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "a source is required: --config-dir (a folder of ConfigMap manifests, e.g. examples) or --kubernetes")
 		return 2
 	}
+	if err := f.xdsTLS.check(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := runServer(ctx, f, opts, log); err != nil {
@@ -98,6 +104,7 @@ func runServer(ctx context.Context, f serveFlags, opts translate.Options, log *s
 		Translate:     opts,
 		ShutdownGrace: f.shutdownGrace,
 		Log:           log,
+		XDSTLS:        f.xdsTLS.options(),
 	})
 	if err != nil {
 		return err

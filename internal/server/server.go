@@ -32,6 +32,9 @@ type Config struct {
 	Translate     translate.Options
 	ShutdownGrace time.Duration
 	Log           *slog.Logger
+	// XDSTLS, if set, serves xDS over TLS, with node authorization when
+	// it names a client CA.
+	XDSTLS *xds.TLSOptions
 }
 
 // Server is a running control plane.
@@ -68,6 +71,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		description, errPrefix = kube.Description(), "kubernetes"
 	}
+	var xdsTLS *xds.ServerTLS
+	if cfg.XDSTLS != nil {
+		var err error
+		if xdsTLS, err = xds.LoadTLS(*cfg.XDSTLS, log); err != nil {
+			return nil, err
+		}
+	}
 	m := metrics.New()
 	var builder *snapshot.Builder
 	cache := snapshot.NewCache(log, func(string) { builder.Trigger() })
@@ -83,7 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	srvCtx, cancelSrv := context.WithCancel(context.Background())
-	xs := xds.NewServer(srvCtx, cache, m, log, xds.Options{})
+	xs := xds.NewServer(srvCtx, cache, m, log, xds.Options{TLS: xdsTLS})
 	s := &Server{
 		XDSAddr: xdsL.Addr().String(), AdminAddr: adminL.Addr().String(),
 		Metrics: m, Cache: cache, Builder: builder, XDS: xs,
@@ -100,6 +110,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// Events: the builder reports after every rebuild; the source
 		// writes what is new on the ConfigMaps concerned.
 		builder.OnReport(func(r snapshot.Report) { kube.Report(r.Diagnostics, r.Accepted) })
+		// A gateway's NACK, traced to ConfigMaps, is told on them too.
+		xs.Proxies.OnNACK(func(n xds.NACK) {
+			kube.ReportRejection(watch.Rejection{ConfigMaps: n.ConfigMaps, Group: n.Group, TypeURL: n.TypeURL, Version: n.Version, Error: n.Error})
+		})
 		go func() {
 			// The first Update comes after the informers synced, so
 			// /readyz (first snapshot published) implies a synced source.
@@ -137,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			log.Error("admin server stopped", "error", err)
 		}
 	}()
-	log.Info("xds-server started", "xds", s.XDSAddr, "admin", s.AdminAddr, "source", description,
+	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "source", description,
 		"forward_proxy_port", cfg.Translate.ForwardProxyPort)
 
 	go func() {

@@ -12,6 +12,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/egress-xds/egress-xds/internal/metrics"
@@ -31,6 +32,10 @@ type Options struct {
 	// KeepaliveMinTime is the shortest ping interval a client may use.
 	// The egress gateway bootstrap pings every 30s.
 	KeepaliveMinTime time.Duration
+	// TLS, if set, serves xDS over TLS; when it requires client
+	// certificates, each proxy gets only the group its certificate
+	// entitles (see IdentityOf).
+	TLS *ServerTLS
 }
 
 // NewServer builds the gRPC server with the ADS service (SotW and delta).
@@ -42,7 +47,15 @@ func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, l
 		o.KeepaliveMinTime = 10 * time.Second
 	}
 	proxies := newProxies(m, log, cache)
-	g := grpc.NewServer(
+	var callbacks serverv3.Callbacks = proxies
+	var creds []grpc.ServerOption
+	if o.TLS != nil {
+		creds = append(creds, grpc.Creds(credentials.NewTLS(o.TLS.Config())))
+		if o.TLS.ClientAuth() {
+			callbacks = newAuthorizer(proxies, o.TLS.TrustDomain(), log)
+		}
+	}
+	g := grpc.NewServer(append(creds,
 		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
 		// Accept the pings of idle ADS streams (Envoy's connection
 		// keepalive) down to KeepaliveMinTime; faster ones get GOAWAY.
@@ -56,8 +69,8 @@ func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, l
 		grpc.ReadBufferSize(8<<10),
 		// Encode each group's resource lists once, not once per stream.
 		grpc.ForceServerCodecV2(snapshot.Codec{}),
-	)
-	srv := serverv3.NewServer(ctx, cache, proxies)
+	)...)
+	srv := serverv3.NewServer(ctx, cache, callbacks)
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	return &Server{GRPC: g, Proxies: proxies}
 }
