@@ -25,6 +25,7 @@ type Metrics struct {
 	InvalidSources   prometheus.Gauge         // ConfigMaps or files with errors
 	Diagnostics      *prometheus.GaugeVec     // severity
 	SourceUpdates    *prometheus.CounterVec   // source: folder, kubernetes
+	RefusedProxies   *prometheus.CounterVec   // group, code: xDS streams refused by node authorization
 	LastBuildSuccess prometheus.Gauge         // unix seconds
 	Convergence      *prometheus.HistogramVec // group: change observed -> proxy ACK, seconds
 	PushSize         *prometheus.HistogramVec // group, type: payload bytes of one response
@@ -61,6 +62,8 @@ func New() *Metrics {
 			Help: "Problems found in the current input, by severity."}, []string{"severity"}),
 		SourceUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "source_updates_total",
 			Help: "Changes observed in the intent sources."}, []string{"source"}),
+		RefusedProxies: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "refused_proxies_total",
+			Help: "xDS streams refused by node authorization (secure xDS), by the gateway group asked for and the gRPC code."}, []string{"group", "code"}),
 		LastBuildSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_successful_build_timestamp_seconds",
 			Help: "Unix time of the last snapshot build that published or confirmed every group."}),
 		Convergence: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "convergence_seconds",
@@ -74,7 +77,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ConnectedProxies, m.Responses, m.PushedResources, m.ACKs, m.NACKs, m.Builds, m.BuildDuration,
-		m.GroupVersion, m.GroupResources, m.InvalidSources, m.Diagnostics, m.SourceUpdates, m.LastBuildSuccess,
+		m.GroupVersion, m.GroupResources, m.InvalidSources, m.Diagnostics, m.SourceUpdates, m.RefusedProxies, m.LastBuildSuccess,
 		m.Convergence, m.PushSize,
 	)
 	return m

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"log/slog"
 	"math/big"
 	"net"
@@ -301,6 +302,9 @@ func TestSecureXDSNodeAuthorization(t *testing.T) {
 				wantStatus(t, refusal(t, cc, mode, "payments"), codes.PermissionDenied,
 					`gateway group "payments"`, entitledID, `entitles gateway group "egress-gateway" only`)
 				refusedClient(t, cc, mode, "payments")
+				if n := testutil.ToFloat64(r.Metrics.RefusedProxies.WithLabelValues("payments", "permissiondenied")); n < 1 {
+					t.Errorf("refusals counted: %v", n)
+				}
 				// The connection itself stays usable for the entitled group.
 				c := dial(t, r, mode, "gw-same-conn", func(o *xdstest.Options) { o.Address, o.Conn = "", cc })
 				if err := c.WaitFor(timeout(t), xdstest.Synced); err != nil {

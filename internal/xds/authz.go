@@ -187,6 +187,7 @@ func (a *authorizer) authorize(id int64, node *core.Node) error {
 		}
 		a.log.Warn("proxy refused: not authorized for the gateway group it asked for",
 			"node", node.GetId(), "group", group, "identity", presented, "error", status.Convert(err).Message())
+		a.m.RefusedProxies.WithLabelValues(group, strings.ToLower(status.Code(err).String())).Inc()
 	}
 	return err
 }
