@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -63,6 +65,7 @@ func DumpGroup(group string, gs *snapshot.GroupSnapshot) (ConfigDump, error) {
 			if !ok {
 				continue
 			}
+			m = redact(m)
 			b, err := opts.Marshal(m)
 			if err != nil {
 				return d, err
@@ -73,6 +76,35 @@ func DumpGroup(group string, gs *snapshot.GroupSnapshot) (ConfigDump, error) {
 		d.Types = append(d.Types, td)
 	}
 	return d, nil
+}
+
+// Redacted replaces private keys in dumps: the admin port is reachable by
+// whoever scrapes metrics, and a dump must never carry a gateway's keys.
+const Redacted = "[redacted]"
+
+// redact returns m, or a copy of a Secret without its private key (and
+// without any other secret material: session ticket keys, generic secrets).
+func redact(m proto.Message) proto.Message {
+	s, ok := m.(*tlsv3.Secret)
+	if !ok {
+		return m
+	}
+	c := proto.Clone(s).(*tlsv3.Secret)
+	hidden := &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: Redacted}}
+	switch t := c.Type.(type) {
+	case *tlsv3.Secret_TlsCertificate:
+		if t.TlsCertificate.PrivateKey != nil {
+			t.TlsCertificate.PrivateKey = hidden
+		}
+		if t.TlsCertificate.Password != nil {
+			t.TlsCertificate.Password = hidden
+		}
+	case *tlsv3.Secret_SessionTicketKeys:
+		t.SessionTicketKeys.Keys = nil
+	case *tlsv3.Secret_GenericSecret:
+		t.GenericSecret.Secret = hidden
+	}
+	return c
 }
 
 func strconvQuote(s string) string {
