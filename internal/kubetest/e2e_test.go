@@ -142,23 +142,8 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// syncBuffer is a log sink tests can read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink tests read while it is written.
+type syncBuffer = xdstest.LogBuffer
 
 // startServer runs a control plane in Kubernetes mode on the test's
 // namespace, as deploy/'s ServiceAccount, through a kubeconfig file.
