@@ -78,7 +78,7 @@ func (t *translator) cluster(dp *destPort) (*clusterv3.Cluster, *endpointv3.Clus
 	}
 	if dp.port.Protocol == intentHTTP {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
-			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": t.pack(t.httpProtocolOptions(dp)),
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": t.httpProtocolOptionsAny(dp),
 		}
 	}
 	if dp.originatesTLS() {
@@ -118,6 +118,37 @@ func circuitBreakers(cp *intent.ConnectionPool) *clusterv3.CircuitBreakers {
 		TrackRemaining:     true,
 	}
 	return &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
+}
+
+// httpProtocolOptionsAny packs httpProtocolOptions, once per distinct
+// value: most HTTP clusters share the same options.
+func (t *translator) httpProtocolOptionsAny(dp *destPort) *anypb.Any {
+	var key protocolOptionsKey
+	if cp := dp.dest.ConnectionPool; cp != nil {
+		key.maxRequests = cp.MaxRequestsPerConnection
+		if cp.IdleTimeout != nil {
+			key.idle = cp.IdleTimeout.Duration
+		}
+	}
+	if dp.dynamic() && dp.originatesTLS() {
+		key.autoSNI, key.autoSAN = true, !dp.dest.TLS.InsecureSkipVerify
+	}
+	if a, ok := t.protocolOptions[key]; ok {
+		return a
+	}
+	a := t.pack(t.httpProtocolOptions(dp))
+	if t.protocolOptions == nil {
+		t.protocolOptions = map[protocolOptionsKey]*anypb.Any{}
+	}
+	t.protocolOptions[key] = a
+	return a
+}
+
+// protocolOptionsKey is everything httpProtocolOptions depends on.
+type protocolOptionsKey struct {
+	maxRequests      uint32
+	idle             time.Duration
+	autoSNI, autoSAN bool
 }
 
 // httpProtocolOptions: HTTP/1.1 upstream, connection reuse limits, and for

@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"strings"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -65,10 +67,29 @@ func (t *translator) networkRBAC(dp *destPort) *listenerv3.Filter {
 func (t *translator) httpRBACBase() *anypb.Any { return t.pack(&rbachttpv3.RBAC{}) }
 
 // httpRBACPerRoute answers 403 to sources the destination does not allow.
+// Destinations with the same allow list share one packed config: it holds
+// nothing else.
 func (t *translator) httpRBACPerRoute(dp *destPort) *anypb.Any {
-	rules := rbacRules(dp.dest)
-	if rules == nil {
+	if dp.dest.Allow == nil {
 		return nil
 	}
-	return t.pack(&rbachttpv3.RBACPerRoute{Rbac: &rbachttpv3.RBAC{Rules: rules}})
+	key := allowKey(dp.dest)
+	if a, ok := t.rbacPerRoute[key]; ok {
+		return a
+	}
+	a := t.pack(&rbachttpv3.RBACPerRoute{Rbac: &rbachttpv3.RBAC{Rules: rbacRules(dp.dest)}})
+	if t.rbacPerRoute == nil {
+		t.rbacPerRoute = map[string]*anypb.Any{}
+	}
+	t.rbacPerRoute[key] = a
+	return a
+}
+
+func allowKey(d *intent.Destination) string {
+	var b strings.Builder
+	for _, s := range *d.Allow {
+		b.WriteString(s.CIDR)
+		b.WriteByte(',')
+	}
+	return b.String()
 }

@@ -115,14 +115,17 @@ func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, in
 
 // translator carries one translation's inputs and outputs.
 type translator struct {
-	opts       Options
-	secrets    Secrets
-	out        *Resources
-	diags      intent.Diagnostics
-	errs       []error
-	ports      []*destPort
-	secretsOut map[string]*tlsv3.Secret
-	accessLogs map[string][]*accesslogv3.AccessLog
+	opts         Options
+	secrets      Secrets
+	out          *Resources
+	diags        intent.Diagnostics
+	errs         []error
+	ports        []*destPort
+	secretsOut   map[string]*tlsv3.Secret
+	accessLogs   map[string][]*accesslogv3.AccessLog
+	rbacPerRoute map[string]*anypb.Any // by allow list
+	// protocolOptions are packed upstream HTTP options by what they depend on.
+	protocolOptions map[protocolOptionsKey]*anypb.Any
 }
 
 // destPort is one declared port of one destination: the unit every listener
