@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"io"
 	"os"
 
@@ -52,7 +53,7 @@ func validate(args []string, stdout, stderr io.Writer) int {
 			diags = append(diags, compile.Diagnostic("", err.Error()))
 			continue
 		}
-		for name := range res.Sources {
+		for name := range res.Sources[resourcev3.ClusterType] {
 			destinations[name] = true
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"sort"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -22,7 +21,7 @@ import (
 // with proxies.
 type GroupSnapshot struct {
 	types   map[string]*TypeSnapshot
-	sources *sourceIndex         // resource -> ConfigMaps (sources.go)
+	sources translate.Sources    // resource -> ConfigMaps (sources.go)
 	times   map[string]typeTimes // per type: change observed, published (sources.go)
 }
 
@@ -105,7 +104,7 @@ func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
 		return nil, err
 	}
 	byType := ByType(res)
-	gs := &GroupSnapshot{types: map[string]*TypeSnapshot{}, sources: &sourceIndex{cluster: maps.Clone(res.Sources)}}
+	gs := &GroupSnapshot{types: map[string]*TypeSnapshot{}, sources: res.Sources}
 	snap := &cachev3.Snapshot{}
 	for _, typ := range Types {
 		ts, err := newTypeSnapshot(typ, byType[typ])

@@ -7,6 +7,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/egress-xds/egress-xds/internal/intent"
 )
@@ -65,15 +66,17 @@ func (t *translator) secretsPresent(o intent.Origin, index int, d *intent.Destin
 		return false
 	}
 	if ref := d.TLS.ClientCertificate; ref != nil {
-		t.addSecret(tlsCertificateSecret(SecretKey{o.Namespace, ref.Secret}, t.secrets))
+		t.addSecret(tlsCertificateSecret(SecretKey{o.Namespace, ref.Secret}, t.secrets), o)
 	}
 	if ref := d.TLS.CACertificates; ref != nil {
-		t.addSecret(caSecret(SecretKey{o.Namespace, ref.Secret}, t.secrets))
+		t.addSecret(caSecret(SecretKey{o.Namespace, ref.Secret}, t.secrets), o)
 	}
 	return true
 }
 
-func (t *translator) addSecret(s *tlsv3.Secret) {
+// addSecret adds an SDS secret, coming from every ConfigMap that uses it.
+func (t *translator) addSecret(s *tlsv3.Secret, user intent.Origin) {
+	t.out.Sources.addConfigMap(resourcev3.SecretType, s.Name, user.ConfigMap())
 	if t.secretsOut == nil {
 		t.secretsOut = map[string]*tlsv3.Secret{}
 	}

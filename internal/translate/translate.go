@@ -15,6 +15,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/intent"
@@ -80,9 +81,9 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	Secrets   []*tlsv3.Secret
-	// Sources maps each cluster name to the ConfigMap (namespace/name) that
-	// declared it, so problems can be traced back to their source.
-	Sources map[string]string
+	// Sources lists the ConfigMaps each resource comes from, so problems
+	// (a NACK, a dump) can be traced back to them.
+	Sources Sources
 }
 
 // Translate builds the resources of one gateway group from the documents that
@@ -99,7 +100,7 @@ func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, in
 	if opts.ListenerAddress == "" {
 		opts.ListenerAddress = "0.0.0.0"
 	}
-	t := &translator{opts: opts, secrets: secrets, out: &Resources{Sources: map[string]string{}}}
+	t := &translator{opts: opts, secrets: secrets, out: &Resources{Sources: Sources{}}}
 	if opts.Role != RoleGateway {
 		t.diags = append(t.diags, intent.Diagnostic{Message: fmt.Sprintf("proxy role %q is not supported", opts.Role), Severity: intent.SeverityError})
 		return t.out, t.diags
@@ -182,7 +183,7 @@ func (t *translator) collect(docs []intent.Doc) {
 					cluster:      fmt.Sprintf("%s/%d", id, p.Number),
 				}
 				t.ports = append(t.ports, dp)
-				t.out.Sources[dp.cluster] = d.Origin.ConfigMap()
+				t.out.Sources.add(resourcev3.ClusterType, dp.cluster, dp)
 			}
 		}
 	}
@@ -228,23 +229,35 @@ func (t *translator) buildGateway() {
 		dps := groups[lp]
 		switch {
 		case dps[0].port.Protocol.Passthrough():
-			t.out.Listeners = append(t.out.Listeners, t.tlsListener(lp, dps))
+			t.addListener(t.tlsListener(lp, dps), nil, dps)
 		case dps[0].port.Protocol == intent.ProtocolHTTP:
 			l, rc := t.httpListener(lp, dps)
-			t.out.Listeners = append(t.out.Listeners, l)
-			t.out.Routes = append(t.out.Routes, rc)
+			t.addListener(l, rc, dps)
 		default:
-			t.out.Listeners = append(t.out.Listeners, t.tcpListener(lp, dps[0]))
+			t.addListener(t.tcpListener(lp, dps[0]), nil, dps)
 		}
 	}
 	if t.opts.ForwardProxyPort != 0 {
 		l, rc := t.forwardProxy(t.opts.ForwardProxyPort, t.ports)
-		t.out.Listeners = append(t.out.Listeners, l)
-		t.out.Routes = append(t.out.Routes, rc)
+		t.addListener(l, rc, t.ports)
 	}
 	wg.Wait()
 	t.out.Clusters, t.out.Endpoints = clusters, endpoints
+	for _, cla := range endpoints {
+		t.out.Sources.copyFrom(resourcev3.EndpointType, resourcev3.ClusterType, cla.ClusterName)
+	}
 	t.errs = append(t.errs, ct.errs...)
+}
+
+// addListener adds a listener and its route configuration (if any), both
+// coming from the ConfigMaps of the destination ports they serve.
+func (t *translator) addListener(l *listenerv3.Listener, rc *routev3.RouteConfiguration, dps []*destPort) {
+	t.out.Listeners = append(t.out.Listeners, l)
+	t.out.Sources.add(resourcev3.ListenerType, l.Name, dps...)
+	if rc != nil {
+		t.out.Routes = append(t.out.Routes, rc)
+		t.out.Sources.add(resourcev3.RouteType, rc.Name, dps...)
+	}
 }
 
 func (t *translator) sortOutput() {
@@ -257,6 +270,7 @@ func (t *translator) sortOutput() {
 		o.Secrets = append(o.Secrets, s)
 	}
 	sort.Slice(o.Secrets, func(i, j int) bool { return o.Secrets[i].Name < o.Secrets[j].Name })
+	o.Sources.normalize()
 }
 
 func (t *translator) firstErr() error {
