@@ -119,6 +119,7 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 // parseAll parses the ConfigMaps whose content changed, on every core.
 func (s *Store) parseAll(cms []ConfigMap) []parsed {
 	out := make([]parsed, len(cms))
+	hashes := make([][32]byte, len(cms))
 	var wg sync.WaitGroup
 	work := make(chan int)
 	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
@@ -126,12 +127,13 @@ func (s *Store) parseAll(cms []ConfigMap) []parsed {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				out[i] = parseOne(cms[i])
+				out[i] = parseOne(cms[i], hashes[i])
 			}
 		}()
 	}
 	for i, cm := range cms {
 		h := contentHash(cm)
+		hashes[i] = h
 		if p, ok := s.parsed[cm.Origin().ConfigMap()]; ok && p.hash == h {
 			out[i] = p
 			continue
@@ -143,9 +145,9 @@ func (s *Store) parseAll(cms []ConfigMap) []parsed {
 	return out
 }
 
-func parseOne(cm ConfigMap) parsed {
+func parseOne(cm ConfigMap, hash [32]byte) parsed {
 	in, ds := intent.ParseConfigMap(cm.Origin(), cm.CreationTimestamp.Time, cm.Data)
-	return parsed{hash: contentHash(cm), intent: in, diags: ds}
+	return parsed{hash: hash, intent: in, diags: ds}
 }
 
 // contentHash covers everything parsing depends on: where the ConfigMap

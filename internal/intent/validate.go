@@ -2,9 +2,10 @@ package intent
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -136,7 +137,7 @@ func validateDestination(r *reporter, p string, d *Destination) {
 			rt.On = []string{"connect-failure", "refused-stream", "reset", "5xx"}
 		}
 		for i, on := range rt.On {
-			if !contains(retryOnList, on) {
+			if !slices.Contains(retryOnList, on) {
 				r.errorf(fmt.Sprintf("%s.retries.on[%d]", p, i), "%q is not one of %s", on, strings.Join(retryOnList, ", "))
 			}
 		}
@@ -317,7 +318,7 @@ func validateAllow(r *reporter, p string, allow *[]Source) {
 		}
 		switch {
 		case s.CIDR != "":
-			if _, err := parseCIDR(s.CIDR); err != nil {
+			if _, err := ParseCIDR(s.CIDR); err != nil {
 				r.errorf(ps+".cidr", "%q is not a CIDR (e.g. 10.0.0.0/8) or an IP address", s.CIDR)
 			}
 		case s.Principal != "":
@@ -328,8 +329,9 @@ func validateAllow(r *reporter, p string, allow *[]Source) {
 	}
 }
 
-// parseCIDR accepts a prefix or a single address (as /32 or /128).
-func parseCIDR(s string) (netip.Prefix, error) {
+// ParseCIDR accepts a prefix or a single address (as /32 or /128); the
+// translator parses allow lists with it too.
+func ParseCIDR(s string) (netip.Prefix, error) {
 	if pfx, err := netip.ParsePrefix(s); err == nil {
 		return pfx.Masked(), nil
 	}
@@ -339,9 +341,6 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
-
-// ParseCIDR is parseCIDR for the translator; validation already accepted it.
-func ParseCIDR(s string) (netip.Prefix, error) { return parseCIDR(s) }
 
 func validateHost(r *reporter, p, host string) {
 	if host == "" {
@@ -387,20 +386,4 @@ func allIPs(eps []Endpoint) bool {
 	return true
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -51,7 +51,6 @@ type Builder struct {
 	trigger  chan struct{}
 	ready    chan struct{}
 	readyOne sync.Once
-	builtAt  time.Time
 	reporter func(Report)
 	// observed is when the oldest change not yet built was observed
 	// (Update); zero when none is pending.
@@ -216,7 +215,6 @@ func (b *Builder) rebuild() (*Report, func(Report)) {
 			b.metrics.LastBuildSuccess.SetToCurrentTime()
 		}
 	}
-	b.builtAt = time.Now()
 	b.readyOne.Do(func() { close(b.ready) })
 	report := &Report{Diagnostics: diags}
 	for _, in := range intents {

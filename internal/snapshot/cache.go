@@ -10,7 +10,6 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -280,7 +279,7 @@ func sotwResponse(gs *GroupSnapshot, req *cachev3.Request, sub cachev3.Subscript
 		}
 	}
 	resources := ts.all
-	if !sub.IsWildcard() && !resourcev3ResourceRequiresFullState(typeURL) {
+	if !sub.IsWildcard() && !cachev3.ResourceRequiresFullStateInSotw(typeURL) {
 		resources = subset(ts, sub.SubscribedResources())
 	}
 	var names map[string]string
@@ -297,10 +296,6 @@ func sotwResponse(gs *GroupSnapshot, req *cachev3.Request, sub cachev3.Subscript
 		}
 	}
 	return &sotwResp{req: req, version: ts.Version, resources: resources, returned: names}
-}
-
-func resourcev3ResourceRequiresFullState(typeURL string) bool {
-	return typeURL == resourcev3.ListenerType || typeURL == resourcev3.ClusterType
 }
 
 // subset lists the subscribed resources that exist, in name order; the

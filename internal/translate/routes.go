@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -46,7 +47,7 @@ func (t *translator) httpRoute(dp *destPort) *routev3.Route {
 	}
 	if rt := dp.dest.Retries; rt != nil {
 		action.RetryPolicy = &routev3.RetryPolicy{
-			RetryOn:       joinComma(rt.On),
+			RetryOn:       strings.Join(rt.On, ","),
 			NumRetries:    u32(rt.Attempts),
 			PerTryTimeout: optDur(rt.PerTryTimeout),
 		}
@@ -148,15 +149,4 @@ func statusFilter(code uint32) *accesslogv3.AccessLogFilter {
 			Value: &corev3.RuntimeUInt32{DefaultValue: code, RuntimeKey: fmt.Sprintf("egress.local_reply.status_%d", code)},
 		}},
 	}}
-}
-
-func joinComma(ss []string) string {
-	out := ""
-	for i, s := range ss {
-		if i > 0 {
-			out += ","
-		}
-		out += s
-	}
-	return out
 }

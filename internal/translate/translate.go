@@ -166,6 +166,7 @@ func (dp *destPort) path(field string) string {
 }
 
 func (t *translator) collect(docs []intent.Doc) {
+	ro := t.opts.ResolveOptions()
 	for _, d := range docs {
 		for i := range d.Destinations {
 			dest := &d.Destinations[i]
@@ -179,7 +180,7 @@ func (t *translator) collect(docs []intent.Doc) {
 					index:        i,
 					dest:         dest,
 					port:         p,
-					listenerPort: t.opts.ResolveOptions().ListenerPort(p.Number),
+					listenerPort: ro.ListenerPort(p.Number),
 					cluster:      fmt.Sprintf("%s/%d", id, p.Number),
 				}
 				t.ports = append(t.ports, dp)

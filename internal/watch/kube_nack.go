@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/egress-xds/egress-xds/internal/metrics"
 )
 
 // ReasonRejected is the Warning Event on a ConfigMap whose resources a
@@ -42,7 +44,7 @@ func (k *Kube) ReportRejection(r Rejection) {
 	}
 	k.mu.Unlock()
 	sort.Slice(cms, func(i, j int) bool { return cmKey(cms[i]) < cmKey(cms[j]) })
-	msg := fmt.Sprintf("gateways of group %q rejected %s version %s: %s", r.Group, typeName(r.TypeURL), r.Version, r.Error)
+	msg := fmt.Sprintf("gateways of group %q rejected %s version %s: %s", r.Group, metrics.TypeLabel(r.TypeURL), r.Version, r.Error)
 	for _, cm := range cms {
 		e := wantedEvent{cm: cm, typ: corev1.EventTypeWarning, reason: ReasonRejected, message: truncate(msg, 1024)}
 		name := eventName(e)
@@ -79,14 +81,4 @@ func (k *Kube) writeRejection(e wantedEvent, name string) {
 		delete(k.nackWritten, name) // the next NACK tries again
 		k.nackMu.Unlock()
 	}
-}
-
-// typeName shortens a type URL to the message name: Listener, Cluster.
-func typeName(typeURL string) string {
-	for i := len(typeURL) - 1; i >= 0; i-- {
-		if typeURL[i] == '.' || typeURL[i] == '/' {
-			return typeURL[i+1:]
-		}
-	}
-	return typeURL
 }
