@@ -63,7 +63,7 @@ func TestExamples(t *testing.T) {
 	if err := translate.CheckDeep(res); err != nil {
 		t.Fatalf("CheckDeep: %v", err)
 	}
-	if _, err := snapshot.New(res); err != nil {
+	if _, err := snapshot.NewGroupSnapshot(res); err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
 	// Every example destination is served.
@@ -115,13 +115,13 @@ destinations:
 		if err != nil {
 			t.Fatal(err)
 		}
-		snap, err := snapshot.New(res)
+		snap, err := snapshot.NewGroupSnapshot(res)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := diags.Error()
 		for _, typ := range snapshot.Types {
-			got += "\n" + snap.GetVersion(typ)
+			got += "\n" + snap.Type(typ).Version
 		}
 		if round == 0 {
 			want = got
@@ -175,7 +175,7 @@ func TestEmptyGroupIsValid(t *testing.T) {
 	if len(res.Listeners) != 1 || len(res.Clusters) != 0 {
 		t.Fatalf("want only the forward proxy listener, got %d listeners, %d clusters", len(res.Listeners), len(res.Clusters))
 	}
-	if _, err := snapshot.New(res); err != nil {
+	if _, err := snapshot.NewGroupSnapshot(res); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -232,7 +232,7 @@ func FuzzCompile(f *testing.F) {
 			if err := translate.CheckDeep(res); err != nil {
 				t.Fatalf("accepted intent produced invalid typed configs: %v\ninput:\n%s", err, doc)
 			}
-			if _, err := snapshot.New(res); err != nil {
+			if _, err := snapshot.NewGroupSnapshot(res); err != nil {
 				t.Fatalf("snapshot: %v\ninput:\n%s", err, doc)
 			}
 		}

@@ -3,14 +3,8 @@
 package snapshot
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/egress-xds/egress-xds/internal/translate"
 )
@@ -24,27 +18,6 @@ var Types = []string{
 	resourcev3.EndpointType,
 	resourcev3.ListenerType,
 	resourcev3.RouteType,
-}
-
-// New builds a snapshot whose version, per type, is a hash of that type's
-// content: identical input gives identical versions on every replica and
-// after every restart, and a change to one type moves only that type's
-// version, so Envoy is not re-sent what it already has.
-func New(res *translate.Resources) (*cachev3.Snapshot, error) {
-	byType := ByType(res)
-	snap := &cachev3.Snapshot{}
-	for _, typ := range Types {
-		items := byType[typ]
-		v, err := Version(items)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", typ, err)
-		}
-		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(v, items)
-	}
-	if err := snap.Consistent(); err != nil {
-		return nil, err
-	}
-	return snap, nil
 }
 
 // ByType indexes resources by xDS type URL.
@@ -66,23 +39,4 @@ func ByType(res *translate.Resources) map[string][]types.Resource {
 		out[resourcev3.SecretType] = append(out[resourcev3.SecretType], r)
 	}
 	return out
-}
-
-// Version hashes resources, in their (sorted) order, with deterministic
-// marshalling. An empty set has a fixed version too, so a group without
-// intent is served a valid, empty configuration instead of nothing.
-func Version(items []types.Resource) (string, error) {
-	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
-	var buf []byte
-	for _, r := range items {
-		var err error
-		buf, err = opts.MarshalAppend(buf[:0], r)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%d:", len(buf))
-		h.Write(buf)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
