@@ -25,18 +25,14 @@ import (
 func config(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("admin-address", "127.0.0.1:9090", "admin address of the server to ask")
+	var server adminClient
+	server.register(fs, 5*time.Second)
 	group := fs.String("group", "", "gateway group (Envoy node.cluster)")
-	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := applyEnv(fs); err != nil {
-		fmt.Fprintln(stderr, err)
+	if !parseFlags(fs, args, stderr) {
 		return 2
 	}
 	var dump admin.ConfigDump
-	if err := getJSON(*addr, "/debug/config_dump?group="+url.QueryEscape(*group), *timeout, &dump); err != nil {
+	if err := server.getJSON("/debug/config_dump?group="+url.QueryEscape(*group), &dump); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

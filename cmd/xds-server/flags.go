@@ -122,11 +122,7 @@ func (m *portMap) Set(s string) error {
 // the environment, and returns the translation options; false means the
 // problem was printed and the command exits 2.
 func parseTranslateFlags(fs *flag.FlagSet, args []string, tf *translateFlags, stderr io.Writer) (translate.Options, bool) {
-	if err := fs.Parse(args); err != nil {
-		return translate.Options{}, false
-	}
-	if err := applyEnv(fs); err != nil {
-		fmt.Fprintln(stderr, err)
+	if !parseFlags(fs, args, stderr) {
 		return translate.Options{}, false
 	}
 	opts, err := tf.options()

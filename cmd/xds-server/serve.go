@@ -47,11 +47,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for streams to close before closing connections")
 	f.translate.register(fs)
 	f.xdsTLS.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := applyEnv(fs); err != nil {
-		fmt.Fprintln(stderr, err)
+	if !parseFlags(fs, args, stderr) {
 		return 2
 	}
 	log, err := newLogger(stderr, f.logFormat, f.logLevel)

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"text/tabwriter"
@@ -19,15 +17,11 @@ import (
 func status(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("admin-address", "127.0.0.1:9090", "admin address of the server to ask")
+	var server adminClient
+	server.register(fs, 5*time.Second)
 	group := fs.String("group", "", "only the proxies of this gateway group")
 	node := fs.String("node", "", "only the proxy with this node id")
-	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := applyEnv(fs); err != nil {
-		fmt.Fprintln(stderr, err)
+	if !parseFlags(fs, args, stderr) {
 		return 2
 	}
 	q := url.Values{}
@@ -38,30 +32,12 @@ func status(args []string, stdout, stderr io.Writer) int {
 		q.Set("node", *node)
 	}
 	var out []xds.ProxyStatus
-	if err := getJSON(*addr, "/debug/status?"+q.Encode(), *timeout, &out); err != nil {
+	if err := server.getJSON("/debug/status?"+q.Encode(), &out); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	renderStatus(stdout, out)
 	return 0
-}
-
-// getJSON decodes the JSON answer of an admin endpoint.
-func getJSON(addr, path string, timeout time.Duration, v any) error {
-	client := &http.Client{Timeout: timeout}
-	resp, err := client.Get("http://" + addr + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
 }
 
 // statusColumns are the table's type columns, in istioctl's order.
