@@ -12,23 +12,10 @@ import (
 
 	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/translate"
+	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
-func copyExamples(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	files, _ := filepath.Glob("../../examples/*.yaml")
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+func copyExamples(t *testing.T) string { return xdstest.CopyFiles(t, "../../examples/*.yaml") }
 
 func editFile(t *testing.T, path, old, new string) {
 	t.Helper()

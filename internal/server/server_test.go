@@ -69,19 +69,7 @@ func (r *running) stop() {
 }
 
 // examples copies the repository's examples into a fresh folder.
-func examples(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	files, _ := filepath.Glob("../../examples/*.yaml")
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(t, filepath.Join(dir, filepath.Base(f)), string(data))
-	}
-	return dir
-}
+func examples(t *testing.T) string { return xdstest.CopyFiles(t, "../../examples/*.yaml") }
 
 func write(t *testing.T, path, content string) {
 	t.Helper()
