@@ -223,16 +223,14 @@ func (p *Proxies) response(id int64, typeURL, version string, resources, bytes i
 	group := ""
 	if s := p.streams[id]; s != nil {
 		group = s.Group
-	}
-	p.mu.Unlock()
-	var snap *snapshot.GroupSnapshot
-	if p.cache != nil {
-		if gs := p.cache.Snapshot(group); gs != nil && gs.Type(typeURL).Version == version {
-			snap = gs
+		// Keep the snapshot the version came from, to trace a NACK of it
+		// to its ConfigMaps later (the cache never calls back into here).
+		var snap *snapshot.GroupSnapshot
+		if p.cache != nil {
+			if gs := p.cache.Snapshot(group); gs != nil && gs.Type(typeURL).Version == version {
+				snap = gs
+			}
 		}
-	}
-	p.mu.Lock()
-	if s := p.streams[id]; s != nil {
 		ts := s.Types[typeURL]
 		if ts == nil {
 			ts = &TypeStatus{}
