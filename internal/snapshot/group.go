@@ -97,12 +97,10 @@ type Item struct {
 	delta    *discovery.Resource
 }
 
-// NewGroupSnapshot checks resources, proves the set consistent with
-// go-control-plane's own rules, and marshals them once.
+// NewGroupSnapshot proves resources consistent with go-control-plane's own
+// rules and marshals them once. They must come from compile.Group, which has
+// run translate.Check on them (validation is not repeated here).
 func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
-	if err := translate.Check(res); err != nil {
-		return nil, err
-	}
 	byType := ByType(res)
 	gs := &GroupSnapshot{types: map[string]*TypeSnapshot{}, sources: res.Sources}
 	snap := &cachev3.Snapshot{}
