@@ -414,7 +414,7 @@ func TestProblemsBecomeEvents(t *testing.T) {
 	waitEvent(t, admin, ns, "loser", "Warning IntentConflict x1: egress.yaml: destinations[0].ports[0]: host api.github.com port 443 is already declared by "+ns+"/good")
 
 	// A destination whose Secret is missing is held back alone.
-	mtls := fmt.Sprintf(`destinations:
+	mtls := `destinations:
   - name: partner
     host: secure-api.partner.com
     ports: [{number: 80, protocol: HTTP}]
@@ -422,7 +422,7 @@ func TestProblemsBecomeEvents(t *testing.T) {
   - name: plain
     host: plain.example.com
     ports: [{number: 8443, protocol: TLS}]
-`)
+`
 	if _, err := cms.Create(ctx, intentCM(ns, "partner", mtls), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

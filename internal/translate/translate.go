@@ -133,7 +133,6 @@ type translator struct {
 // entry, route and cluster is built from.
 type destPort struct {
 	origin       intent.Origin
-	index        int // destination index in its document, for field paths
 	dest         *intent.Destination
 	port         intent.Port
 	listenerPort uint32
@@ -161,10 +160,6 @@ func (dp *destPort) originatesTLS() bool {
 	return dp.port.Protocol == intent.ProtocolHTTP && dp.dest.TLS != nil
 }
 
-func (dp *destPort) path(field string) string {
-	return fmt.Sprintf("destinations[%d].%s", dp.index, field)
-}
-
 func (t *translator) collect(docs []intent.Doc) {
 	ro := t.opts.ResolveOptions()
 	for _, d := range docs {
@@ -177,7 +172,6 @@ func (t *translator) collect(docs []intent.Doc) {
 			for _, p := range dest.Ports {
 				dp := &destPort{
 					origin:       d.Origin,
-					index:        i,
 					dest:         dest,
 					port:         p,
 					listenerPort: ro.ListenerPort(p.Number),
