@@ -88,3 +88,30 @@ func TestHealthcheckNotReady(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
+
+// The ConfigMap the README shows under "The intent format" parses and
+// validates: the documented format is the one the server reads.
+func TestReadmeIntentExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	i := strings.Index(s, "## The intent format")
+	start := strings.Index(s[i:], "```yaml\n")
+	if i < 0 || start < 0 {
+		t.Fatal("README has no intent example")
+	}
+	body := s[i+start+len("```yaml\n"):]
+	body = body[:strings.Index(body, "```")]
+	path := filepath.Join(t.TempDir(), "readme.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := runCmd("validate", path)
+	// Only the Secrets the example names are missing here.
+	if !strings.Contains(out, "2 error(s), 0 warning(s); 1 of 1 intent ConfigMap(s) accepted") ||
+		strings.Count(out, "not found; destination partner is held back") != 2 {
+		t.Fatalf("the README's example does not validate:\n%s", out)
+	}
+}
