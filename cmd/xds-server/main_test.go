@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func runCmd(args ...string) (int, string, string) {
@@ -113,5 +116,74 @@ func TestReadmeIntentExample(t *testing.T) {
 	if !strings.Contains(out, "2 error(s), 0 warning(s); 1 of 1 intent ConfigMap(s) accepted") ||
 		strings.Count(out, "not found; destination partner is held back") != 2 {
 		t.Fatalf("the README's example does not validate:\n%s", out)
+	}
+}
+
+func TestLoggerFormats(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger(&buf, "json", "warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hidden")
+	log.Warn("shown", "node", "gw-1")
+	if strings.Contains(buf.String(), "hidden") || !strings.Contains(buf.String(), `"msg":"shown","node":"gw-1"`) {
+		t.Fatalf("json at warn: %s", buf.String())
+	}
+	if _, err := newLogger(&buf, "xml", "info"); err == nil {
+		t.Fatal("unknown format accepted")
+	}
+	if _, err := newLogger(&buf, "text", "loud"); err == nil {
+		t.Fatal("unknown level accepted")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// serve on the examples answers /readyz, and SIGTERM stops it cleanly
+// within --shutdown-grace (exit 0).
+func TestServeStopsOnSIGTERM(t *testing.T) {
+	admin := freeAddr(t)
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := runCmd("serve", "--config-dir", "../../examples", "--xds-address", freeAddr(t),
+			"--admin-address", admin, "--shutdown-grace", "2s")
+		done <- code
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if code, _, _ := runCmd("healthcheck", "--admin-address", admin, "--timeout", "1s"); code == 0 {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited with %d before it was ready", code)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve never became ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// serve's signal handler is installed before it listens, so the
+	// signal reaches it and not the test process's default handler.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after SIGTERM", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
 	}
 }

@@ -2,6 +2,7 @@ package compile_test
 
 import (
 	"fmt"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -237,4 +238,35 @@ func FuzzCompile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The gateway-level options reach the resources: listener address, the
+// system CA bundle for verification without a CA Secret, and the stats
+// port kept out of intents.
+func TestGatewayOptions(t *testing.T) {
+	o := translate.Options{ListenerAddress: "127.0.0.1", SystemCABundle: "/certs/ca.crt", StatsPort: 9902, ForwardProxyPort: 3128}
+	cms := []compile.ConfigMap{
+		intentCM("a", "api", "destinations: [{name: api, host: api.example.com, ports: [{number: 80, protocol: HTTP}], tls: {mode: SIMPLE}}]"),
+		intentCM("b", "stats", "destinations: [{name: s, host: s.example.com, ports: [{number: 9902, protocol: TLS}]}]"),
+	}
+	intents, diags := compile.NewStore().Update(cms, o.ResolveOptions())
+	if !strings.Contains(diags.Error(), "listener port 9902 is reserved for the gateway's Prometheus stats listener") {
+		t.Fatalf("the stats port is not reserved: %v", diags)
+	}
+	res, _, err := compile.Group(intents, "g", nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range res.Listeners {
+		if got := l.GetAddress().GetSocketAddress().GetAddress(); got != "127.0.0.1" {
+			t.Errorf("listener %s binds %s", l.Name, got)
+		}
+	}
+	var tls tlsv3.UpstreamTlsContext
+	if err := res.Clusters[0].GetTransportSocket().GetTypedConfig().UnmarshalTo(&tls); err != nil {
+		t.Fatal(err)
+	}
+	if got := tls.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename(); got != "/certs/ca.crt" {
+		t.Errorf("upstream verification uses %q", got)
+	}
 }

@@ -350,6 +350,9 @@ func TestAdminEndpoints(t *testing.T) {
 	waitFor(t, "a convergence sample", func() bool {
 		return histogramCount(t, r.Metrics.Registry, "egress_xds_convergence_seconds", nil) >= 1
 	})
+	if body := get(t, "http://"+r.AdminAddr+"/healthz"); body != "ok\n" {
+		t.Fatalf("healthz: %q", body)
+	}
 	if body := get(t, "http://"+r.AdminAddr+"/readyz"); !strings.Contains(body, "ready") {
 		t.Fatalf("readyz: %q", body)
 	}
