@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
@@ -222,33 +223,13 @@ func (d *decoder) object(loc string, js []byte, allowList bool) {
 	}
 	switch h.kind {
 	case "ConfigMap":
-		var cm corev1.ConfigMap
-		if err := decodeStrict(js, &cm); err != nil {
-			d.errorf("%s: %s", where, cleanErr(err))
-			return
+		if cm, ok := decodeObject(d, loc, where, "ConfigMap", js, normalizeConfigMap); ok {
+			d.out.configMaps = append(d.out.configMaps, *cm)
 		}
-		if errs := normalizeConfigMap(&cm); len(errs) > 0 {
-			d.errorf("%s: %s", where, strings.Join(errs, "; "))
-			return
-		}
-		if d.duplicate(loc, where, "ConfigMap", cm.Namespace, cm.Name) {
-			return
-		}
-		d.out.configMaps = append(d.out.configMaps, cm)
 	case "Secret":
-		var s corev1.Secret
-		if err := decodeStrict(js, &s); err != nil {
-			d.errorf("%s: %s", where, cleanErr(err))
-			return
+		if s, ok := decodeObject(d, loc, where, "Secret", js, normalizeSecret); ok {
+			d.out.secrets = append(d.out.secrets, *s)
 		}
-		if errs := normalizeSecret(&s); len(errs) > 0 {
-			d.errorf("%s: %s", where, strings.Join(errs, "; "))
-			return
-		}
-		if d.duplicate(loc, where, "Secret", s.Namespace, s.Name) {
-			return
-		}
-		d.out.secrets = append(d.out.secrets, s)
 	case "List", "ConfigMapList", "SecretList":
 		if !allowList {
 			d.errorf("%s: a %s cannot be nested in a List", where, h.kind)
@@ -319,6 +300,28 @@ func defaultTypeMeta(item json.RawMessage, kind string) json.RawMessage {
 
 // duplicate reports an object defined twice in one file: which of the two
 // is meant would be a guess.
+// decodeObject decodes one object strictly, normalizes it as the API server
+// would, and refuses a second object of the same kind and name; each
+// problem is reported and yields false.
+func decodeObject[T any, P interface {
+	*T
+	metav1.Object
+}](d *decoder, loc, where, kind string, js []byte, normalize func(P) []string) (P, bool) {
+	obj := P(new(T))
+	if err := decodeStrict(js, obj); err != nil {
+		d.errorf("%s: %s", where, cleanErr(err))
+		return nil, false
+	}
+	if errs := normalize(obj); len(errs) > 0 {
+		d.errorf("%s: %s", where, strings.Join(errs, "; "))
+		return nil, false
+	}
+	if d.duplicate(loc, where, kind, obj.GetNamespace(), obj.GetName()) {
+		return nil, false
+	}
+	return obj, true
+}
+
 func (d *decoder) duplicate(loc, where, kind, ns, name string) bool {
 	key := kind + " " + ns + "/" + name
 	if first, ok := d.seen[key]; ok {
