@@ -42,16 +42,20 @@ func start(t *testing.T, dir string) *running {
 
 func startWith(t testing.TB, parent context.Context, dir string) *running {
 	t.Helper()
+	return startConfig(t, parent, server.Config{ConfigDir: dir})
+}
+
+// startConfig starts a server on loopback ports with cfg (its addresses,
+// translation options, grace and log filled in) until the test ends.
+func startConfig(t testing.TB, parent context.Context, cfg server.Config) *running {
+	t.Helper()
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(parent)
-	srv, err := server.Start(ctx, server.Config{
-		ConfigDir:     dir,
-		XDSAddress:    "127.0.0.1:0",
-		AdminAddress:  "127.0.0.1:0",
-		Translate:     translate.Options{ForwardProxyPort: 3128},
-		ShutdownGrace: time.Second,
-		Log:           slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	cfg.XDSAddress, cfg.AdminAddress = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Translate = translate.Options{ForwardProxyPort: 3128}
+	cfg.ShutdownGrace = time.Second
+	cfg.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

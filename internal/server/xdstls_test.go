@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
@@ -31,7 +30,6 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/egress-xds/egress-xds/internal/server"
-	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/xds"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
@@ -146,24 +144,7 @@ func (p *pki) rotateServer(t *testing.T) *big.Int {
 
 func startTLS(t *testing.T, dir string, opts xds.TLSOptions) *running {
 	t.Helper()
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Start(ctx, server.Config{
-		ConfigDir:     dir,
-		XDSAddress:    "127.0.0.1:0",
-		AdminAddress:  "127.0.0.1:0",
-		Translate:     translate.Options{ForwardProxyPort: 3128},
-		ShutdownGrace: time.Second,
-		Log:           slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		XDSTLS:        &opts,
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	r := &running{Server: srv, log: logs, cancel: cancel}
-	t.Cleanup(r.stop)
-	return r
+	return startConfig(t, context.Background(), server.Config{ConfigDir: dir, XDSTLS: &opts})
 }
 
 // conn dials the server over TLS, trusting the server CA, presenting
