@@ -31,13 +31,11 @@ func Decode(origin Origin, data []byte) (*Document, Diagnostics) {
 		r.errorf("", "must be a mapping with gateways and destinations, got %s", kindName(doc))
 		return nil, r.diags
 	}
-	checkNode(r, doc, reflect.TypeOf(Document{}), "")
 	var out Document
-	// A *yaml.TypeError leaves the values it could decode in out; checkNode
-	// has reported each failure with its path.
-	if err := doc.Decode(&out); err != nil && len(r.diags) == 0 {
-		r.errorf("", "%v", err)
-	}
+	// One pass over the node tree checks and decodes: a value that fails
+	// its check is reported with its path and left at its zero value, so
+	// the rest of the document is still decoded and validated.
+	decodeNode(r, doc, reflect.ValueOf(&out).Elem(), "")
 	return &out, r.diags
 }
 
@@ -71,32 +69,34 @@ func coveredBy(path string, structural Diagnostics) bool {
 
 var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 
-// checkNode walks node against the Go type t, reporting unknown fields and
-// values that do not decode, each with its path.
-func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
+// decodeNode checks node against the Go value v (of an intent type) and
+// decodes it into v, reporting unknown fields, duplicate keys and values
+// that do not fit, each with its path.
+func decodeNode(r *reporter, node *yaml.Node, v reflect.Value, path string) {
 	if node.Kind == yaml.AliasNode {
 		r.errorf(path, "YAML aliases are not supported")
 		return
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
 	if isNull(node) {
 		return
 	}
+	if v.Kind() == reflect.Pointer {
+		// A scalar that does not decode leaves the pointer nil; a mapping
+		// or list is kept with what of it decoded.
+		e, before := reflect.New(v.Type().Elem()), len(r.diags)
+		if decodeNode(r, node, e.Elem(), path); node.Kind != yaml.ScalarNode || len(r.diags) == before {
+			v.Set(e)
+		}
+		return
+	}
+	t := v.Type()
 	if reflect.PointerTo(t).Implements(textUnmarshaler) || isScalarKind(t.Kind()) {
 		if node.Kind != yaml.ScalarNode {
 			r.errorf(path, "must be a %s, got %s", typeName(t), kindName(node))
-			setNull(node)
 			return
 		}
-		if scalarOK(node, t) {
-			return
-		}
-		v := reflect.New(t)
-		if err := node.Decode(v.Interface()); err != nil {
+		if !decodeScalar(node, v) {
 			r.errorf(path, "%q is not a valid %s", node.Value, typeName(t))
-			setNull(node)
 		}
 		return
 	}
@@ -104,13 +104,12 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 	case reflect.Struct:
 		if node.Kind != yaml.MappingNode {
 			r.errorf(path, "must be a mapping, got %s", kindName(node))
-			setNull(node)
 			return
 		}
-		fields := yamlFields(t)
 		if duplicateKeys(r, node, path) {
 			return
 		}
+		fields := yamlFields(t)
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			key, val := node.Content[i].Value, node.Content[i+1]
 			f, ok := fields[key]
@@ -118,42 +117,72 @@ func checkNode(r *reporter, node *yaml.Node, t reflect.Type, path string) {
 				r.errorf(join(path, key), "unknown field (known: %s)", strings.Join(sortedKeys(fields), ", "))
 				continue
 			}
-			checkNode(r, val, f.Type, join(path, key))
+			decodeNode(r, val, v.Field(f.Index), join(path, key))
 		}
 	case reflect.Slice:
 		if node.Kind != yaml.SequenceNode {
 			r.errorf(path, "must be a list, got %s", kindName(node))
-			setNull(node)
 			return
 		}
+		s := reflect.MakeSlice(t, len(node.Content), len(node.Content))
 		for i, el := range node.Content {
-			checkNode(r, el, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			decodeNode(r, el, s.Index(i), path+"["+strconv.Itoa(i)+"]")
 		}
+		v.Set(s)
 	case reflect.Map:
 		if node.Kind != yaml.MappingNode {
 			r.errorf(path, "must be a mapping, got %s", kindName(node))
-			setNull(node)
 			return
 		}
 		if duplicateKeys(r, node, path) {
 			return
 		}
+		m := reflect.MakeMapWithSize(t, len(node.Content)/2)
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			k := node.Content[i]
 			if k.Kind != yaml.ScalarNode {
 				r.errorf(path, "keys must be strings")
 				continue
 			}
-			checkNode(r, node.Content[i+1], t.Elem(), join(path, k.Value))
+			e := reflect.New(t.Elem()).Elem()
+			decodeNode(r, node.Content[i+1], e, join(path, k.Value))
+			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), e)
 		}
+		v.Set(m)
 	default:
 		r.errorf(path, "unsupported field type %s", t)
 	}
 }
 
-// duplicateKeys reports keys given twice in a mapping (YAML forbids it and
-// the decoder would refuse the whole document without a path), and blanks
-// the mapping so decoding goes on.
+// decodeScalar sets v from a scalar node. The common cases are decoded
+// here; everything else (hexadecimal integers, YAML 1.1 spellings) is left
+// to yaml.v3, so values mean what they mean to any YAML tool.
+func decodeScalar(n *yaml.Node, v reflect.Value) bool {
+	if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok && n.Tag == "!!str" {
+		return u.UnmarshalText([]byte(n.Value)) == nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if n.Tag == "!!str" || n.Tag == "!!int" || n.Tag == "!!float" || n.Tag == "!!bool" {
+			v.SetString(n.Value)
+			return true
+		}
+	case reflect.Uint32:
+		if x, err := strconv.ParseUint(n.Value, 10, 32); err == nil && n.Tag == "!!int" {
+			v.SetUint(x)
+			return true
+		}
+	case reflect.Bool:
+		if n.Tag == "!!bool" && (n.Value == "true" || n.Value == "false") {
+			v.SetBool(n.Value == "true")
+			return true
+		}
+	}
+	return n.Decode(v.Addr().Interface()) == nil
+}
+
+// duplicateKeys reports keys given twice in a mapping (YAML forbids it);
+// the mapping is then left undecoded.
 func duplicateKeys(r *reporter, node *yaml.Node, path string) bool {
 	seen := map[string]int{}
 	dup := false
@@ -166,15 +195,8 @@ func duplicateKeys(r *reporter, node *yaml.Node, path string) bool {
 		}
 		seen[k.Value] = k.Line
 	}
-	if dup {
-		setNull(node)
-	}
 	return dup
 }
-
-// setNull blanks a node that failed its check, so that decoding the rest of
-// the document goes on and the field is left at its zero value.
-func setNull(n *yaml.Node) { *n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"} }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
@@ -213,21 +235,9 @@ func kindName(n *yaml.Node) string {
 	return "nothing"
 }
 
-type fieldInfo struct{ Type reflect.Type }
-
-// scalarOK is the fast path of the scalar check for the common cases; the
-// decoder itself judges everything else.
-func scalarOK(n *yaml.Node, t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.String:
-		return n.Tag == "!!str" || n.Tag == "!!int" || n.Tag == "!!float" || n.Tag == "!!bool"
-	case reflect.Uint32:
-		_, err := strconv.ParseUint(n.Value, 10, 32)
-		return n.Tag == "!!int" && err == nil
-	case reflect.Bool:
-		return n.Tag == "!!bool"
-	}
-	return false
+type fieldInfo struct {
+	Type  reflect.Type
+	Index int
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string]fieldInfo
@@ -244,7 +254,7 @@ func yamlFields(t reflect.Type) map[string]fieldInfo {
 		if name == "" || name == "-" {
 			continue
 		}
-		out[name] = fieldInfo{Type: f.Type}
+		out[name] = fieldInfo{Type: f.Type, Index: i}
 	}
 	return out
 }
