@@ -85,7 +85,17 @@ func Resolve(intents []*Intent, opts ResolveOptions) ([]*Intent, Diagnostics) {
 		}
 		return a.Origin.ConfigMap() < b.Origin.ConfigMap()
 	})
-	index := claimIndex{}
+	// Sized up front: growing a map of tens of thousands of claims costs
+	// more than filling it.
+	n := 0
+	for _, in := range ordered {
+		for _, d := range in.Docs {
+			for i := range d.Destinations {
+				n += 1 + len(d.Destinations[i].Ports)
+			}
+		}
+	}
+	index := make(claimIndex, n)
 	var accepted []*Intent
 	var diags Diagnostics
 	for _, in := range ordered {
@@ -224,7 +234,8 @@ func claimsOf(in *Intent, opts ResolveOptions) []claim {
 	cm := in.Origin.ConfigMap()
 	for di := range in.Docs {
 		d := &in.Docs[di]
-		for i, dest := range d.Destinations {
+		for i := range d.Destinations {
+			dest := &d.Destinations[i]
 			out = append(out, claim{key: claimKey{kind: claimName, name: dest.Name, cm: cm}, groups: d.Gateways, intent: in, doc: d, dest: i, portAt: -1})
 			for j, p := range dest.Ports {
 				lp := opts.ListenerPort(p.Number)

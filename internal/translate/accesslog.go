@@ -4,6 +4,7 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -71,4 +72,12 @@ func (t *translator) accessLog(listener, destination string, extra map[string]st
 	// mutated after translation.
 	t.accessLogs[key] = logs
 	return logs
+}
+
+func asMessages(logs []*accesslogv3.AccessLog) []proto.Message {
+	out := make([]proto.Message, len(logs))
+	for i, l := range logs {
+		out[i] = l
+	}
+	return out
 }

@@ -85,9 +85,18 @@ func (t *translator) tcpProxy(listenerName string, dp *destPort) *listenerv3.Fil
 	cfg := &tcpproxyv3.TcpProxy{
 		StatPrefix:       dp.cluster,
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: dp.cluster},
-		AccessLog:        t.accessLog(listenerName, "%FILTER_CHAIN_NAME%", nil),
 	}
-	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(cfg)}}
+	// The access log is the bulk of a TCP proxy's config and the same for
+	// every chain of the listener: encoded once.
+	logs, ok := t.tcpAccessLogs[listenerName]
+	if !ok {
+		logs = t.encodeField(cfg, "access_log", asMessages(t.accessLog(listenerName, "%FILTER_CHAIN_NAME%", nil))...)
+		if t.tcpAccessLogs == nil {
+			t.tcpAccessLogs = map[string]sharedField{}
+		}
+		t.tcpAccessLogs[listenerName] = logs
+	}
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.packWith(cfg, logs)}}
 }
 
 // httpListener serves plain HTTP from workloads: a connection manager whose

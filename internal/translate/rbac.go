@@ -53,12 +53,22 @@ func rbacRules(d *intent.Destination) *rbacv3.RBAC {
 // allow; the connection is closed and the access log says
 // rbac_access_denied_matched_policy[none].
 func (t *translator) networkRBAC(dp *destPort) *listenerv3.Filter {
-	rules := rbacRules(dp.dest)
-	if rules == nil {
+	if dp.dest.Allow == nil {
 		return nil
 	}
+	// Destinations with the same allow list share the encoded rules.
+	cfg := &rbacnetv3.RBAC{StatPrefix: dp.cluster + "."}
+	key := allowKey(dp.dest)
+	rules, ok := t.networkRBACRules[key]
+	if !ok {
+		rules = t.encodeField(cfg, "rules", rbacRules(dp.dest))
+		if t.networkRBACRules == nil {
+			t.networkRBACRules = map[string]sharedField{}
+		}
+		t.networkRBACRules[key] = rules
+	}
 	return &listenerv3.Filter{Name: networkRBACFilter, ConfigType: &listenerv3.Filter_TypedConfig{
-		TypedConfig: t.pack(&rbacnetv3.RBAC{StatPrefix: dp.cluster + ".", Rules: rules}),
+		TypedConfig: t.packWith(cfg, rules),
 	}}
 }
 

@@ -125,6 +125,9 @@ type translator struct {
 	secretsOut   map[string]*tlsv3.Secret
 	accessLogs   map[string][]*accesslogv3.AccessLog
 	rbacPerRoute map[string]*anypb.Any // by allow list
+	// Fields encoded once and shared by many typed configs (protos.go).
+	networkRBACRules map[string]sharedField // by allow list
+	tcpAccessLogs    map[string]sharedField // by listener
 	// protocolOptions are packed upstream HTTP options by what they depend on.
 	protocolOptions map[protocolOptionsKey]*anypb.Any
 }
