@@ -182,17 +182,18 @@ func Secrets(secrets []corev1.Secret) translate.Secrets {
 	return out
 }
 
-// Group translates the intents that apply to one gateway group and checks
-// the result. It returns an error (and no resources) when the result fails
-// the check, which would be a bug in the translator: such resources never
-// reach Envoy.
-func Group(intents []*intent.Intent, group string, secrets translate.Secrets, opts translate.Options) (*translate.Resources, intent.Diagnostics, error) {
-	res, diags := translate.Translate(intent.ForGroup(intents, group), secrets, opts)
+// Group translates the intents that apply to one gateway group, for the
+// role its snapshot key names (see Key), and checks the result. It returns
+// an error (and no resources) when the result fails the check, which would
+// be a bug in the translator: such resources never reach Envoy.
+func Group(intents []*intent.Intent, key string, secrets translate.Secrets, opts translate.Options) (*translate.Resources, intent.Diagnostics, error) {
+	opts.Role, opts.Group = SplitKey(key)
+	res, diags := translate.Translate(intent.ForGroup(intents, opts.Group), secrets, opts)
 	if diags.HasErrorsWithoutOrigin() {
-		return nil, diags, fmt.Errorf("translation of group %q failed: %v", group, diags)
+		return nil, diags, fmt.Errorf("translation of %q failed: %v", key, diags)
 	}
 	if err := translate.Check(res); err != nil {
-		return nil, diags, fmt.Errorf("resources of group %q failed validation: %w", group, err)
+		return nil, diags, fmt.Errorf("resources of %q failed validation: %w", key, err)
 	}
 	return res, diags, nil
 }

@@ -13,6 +13,10 @@ type ResolveOptions struct {
 	// PortMap maps declared ports to listener ports (443 -> 8443 for an
 	// unprivileged gateway); ports not in it listen as declared.
 	PortMap map[uint32]uint32
+	// TrustDomain of workload identities when the gateway serves the mesh
+	// (mutual TLS from sidecars); empty: no mesh, and allow lists cannot
+	// name workload identities.
+	TrustDomain string
 }
 
 // ListenerPort is the gateway port that serves a declared port.
@@ -101,7 +105,7 @@ func Resolve(intents []*Intent, opts ResolveOptions) ([]*Intent, Diagnostics) {
 	for _, in := range ordered {
 		mine := claimIndex{}
 		var mineList []*claim
-		var lost Diagnostics
+		lost := identitiesAllowed(in, opts)
 		claims := claimsOf(in, opts)
 		for i := range claims {
 			c := &claims[i]

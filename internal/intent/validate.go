@@ -301,7 +301,7 @@ func validateAllow(r *reporter, p string, allow *[]Source) {
 		return
 	}
 	if len(*allow) == 0 {
-		r.errorf(p, "an empty list would refuse every source: list the sources allowed, or remove allow to admit every source that reaches the gateway")
+		r.errorf(p, "an empty list would refuse every source: list the sources allowed, remove allow to admit every source that reaches the gateway, or remove the destination to refuse everyone")
 		return
 	}
 	for i, s := range *allow {
@@ -322,9 +322,13 @@ func validateAllow(r *reporter, p string, allow *[]Source) {
 				r.errorf(ps+".cidr", "%q is not a CIDR (e.g. 10.0.0.0/8) or an IP address", s.CIDR)
 			}
 		case s.Principal != "":
-			r.errorf(ps+".principal", "workload identities need mutual TLS between workloads and the gateway, which this version does not serve yet; use cidr")
+			if _, err := ParseWorkloadID(s.Principal); err != nil {
+				r.errorf(ps+".principal", "%v", err)
+			}
 		case s.Namespace != "":
-			r.errorf(ps+".namespace", "workload identities need mutual TLS between workloads and the gateway, which this version does not serve yet; use cidr")
+			if !validNamespace(s.Namespace) {
+				r.errorf(ps+".namespace", "%q is not a Kubernetes namespace name (a DNS label)", s.Namespace)
+			}
 		}
 	}
 }

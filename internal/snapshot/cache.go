@@ -11,11 +11,25 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/egress-xds/egress-xds/internal/compile"
+	"github.com/egress-xds/egress-xds/internal/translate"
 )
 
-// GroupOf is the gateway group of a proxy: its node's cluster
-// (envoy --service-cluster).
-func GroupOf(n *core.Node) string { return n.GetCluster() }
+// RoleMetadataKey is the node metadata field that makes a proxy a sidecar
+// ("sidecar"); without it a proxy is a gateway.
+const RoleMetadataKey = "egress-xds.io/role"
+
+// GroupOf is the snapshot key of a proxy (compile.Key): its node's
+// cluster (envoy --service-cluster) names the gateway group, and its
+// metadata the role.
+func GroupOf(n *core.Node) string {
+	role := translate.RoleGateway
+	if n.GetMetadata().GetFields()[RoleMetadataKey].GetStringValue() == string(translate.RoleSidecar) {
+		role = translate.RoleSidecar
+	}
+	return compile.Key(role, n.GetCluster())
+}
 
 // Cache serves group snapshots to go-control-plane's xDS server, SotW and
 // delta, implementing cachev3.Cache. Compared with go-control-plane's

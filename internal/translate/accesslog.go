@@ -29,6 +29,7 @@ var accessLogFields = map[string]string{
 	"upstream_cluster":               "%UPSTREAM_CLUSTER%",
 	"upstream_failure":               "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
 	"downstream_address":             "%DOWNSTREAM_REMOTE_ADDRESS%",
+	"peer_identity":                  "%DOWNSTREAM_PEER_URI_SAN%",
 	"request_id":                     "%REQ(X-REQUEST-ID)%",
 	"user_agent":                     "%REQ(USER-AGENT)%",
 }

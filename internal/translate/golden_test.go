@@ -36,7 +36,7 @@ func TestGolden(t *testing.T) {
 	for _, in := range cases {
 		dir := filepath.Dir(in)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			res, diags := translateFile(t, in)
+			res, diags := translateFile(t, in, caseOptions(t, dir))
 			compareGolden(t, filepath.Join(dir, "diagnostics.txt"), []byte(diags))
 			if res == nil {
 				return
@@ -61,7 +61,7 @@ func TestGolden(t *testing.T) {
 // translateFile runs the whole path a server runs on a manifest file and
 // returns the group's resources (nil when it could not be built) and every
 // diagnostic as text.
-func translateFile(t *testing.T, path string) (*translate.Resources, string) {
+func translateFile(t *testing.T, path string, opts goldenCase) (*translate.Resources, string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -75,8 +75,8 @@ func translateFile(t *testing.T, path string) (*translate.Resources, string) {
 	for i := range cms {
 		sources = append(sources, compile.ConfigMap{File: filepath.Base(path), ConfigMap: &cms[i]})
 	}
-	intents, diags := compile.NewStore().Update(sources, goldenOptions.ResolveOptions())
-	res, tdiags, err := compile.Group(intents, goldenGroup, compile.Secrets(secrets), goldenOptions)
+	intents, diags := compile.NewStore().Update(sources, opts.Options.ResolveOptions())
+	res, tdiags, err := compile.Group(intents, compile.Key(opts.Role, goldenGroup), compile.Secrets(secrets), opts.Options)
 	diags = append(diags, tdiags...)
 	var b strings.Builder
 	for _, d := range diags {
@@ -87,6 +87,59 @@ func translateFile(t *testing.T, path string) (*translate.Resources, string) {
 		b.WriteString("error: " + err.Error() + "\n")
 	}
 	return res, b.String()
+}
+
+// goldenCase is a case's options.yaml: the proxy role translated for and
+// the server's mesh settings; without the file, a gateway without mesh.
+type goldenCase struct {
+	Role translate.Role
+	translate.Options
+}
+
+func caseOptions(t *testing.T, dir string) goldenCase {
+	t.Helper()
+	c := goldenCase{Role: translate.RoleGateway, Options: goldenOptions}
+	data, err := os.ReadFile(filepath.Join(dir, "options.yaml"))
+	if os.IsNotExist(err) {
+		return c
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct {
+		Role string `json:"role"`
+		Mesh *struct {
+			TrustDomain        string `json:"trustDomain"`
+			GatewayCertificate string `json:"gatewayCertificate"`
+			TrustBundle        string `json:"trustBundle"`
+			PrivateKeysOverXDS bool   `json:"privateKeysOverXDS"`
+		} `json:"mesh"`
+	}
+	if err := yaml.UnmarshalStrict(data, &o); err != nil {
+		t.Fatalf("%s/options.yaml: %v", dir, err)
+	}
+	if o.Role != "" {
+		c.Role = translate.Role(o.Role)
+	}
+	if m := o.Mesh; m != nil {
+		c.Mesh = &translate.MeshOptions{
+			TrustDomain: m.TrustDomain, Port: translate.DefaultMeshPort, GatewayAddress: translate.DefaultGatewayAddress,
+			PrivateKeysOverXDS: m.PrivateKeysOverXDS,
+			SidecarProxyPort:   translate.DefaultSidecarProxyPort, SidecarCapturePort: translate.DefaultSidecarCapturePort,
+		}
+		secret := func(s string) *translate.SecretKey {
+			if s == "" {
+				return nil
+			}
+			ns, name, _ := strings.Cut(s, "/")
+			return &translate.SecretKey{Namespace: ns, Name: name}
+		}
+		c.Mesh.GatewayCertificate, c.Mesh.TrustBundle = secret(m.GatewayCertificate), secret(m.TrustBundle)
+		if err := c.Mesh.Check(); err != nil {
+			t.Fatalf("%s/options.yaml: %v", dir, err)
+		}
+	}
+	return c
 }
 
 func render[M proto.Message](t *testing.T, msgs []M) []byte {

@@ -18,9 +18,13 @@ import (
 const NotDeclaredReason = "egress_not_declared: no egress intent declares this host on this port"
 
 func (t *translator) listener(name string, port uint32) *listenerv3.Listener {
+	return t.listenerAt(t.opts.ListenerAddress, name, port)
+}
+
+func (t *translator) listenerAt(address, name string, port uint32) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:    name,
-		Address: socketAddress(t.opts.ListenerAddress, port),
+		Address: socketAddress(address, port),
 		// Envoy's default of 1 MiB per connection buffer is generous for a
 		// gateway fronting many clients.
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(32 * 1024),

@@ -25,6 +25,7 @@ const (
 	kindHTTP         = "http"
 	kindTCP          = "tcp"
 	kindForwardProxy = "forward_proxy"
+	kindMesh         = "mesh"
 
 	// notDeclaredRoute is the route name (and access-log destination) of
 	// requests for hosts no intent declares.

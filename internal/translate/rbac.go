@@ -8,6 +8,7 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/intent"
@@ -23,22 +24,40 @@ const (
 // source that reaches the gateway. The peer address of the connection is
 // what counts (direct_remote_ip): headers such as X-Forwarded-For are
 // written by the client and prove nothing.
-func rbacRules(d *intent.Destination) *rbacv3.RBAC {
+//
+// Workload identities are the SPIFFE ID (URI SAN) of the client
+// certificate the sidecar presented on the mesh port: a principal exactly,
+// a namespace by its prefix spiffe://<td>/ns/<namespace>/sa/. Connections
+// without a verified client certificate (every port but the mesh port)
+// match neither, so a destination that allows only identities is reachable
+// only through the mesh.
+func (t *translator) rbacRules(d *intent.Destination) *rbacv3.RBAC {
 	if d.Allow == nil {
 		return nil
 	}
 	var principals []*rbacv3.Principal
 	for _, s := range *d.Allow {
-		if s.CIDR == "" {
-			continue
+		switch {
+		case s.CIDR != "":
+			pfx, err := intent.ParseCIDR(s.CIDR)
+			if err != nil {
+				continue
+			}
+			principals = append(principals, &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{
+				DirectRemoteIp: &corev3.CidrRange{AddressPrefix: pfx.Addr().String(), PrefixLen: u32(uint32(pfx.Bits()))},
+			}})
+		case s.Principal != "":
+			principals = append(principals, authenticated(exact(s.Principal)))
+		case s.Namespace != "" && t.opts.Mesh != nil:
+			principals = append(principals, authenticated(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{
+				Prefix: "spiffe://" + t.opts.Mesh.TrustDomain + "/ns/" + s.Namespace + "/sa/",
+			}}))
 		}
-		pfx, err := intent.ParseCIDR(s.CIDR)
-		if err != nil {
-			continue
-		}
-		principals = append(principals, &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{
-			DirectRemoteIp: &corev3.CidrRange{AddressPrefix: pfx.Addr().String(), PrefixLen: u32(uint32(pfx.Bits()))},
-		}})
+	}
+	if len(principals) == 0 {
+		// Nothing the gateway can match: refuse everyone rather than
+		// send a policy without principals, which Envoy rejects.
+		principals = []*rbacv3.Principal{{Identifier: &rbacv3.Principal_NotId{NotId: &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}}}}}
 	}
 	return &rbacv3.RBAC{
 		Action: rbacv3.RBAC_ALLOW,
@@ -61,7 +80,7 @@ func (t *translator) networkRBAC(dp *destPort) *listenerv3.Filter {
 	key := allowKey(dp.dest)
 	rules, ok := t.networkRBACRules[key]
 	if !ok {
-		rules = t.encodeField(cfg, "rules", rbacRules(dp.dest))
+		rules = t.encodeField(cfg, "rules", t.rbacRules(dp.dest))
 		if t.networkRBACRules == nil {
 			t.networkRBACRules = map[string]sharedField{}
 		}
@@ -87,7 +106,7 @@ func (t *translator) httpRBACPerRoute(dp *destPort) *anypb.Any {
 	if a, ok := t.rbacPerRoute[key]; ok {
 		return a
 	}
-	a := t.pack(&rbachttpv3.RBACPerRoute{Rbac: &rbachttpv3.RBAC{Rules: rbacRules(dp.dest)}})
+	a := t.pack(&rbachttpv3.RBACPerRoute{Rbac: &rbachttpv3.RBAC{Rules: t.rbacRules(dp.dest)}})
 	if t.rbacPerRoute == nil {
 		t.rbacPerRoute = map[string]*anypb.Any{}
 	}
@@ -99,7 +118,17 @@ func allowKey(d *intent.Destination) string {
 	var b strings.Builder
 	for _, s := range *d.Allow {
 		b.WriteString(s.CIDR)
+		b.WriteByte('|')
+		b.WriteString(s.Principal)
+		b.WriteByte('|')
+		b.WriteString(s.Namespace)
 		b.WriteByte(',')
 	}
 	return b.String()
+}
+
+// authenticated matches the verified peer certificate's URI SAN (Envoy
+// checks the URI SANs first, then the subject).
+func authenticated(m *matcherv3.StringMatcher) *rbacv3.Principal {
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{PrincipalName: m}}}
 }

@@ -62,8 +62,9 @@ func (t *translator) secretsPresent(o intent.Origin, index int, d *intent.Destin
 			fail("caCertificates", "Secret %s: %s holds no PEM certificate", key, keyCACert)
 		}
 	}
-	if !ok {
-		return false
+	// Origination happens at the gateway: sidecars never get these keys.
+	if !ok || t.opts.Role != RoleGateway {
+		return ok
 	}
 	if ref := d.TLS.ClientCertificate; ref != nil {
 		t.addSecret(tlsCertificateSecret(SecretKey{o.Namespace, ref.Secret}, t.secrets), o)
@@ -74,9 +75,12 @@ func (t *translator) secretsPresent(o intent.Origin, index int, d *intent.Destin
 	return true
 }
 
-// addSecret adds an SDS secret, coming from every ConfigMap that uses it.
-func (t *translator) addSecret(s *tlsv3.Secret, user intent.Origin) {
-	t.out.Sources.addConfigMap(resourcev3.SecretType, s.Name, user.ConfigMap())
+// addSecret adds an SDS secret, coming from every ConfigMap that uses it
+// (none for the mesh certificates, which are server settings).
+func (t *translator) addSecret(s *tlsv3.Secret, users ...intent.Origin) {
+	for _, u := range users {
+		t.out.Sources.addConfigMap(resourcev3.SecretType, s.Name, u.ConfigMap())
+	}
 	if t.secretsOut == nil {
 		t.secretsOut = map[string]*tlsv3.Secret{}
 	}

@@ -28,6 +28,9 @@ const (
 	// RoleGateway is an egress gateway: it listens on the declared ports and
 	// sends traffic to the external hosts.
 	RoleGateway Role = "gateway"
+	// RoleSidecar runs beside a workload and carries its egress to the
+	// gateways of its group over mutual TLS (sidecar.go).
+	RoleSidecar Role = "sidecar"
 )
 
 // DefaultSystemCABundle is where Debian-based images, including the official
@@ -37,6 +40,9 @@ const DefaultSystemCABundle = "/etc/ssl/certs/ca-certificates.crt"
 // Options are the gateway-level settings of a translation.
 type Options struct {
 	Role Role
+	// Group is the gateway group translated for (sidecars: the group whose
+	// gateways they send to).
+	Group string
 	// ForwardProxyPort is the explicit HTTP proxy listener (CONNECT and
 	// absolute-form requests); 0 disables it.
 	ForwardProxyPort uint32
@@ -52,6 +58,9 @@ type Options struct {
 	// StatsPort is the gateways' own Prometheus stats listener (a static
 	// listener of the bootstrap): intents may not use it. 0: none.
 	StatsPort uint32
+	// Mesh, when set, serves mutual TLS from sidecars on the gateways'
+	// mesh port, and sidecars.
+	Mesh *MeshOptions
 }
 
 // ResolveOptions are the constraints these options put on intents.
@@ -62,6 +71,10 @@ func (o Options) ResolveOptions() intent.ResolveOptions {
 	}
 	if o.StatsPort != 0 {
 		ro.ReservedPorts[o.StatsPort] = "Prometheus stats listener (bootstrap)"
+	}
+	if o.Mesh != nil {
+		ro.ReservedPorts[o.Mesh.Port] = "mesh port (mutual TLS from sidecars)"
+		ro.TrustDomain = o.Mesh.TrustDomain
 	}
 	return ro
 }
@@ -101,12 +114,17 @@ func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, in
 		opts.ListenerAddress = "0.0.0.0"
 	}
 	t := &translator{opts: opts, secrets: secrets, out: &Resources{Sources: Sources{}}}
-	if opts.Role != RoleGateway {
+	switch opts.Role {
+	case RoleGateway:
+		t.collect(docs)
+		t.buildGateway()
+	case RoleSidecar:
+		t.collect(docs)
+		t.buildSidecar()
+	default:
 		t.diags = append(t.diags, intent.Diagnostic{Message: fmt.Sprintf("proxy role %q is not supported", opts.Role), Severity: intent.SeverityError})
 		return t.out, t.diags
 	}
-	t.collect(docs)
-	t.buildGateway()
 	t.sortOutput()
 	if err := t.firstErr(); err != nil {
 		t.diags = append(t.diags, intent.Diagnostic{Message: "internal translation error: " + err.Error(), Severity: intent.SeverityError})
@@ -181,7 +199,9 @@ func (t *translator) collect(docs []intent.Doc) {
 					cluster:      fmt.Sprintf("%s/%d", id, p.Number),
 				}
 				t.ports = append(t.ports, dp)
-				t.out.Sources.add(resourcev3.ClusterType, dp.cluster, dp)
+				if t.opts.Role == RoleGateway {
+					t.out.Sources.add(resourcev3.ClusterType, dp.cluster, dp)
+				}
 			}
 		}
 	}
@@ -238,6 +258,9 @@ func (t *translator) buildGateway() {
 	if t.opts.ForwardProxyPort != 0 {
 		l, rc := t.forwardProxy(t.opts.ForwardProxyPort, t.ports)
 		t.addListener(l, rc, t.ports)
+	}
+	if t.opts.Mesh != nil {
+		t.meshListener(t.ports)
 	}
 	wg.Wait()
 	t.out.Clusters, t.out.Endpoints = clusters, endpoints
