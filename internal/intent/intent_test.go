@@ -129,3 +129,11 @@ func TestReservedPorts(t *testing.T) {
 		t.Fatal(diags)
 	}
 }
+
+func TestCheckTrustDomain(t *testing.T) {
+	for td, ok := range map[string]bool{"example.org": true, "cluster.local": true, "td_1-a": true, "": false, "Example.org": false, "a/b": false, "a:1": false} {
+		if err := CheckTrustDomain(td); (err == nil) != ok {
+			t.Errorf("%q: %v", td, err)
+		}
+	}
+}

@@ -78,6 +78,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if mesh := cfg.Translate.Mesh; mesh != nil {
+		// Keys go only to proxies that proved their identity on xDS.
+		m := *mesh
+		m.PrivateKeysOverXDS = xdsTLS.ClientAuth()
+		if err := m.Check(); err != nil {
+			return nil, err
+		}
+		cfg.Translate.Mesh = &m
+		if kube != nil {
+			kube.Follow(meshSecrets(m)...)
+		}
+	}
 	m := metrics.New()
 	var builder *snapshot.Builder
 	cache := snapshot.NewCache(log, func(string) { builder.Trigger() })
@@ -152,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}()
 	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "source", description,
-		"forward_proxy_port", cfg.Translate.ForwardProxyPort)
+		"forward_proxy_port", cfg.Translate.ForwardProxyPort, "mesh", cfg.Translate.Mesh != nil)
 
 	go func() {
 		var runErr error
@@ -193,4 +205,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 func (s *Server) Wait() error {
 	<-s.done
 	return s.doneErr
+}
+
+// meshSecrets are the Secrets the mesh settings name, which the Kubernetes
+// source must follow although no intent references them.
+func meshSecrets(m translate.MeshOptions) []watch.SecretRef {
+	var out []watch.SecretRef
+	for _, k := range []*translate.SecretKey{m.GatewayCertificate, m.TrustBundle} {
+		if k != nil {
+			out = append(out, watch.SecretRef{Namespace: k.Namespace, Name: k.Name})
+		}
+	}
+	return out
 }

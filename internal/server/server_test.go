@@ -19,7 +19,6 @@ import (
 
 	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
-	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
@@ -52,7 +51,9 @@ func startConfig(t testing.TB, parent context.Context, cfg server.Config) *runni
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(parent)
 	cfg.XDSAddress, cfg.AdminAddress = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Translate = translate.Options{ForwardProxyPort: 3128}
+	if cfg.Translate.ForwardProxyPort == 0 {
+		cfg.Translate.ForwardProxyPort = 3128
+	}
 	cfg.ShutdownGrace = time.Second
 	cfg.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := server.Start(ctx, cfg)

@@ -177,8 +177,12 @@ func clientCert(t *testing.T, c *ca, uris ...string) *tls.Certificate {
 // and returns the stream's error; a response is a failure.
 func refusal(t *testing.T, cc grpc.ClientConnInterface, mode xdstest.Mode, cluster string) error {
 	t.Helper()
+	return refusalOf(t, cc, mode, &corev3.Node{Id: "gw-" + mode.String(), Cluster: cluster})
+}
+
+func refusalOf(t *testing.T, cc grpc.ClientConnInterface, mode xdstest.Mode, node *corev3.Node) error {
+	t.Helper()
 	ctx := timeout(t)
-	node := &corev3.Node{Id: "gw-" + mode.String(), Cluster: cluster}
 	ads := discoverypb.NewAggregatedDiscoveryServiceClient(cc)
 	var recv func() error
 	if mode == xdstest.Delta {
@@ -304,7 +308,7 @@ func TestSecureXDSNodeAuthorization(t *testing.T) {
 			t.Run("workload identity", func(t *testing.T) {
 				cc := p.conn(t, r, clientCert(t, p.clientCA, "spiffe://example.org/ns/egress/sa/egress-gateway"))
 				wantStatus(t, refusal(t, cc, mode, group), codes.PermissionDenied,
-					`gateway group "egress-gateway"`, "spiffe://example.org/ns/egress/sa/egress-gateway", "entitles no gateway group")
+					`gateway group "egress-gateway"`, "spiffe://example.org/ns/egress/sa/egress-gateway", "entitles sidecar configuration only")
 			})
 			t.Run("other trust domain", func(t *testing.T) {
 				cc := p.conn(t, r, clientCert(t, p.clientCA, "spiffe://evil.org/gateway-group/egress-gateway"))

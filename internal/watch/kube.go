@@ -155,23 +155,33 @@ type Kube struct {
 
 	mu       sync.Mutex
 	runCtx   context.Context
-	secrets  map[secretRef]*secretWatch
+	secrets  map[SecretRef]*secretWatch
 	refs     map[string]refsCache          // by ConfigMap namespace/name: refs of its current content
-	accepted map[string]map[secretRef]bool // by ConfigMap: refs of its last accepted version
+	accepted map[string]map[SecretRef]bool // by ConfigMap: refs of its last accepted version
 	sent     map[string]*corev1.ConfigMap  // by ConfigMap: the versions last passed on
 	lastHash [32]byte
 	hasSent  bool
+	follow   []SecretRef // followed whatever the intents reference (Follow)
 }
 
-// secretRef names a referenced Secret.
-type secretRef struct{ Namespace, Name string }
+// Follow makes the source follow Secrets that no intent references but
+// the server's own settings name (the mesh certificates). Call it before
+// Run.
+func (k *Kube) Follow(refs ...SecretRef) {
+	k.mu.Lock()
+	k.follow = append(k.follow, refs...)
+	k.mu.Unlock()
+}
 
-func (r secretRef) String() string { return r.Namespace + "/" + r.Name }
+// SecretRef names a Secret the source follows.
+type SecretRef struct{ Namespace, Name string }
+
+func (r SecretRef) String() string { return r.Namespace + "/" + r.Name }
 
 // refsCache holds the Secret references of one ConfigMap content.
 type refsCache struct {
 	hash [32]byte
-	refs map[secretRef]bool
+	refs map[SecretRef]bool
 }
 
 // secretWatch is the informer of one referenced Secret.
@@ -224,9 +234,9 @@ func NewKube(opts KubeOptions, log *slog.Logger) (*Kube, error) {
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "egress-xds-kube-source"}),
 		synced:   make(chan struct{}),
-		secrets:  map[secretRef]*secretWatch{},
+		secrets:  map[SecretRef]*secretWatch{},
 		refs:     map[string]refsCache{},
-		accepted: map[string]map[secretRef]bool{},
+		accepted: map[string]map[SecretRef]bool{},
 		sent:     map[string]*corev1.ConfigMap{},
 	}
 	k.events = newEventReporter(client, opts.Instance, log)
@@ -407,7 +417,10 @@ func (k *Kube) sync(onChange func(KubeState)) bool {
 
 	// The Secrets to follow: those the current and last accepted versions
 	// of every present ConfigMap reference.
-	want := map[secretRef]bool{}
+	want := map[SecretRef]bool{}
+	for _, r := range k.follow {
+		want[r] = true
+	}
 	present := map[string]bool{}
 	for _, cm := range cms {
 		key := cmKey(cm)
@@ -430,7 +443,7 @@ func (k *Kube) sync(onChange func(KubeState)) bool {
 	// Wait (retrying, rate limited) for Secrets just referenced to be read,
 	// but never longer than SecretSyncTimeout after their informer started:
 	// one unreadable Secret must not hold every later change back.
-	waiting, givenUp := false, []secretRef(nil)
+	waiting, givenUp := false, []SecretRef(nil)
 	for ref := range want {
 		w := k.secrets[ref]
 		if w.informer.HasSynced() {
@@ -486,7 +499,7 @@ func (k *Kube) sync(onChange func(KubeState)) bool {
 
 // refsOf returns the Secret references of a ConfigMap's current content,
 // cached by content. Called with k.mu held.
-func (k *Kube) refsOf(cm *corev1.ConfigMap) map[secretRef]bool {
+func (k *Kube) refsOf(cm *corev1.ConfigMap) map[SecretRef]bool {
 	key := cmKey(cm)
 	h := dataHash(cm.Data)
 	if c, ok := k.refs[key]; ok && c.hash == h {
@@ -499,7 +512,7 @@ func (k *Kube) refsOf(cm *corev1.ConfigMap) map[secretRef]bool {
 
 // reconcileSecretWatches starts an informer for every wanted Secret not
 // yet followed and stops those no longer wanted. Called with k.mu held.
-func (k *Kube) reconcileSecretWatches(want map[secretRef]bool) {
+func (k *Kube) reconcileSecretWatches(want map[SecretRef]bool) {
 	for ref, w := range k.secrets {
 		if !want[ref] {
 			w.cancel()
@@ -518,7 +531,7 @@ func (k *Kube) reconcileSecretWatches(want map[secretRef]bool) {
 
 // startSecretWatch runs an informer on one Secret: list and watch in its
 // namespace with the field selector metadata.name=NAME.
-func (k *Kube) startSecretWatch(ref secretRef) *secretWatch {
+func (k *Kube) startSecretWatch(ref SecretRef) *secretWatch {
 	byName := fields.OneTermEqualSelector("metadata.name", ref.Name).String()
 	secrets := k.client.CoreV1().Secrets(ref.Namespace)
 	lw := &cache.ListWatch{
@@ -590,7 +603,7 @@ func (k *Kube) Report(diags intent.Diagnostics, accepted []string) {
 	k.events.report(sent, diags, accepted)
 }
 
-func sameRefs(a, b map[secretRef]bool) bool {
+func sameRefs(a, b map[SecretRef]bool) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -626,8 +639,8 @@ func stripMetadata(obj any) (any, error) {
 // secretRefs lists the Secrets a ConfigMap's intent documents reference,
 // read leniently: an invalid document still yields the references it
 // names, so that its Secrets are followed by the time it is fixed.
-func secretRefs(cm *corev1.ConfigMap) map[secretRef]bool {
-	out := map[secretRef]bool{}
+func secretRefs(cm *corev1.ConfigMap) map[SecretRef]bool {
+	out := map[SecretRef]bool{}
 	ns := cm.Namespace
 	if ns == "" {
 		ns = metav1.NamespaceDefault
@@ -638,7 +651,7 @@ func secretRefs(cm *corev1.ConfigMap) map[secretRef]bool {
 		}
 		for _, name := range referencedSecretNames([]byte(doc)) {
 			if len(validation.IsDNS1123Subdomain(name)) == 0 {
-				out[secretRef{Namespace: ns, Name: name}] = true
+				out[SecretRef{Namespace: ns, Name: name}] = true
 			}
 		}
 	}

@@ -3,10 +3,8 @@ package xds
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 
@@ -17,7 +15,10 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/egress-xds/egress-xds/internal/compile"
+	"github.com/egress-xds/egress-xds/internal/intent"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/translate"
 )
 
 // GroupPathPrefix is the path of the SPIFFE IDs that entitle a proxy to a
@@ -34,17 +35,22 @@ type Identity struct {
 	// Presented describes the certificate for messages: its SPIFFE ID, or
 	// its subject and DNS names when it has none.
 	Presented string
-	// Group is the gateway group the certificate entitles; "" for none,
-	// with the reason in Problem.
-	Group   string
+	// Group is the gateway group the certificate entitles; "" for none.
+	Group string
+	// Workload is set for a workload SPIFFE ID (/ns/<ns>/sa/<sa>), which
+	// entitles sidecar configuration only.
+	Workload bool
+	// Problem says why the certificate entitles nothing.
 	Problem string
 }
 
 // IdentityOf applies the authorization rule to a verified client
-// certificate: it must carry exactly one URI SAN, a SPIFFE ID
-// spiffe://<trustDomain>/gateway-group/<group>, and entitles that group
-// only. DNS names, the subject, and workload IDs (/ns/<ns>/sa/<sa>)
-// entitle nothing.
+// certificate: it must carry exactly one URI SAN, a SPIFFE ID of the trust
+// domain, naming either a gateway group
+// (spiffe://<trustDomain>/gateway-group/<group>: that group's gateway
+// configuration only) or a workload (spiffe://<trustDomain>/ns/<ns>/sa/<sa>:
+// sidecar configuration only, which holds no key but its own, read from
+// files). DNS names and the subject entitle nothing.
 func IdentityOf(cert *x509.Certificate, trustDomain string) Identity {
 	if len(cert.URIs) == 0 {
 		return Identity{Presented: describe(cert), Problem: "the certificate has no SPIFFE ID (URI SAN)"}
@@ -65,8 +71,14 @@ func IdentityOf(cert *x509.Certificate, trustDomain string) Identity {
 		id.Problem = fmt.Sprintf("the trust domain is not %q", trustDomain)
 	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
 		id.Problem = "a SPIFFE ID has no query or fragment"
+	case strings.HasPrefix(u.Path, "/ns/"):
+		if _, err := intent.ParseWorkloadID(u.String()); err != nil {
+			id.Problem = err.Error()
+		} else {
+			id.Workload = true
+		}
 	case !strings.HasPrefix(u.Path, GroupPathPrefix):
-		id.Problem = "the SPIFFE ID does not name a gateway group (path " + GroupPathPrefix + "<group>)"
+		id.Problem = "the SPIFFE ID names neither a gateway group (path " + GroupPathPrefix + "<group>) nor a workload (/ns/<namespace>/sa/<service-account>)"
 	default:
 		g := strings.TrimPrefix(u.Path, GroupPathPrefix)
 		if g == "" || strings.Contains(g, "/") || u.RawPath != "" {
@@ -84,23 +96,6 @@ func describe(cert *x509.Certificate) string {
 		s += fmt.Sprintf(", DNS names %v", cert.DNSNames)
 	}
 	return s
-}
-
-// validTrustDomain checks the SPIFFE trust domain syntax: lower-case
-// letters, digits, dots, dashes and underscores.
-func validTrustDomain(td string) error {
-	if td == "" {
-		return errors.New("empty")
-	}
-	for _, r := range td {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
-			return fmt.Errorf("character %q is not allowed (lower-case letters, digits, '.', '-', '_')", r)
-		}
-	}
-	if _, err := url.Parse("spiffe://" + td); err != nil {
-		return err
-	}
-	return nil
 }
 
 // authorizer wraps the Proxies callbacks with node authorization: each
@@ -153,31 +148,44 @@ func (a *authorizer) authorize(id int64, node *core.Node) error {
 		a.mu.Unlock()
 		return status.Error(codes.Internal, "xds: unknown stream")
 	}
-	group := snapshot.GroupOf(node)
+	key := snapshot.GroupOf(node)
 	if node == nil && st.ok {
-		group = st.allowed
+		key = st.allowed
 	}
-	if st.ok && group == st.allowed {
+	if st.ok && key == st.allowed {
 		a.mu.Unlock()
 		return nil
 	}
+	role, group := compile.SplitKey(key)
 	ident := st.id
 	var err error
 	switch {
+	case ident == nil && role == translate.RoleSidecar:
+		err = status.Errorf(codes.Unauthenticated,
+			"xds: sidecar %q of gateway group %q connected without a client certificate issued by the xDS client CA; this server requires its workload certificate (spiffe://%s/ns/<namespace>/sa/<service-account>)",
+			node.GetId(), group, a.trustDomain)
 	case ident == nil:
 		err = status.Errorf(codes.Unauthenticated,
 			"xds: node %q asked for gateway group %q without a client certificate issued by the xDS client CA; this server requires one with the SPIFFE ID %s",
 			node.GetId(), group, GroupSPIFFEID(a.trustDomain, orPlaceholder(group)))
-	case ident.Group == "":
+	case ident.Problem != "":
 		err = status.Errorf(codes.PermissionDenied,
-			"xds: node %q asked for gateway group %q with identity %s, which entitles no gateway group: %s; want %s",
-			node.GetId(), group, ident.Presented, ident.Problem, GroupSPIFFEID(a.trustDomain, orPlaceholder(group)))
-	case ident.Group != group:
+			"xds: node %q asked for the %s configuration of gateway group %q with identity %s, which entitles nothing: %s",
+			node.GetId(), role, group, ident.Presented, ident.Problem)
+	case role == translate.RoleSidecar && !ident.Workload:
+		err = status.Errorf(codes.PermissionDenied,
+			"xds: node %q asked for sidecar configuration with identity %s, which entitles gateway group %q's gateway configuration only; a sidecar presents its workload's certificate (spiffe://%s/ns/<namespace>/sa/<service-account>)",
+			node.GetId(), ident.Presented, ident.Group, a.trustDomain)
+	case role == translate.RoleGateway && ident.Workload:
+		err = status.Errorf(codes.PermissionDenied,
+			"xds: node %q asked for gateway group %q with workload identity %s, which entitles sidecar configuration only (node metadata %s: sidecar); a gateway presents %s",
+			node.GetId(), group, ident.Presented, snapshot.RoleMetadataKey, GroupSPIFFEID(a.trustDomain, orPlaceholder(group)))
+	case role == translate.RoleGateway && ident.Group != group:
 		err = status.Errorf(codes.PermissionDenied,
 			"xds: node %q asked for gateway group %q with identity %s, which entitles gateway group %q only",
 			node.GetId(), group, ident.Presented, ident.Group)
 	default:
-		st.ok, st.allowed = true, group
+		st.ok, st.allowed = true, key
 	}
 	a.mu.Unlock()
 	if err != nil {
@@ -185,9 +193,9 @@ func (a *authorizer) authorize(id int64, node *core.Node) error {
 		if ident != nil {
 			presented = ident.Presented
 		}
-		a.log.Warn("proxy refused: not authorized for the gateway group it asked for",
-			"node", node.GetId(), "group", group, "identity", presented, "error", status.Convert(err).Message())
-		a.m.RefusedProxies.WithLabelValues(group, strings.ToLower(status.Code(err).String())).Inc()
+		a.log.Warn("proxy refused: not authorized for the configuration it asked for",
+			"node", node.GetId(), "group", key, "identity", presented, "error", status.Convert(err).Message())
+		a.m.RefusedProxies.WithLabelValues(key, strings.ToLower(status.Code(err).String())).Inc()
 	}
 	return err
 }

@@ -31,7 +31,8 @@ func TestIdentityOf(t *testing.T) {
 		{[]string{"spiffe://other.org/gateway-group/a"}, "", "trust domain"},
 		{[]string{"spiffe://example.org:443/gateway-group/a"}, "", "trust domain"},
 		{[]string{"spiffe://user@example.org/gateway-group/a"}, "", "trust domain"},
-		{[]string{"spiffe://example.org/ns/egress/sa/a"}, "", "does not name a gateway group"},
+		{[]string{"spiffe://example.org/ns/egress"}, "", "does not name a workload"},
+		{[]string{"spiffe://example.org/other/a"}, "", "names neither a gateway group"},
 		{[]string{"spiffe://example.org/gateway-group/"}, "", "does not name a gateway group"},
 		{[]string{"spiffe://example.org/gateway-group/a/b"}, "", "does not name a gateway group"},
 		{[]string{"spiffe://example.org/gateway-group/a%2Fb"}, "", "does not name a gateway group"},
@@ -45,15 +46,11 @@ func TestIdentityOf(t *testing.T) {
 			t.Errorf("%v: nothing presented", tc.uris)
 		}
 	}
+	if id := IdentityOf(cert("spiffe://example.org/ns/egress/sa/app"), "example.org"); !id.Workload || id.Group != "" || id.Problem != "" {
+		t.Errorf("workload identity: got %+v, want a workload entitled to sidecar configuration only", id)
+	}
 	if id := IdentityOf(cert(), "example.org"); !strings.Contains(id.Presented, "gw.example.org") {
 		t.Errorf("a certificate without SPIFFE ID is described as %q, want its DNS names", id.Presented)
 	}
 }
 
-func TestValidTrustDomain(t *testing.T) {
-	for td, ok := range map[string]bool{"example.org": true, "cluster.local": true, "td_1-a": true, "": false, "Example.org": false, "a/b": false, "a:1": false} {
-		if err := validTrustDomain(td); (err == nil) != ok {
-			t.Errorf("%q: %v", td, err)
-		}
-	}
-}

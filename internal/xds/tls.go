@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
 )
 
 // TLSOptions secure the xDS port. CertFile and KeyFile are the server's
@@ -62,7 +64,7 @@ func LoadTLS(o TLSOptions, log *slog.Logger) (*ServerTLS, error) {
 		return nil, errors.New("xds tls: a trust domain needs a client CA: without client certificates there is no identity to check")
 	}
 	if o.TrustDomain != "" {
-		if err := validTrustDomain(o.TrustDomain); err != nil {
+		if err := intent.CheckTrustDomain(o.TrustDomain); err != nil {
 			return nil, fmt.Errorf("xds tls: trust domain %q: %w", o.TrustDomain, err)
 		}
 	}
