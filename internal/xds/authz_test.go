@@ -53,4 +53,3 @@ func TestIdentityOf(t *testing.T) {
 		t.Errorf("a certificate without SPIFFE ID is described as %q, want its DNS names", id.Presented)
 	}
 }
-
