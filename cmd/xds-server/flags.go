@@ -44,6 +44,21 @@ type translateFlags struct {
 	systemCA         string
 	listenerAddress  string
 	statsPort        uint
+	mesh             meshFlags
+	// xdsTrustDomain is --xds-trust-domain, the mesh's default (serve).
+	xdsTrustDomain string
+}
+
+// meshFlags turn on the mesh: mutual TLS from sidecars to the gateways.
+type meshFlags struct {
+	port               uint
+	trustDomain        string
+	gatewayAddress     string
+	gatewayCertificate string
+	trustBundle        string
+	certDir            string
+	sidecarProxyPort   uint
+	sidecarCapturePort uint
 }
 
 func (t *translateFlags) register(fs *flag.FlagSet) {
@@ -52,6 +67,73 @@ func (t *translateFlags) register(fs *flag.FlagSet) {
 	fs.UintVar(&t.statsPort, "gateway-stats-port", 9902, "the gateways' Prometheus stats listener (envoy/bootstrap), kept out of intents; 0: none")
 	fs.StringVar(&t.listenerAddress, "listener-address", "0.0.0.0", "address the gateways' listeners bind (127.0.0.1 for a gateway on a laptop)")
 	fs.StringVar(&t.systemCA, "system-ca-bundle", translate.DefaultSystemCABundle, "CA bundle path inside the gateway, used to verify upstream servers when an intent names no CA Secret")
+	m := &t.mesh
+	fs.UintVar(&m.port, "mesh-port", 0, fmt.Sprintf("gateway port of the mesh (mutual TLS from sidecars, e.g. %d); 0: no mesh, no sidecars", translate.DefaultMeshPort))
+	fs.StringVar(&m.trustDomain, "mesh-trust-domain", "", "with --mesh-port: SPIFFE trust domain of workload and gateway identities (default: --xds-trust-domain, else cluster.local)")
+	fs.StringVar(&m.gatewayAddress, "mesh-gateway-address", "", "where sidecars reach their group's gateways, host:port, {group} replaced (default {group}.egress-xds.svc.cluster.local:<mesh-port>)")
+	fs.StringVar(&m.gatewayCertificate, "mesh-gateway-secret", "", "namespace/name of a kubernetes.io/tls Secret with the gateways' mesh certificate (SPIFFE ID spiffe://<td>/gateway-group/<group>), sent over SDS; needs --xds-client-ca. Default: gateways read tls.crt and tls.key from --mesh-cert-dir")
+	fs.StringVar(&m.trustBundle, "mesh-trust-bundle-secret", "", "namespace/name of a Secret whose ca.crt is the mesh CA bundle, sent over SDS. Default: proxies read ca.crt from --mesh-cert-dir")
+	fs.StringVar(&m.certDir, "mesh-cert-dir", translate.DefaultMeshCertDir, "folder in the proxies holding tls.crt, tls.key and ca.crt when they do not come from Secrets (watched: rotation without restart)")
+	fs.UintVar(&m.sidecarProxyPort, "sidecar-proxy-port", translate.DefaultSidecarProxyPort, "sidecars' explicit proxy on 127.0.0.1 (HTTP_PROXY); 0: none")
+	fs.UintVar(&m.sidecarCapturePort, "sidecar-capture-port", translate.DefaultSidecarCapturePort, "sidecars' transparent capture listener on 127.0.0.1 (iptables REDIRECT of outbound traffic); 0: none")
+}
+
+// options returns nil when the mesh is off.
+func (m *meshFlags) options(xdsTrustDomain string) (*translate.MeshOptions, error) {
+	if m.port == 0 {
+		if m.trustDomain != "" || m.gatewayCertificate != "" || m.trustBundle != "" || m.gatewayAddress != "" {
+			return nil, fmt.Errorf("--mesh-trust-domain, --mesh-gateway-secret, --mesh-trust-bundle-secret and --mesh-gateway-address need --mesh-port")
+		}
+		return nil, nil
+	}
+	td := m.trustDomain
+	switch {
+	case td == "" && xdsTrustDomain != "":
+		td = xdsTrustDomain
+	case td == "":
+		td = "cluster.local"
+	case xdsTrustDomain != "" && td != xdsTrustDomain:
+		return nil, fmt.Errorf("--mesh-trust-domain %q differs from --xds-trust-domain %q: one mesh has one trust domain", td, xdsTrustDomain)
+	}
+	for name, p := range map[string]uint{"--mesh-port": m.port, "--sidecar-proxy-port": m.sidecarProxyPort, "--sidecar-capture-port": m.sidecarCapturePort} {
+		if p > 65535 {
+			return nil, fmt.Errorf("%s %d is not a valid port", name, p)
+		}
+	}
+	if m.sidecarProxyPort != 0 && m.sidecarProxyPort == m.sidecarCapturePort {
+		return nil, fmt.Errorf("--sidecar-proxy-port and --sidecar-capture-port are both %d", m.sidecarProxyPort)
+	}
+	addr := m.gatewayAddress
+	if addr == "" {
+		addr = fmt.Sprintf("{group}.egress-xds.svc.cluster.local:%d", m.port)
+	}
+	o := &translate.MeshOptions{
+		TrustDomain: td, Port: uint32(m.port), GatewayAddress: addr, CertDir: m.certDir,
+		SidecarProxyPort: uint32(m.sidecarProxyPort), SidecarCapturePort: uint32(m.sidecarCapturePort),
+	}
+	var err error
+	if o.GatewayCertificate, err = secretFlag("--mesh-gateway-secret", m.gatewayCertificate); err != nil {
+		return nil, err
+	}
+	if o.TrustBundle, err = secretFlag("--mesh-trust-bundle-secret", m.trustBundle); err != nil {
+		return nil, err
+	}
+	// Whether keys may go over xDS is decided by the server, which knows
+	// whether xDS is authenticated; Check here judges the rest.
+	check := *o
+	check.PrivateKeysOverXDS = true
+	return o, check.Check()
+}
+
+func secretFlag(name, v string) (*translate.SecretKey, error) {
+	if v == "" {
+		return nil, nil
+	}
+	ns, n, ok := strings.Cut(v, "/")
+	if !ok || ns == "" || n == "" || strings.Contains(n, "/") {
+		return nil, fmt.Errorf("%s %q is not namespace/name", name, v)
+	}
+	return &translate.SecretKey{Namespace: ns, Name: n}, nil
 }
 
 func (t *translateFlags) options() (translate.Options, error) {
@@ -74,7 +156,15 @@ func (t *translateFlags) options() (translate.Options, error) {
 			return translate.Options{}, fmt.Errorf("--port-map maps %d to the forward proxy port %d", from, to)
 		}
 	}
+	mesh, err := t.mesh.options(t.xdsTrustDomain)
+	if err != nil {
+		return translate.Options{}, err
+	}
+	if mesh != nil && (uint(mesh.Port) == t.forwardProxyPort || uint(mesh.Port) == t.statsPort) {
+		return translate.Options{}, fmt.Errorf("--mesh-port %d is the forward proxy or stats port", mesh.Port)
+	}
 	return translate.Options{
+		Mesh:             mesh,
 		Role:             translate.RoleGateway,
 		ForwardProxyPort: uint32(t.forwardProxyPort),
 		PortMap:          t.portMap,

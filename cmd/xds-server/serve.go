@@ -55,6 +55,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	f.translate.xdsTrustDomain = f.xdsTLS.trustDomain
 	opts, err := f.translate.options()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
