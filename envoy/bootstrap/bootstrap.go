@@ -32,6 +32,12 @@ import (
 //go:embed egress-gateway.yaml
 var EgressGatewayYAML []byte
 
+// SidecarYAML is sidecar.yaml: the bootstrap of an egress sidecar (node
+// metadata egress-xds.io/role: sidecar).
+//
+//go:embed sidecar.yaml
+var SidecarYAML []byte
+
 // Names and defaults used by the bootstrap.
 const (
 	// XDSClusterName is the static cluster of the ADS connection.

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/egress-xds/egress-xds/internal/snapshot"
 )
 
 type want struct {
@@ -290,7 +292,7 @@ func TestEnvoyValidates(t *testing.T) {
 	if err := os.WriteFile(path, rendered, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, file := range []string{"egress-gateway.yaml", path} {
+	for _, file := range []string{"egress-gateway.yaml", "sidecar.yaml", path} {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		out, err := exec.CommandContext(ctx, bin, "--mode", "validate", "-c", file,
 			"--service-node", "validate", "--log-level", "warn").CombinedOutput()
@@ -330,5 +332,24 @@ func TestStatsListener(t *testing.T) {
 	}
 	if len(b.GetStaticResources().GetListeners()) != 0 || len(b.GetStaticResources().GetClusters()) != 1 {
 		t.Fatalf("with an unknown admin port the stats listener must go: %v", b.GetStaticResources())
+	}
+}
+
+// The shipped sidecar bootstrap is valid, uses no deprecated field, and
+// identifies as a sidecar the way xds-server reads it.
+func TestShippedSidecarFile(t *testing.T) {
+	b, err := Parse(SidecarYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		t.Fatalf("ValidateAll: %v", err)
+	}
+	walk(func(msg string) { t.Error(msg) }, b.ProtoReflect(), "bootstrap")
+	if got := snapshot.GroupOf(b.GetNode()); got != "sidecar/"+DefaultCluster {
+		t.Errorf("the sidecar bootstrap's node is served as %q, want the sidecar configuration of %q", got, DefaultCluster)
+	}
+	if a := b.GetAdmin().GetAddress().GetSocketAddress(); a.GetAddress() != "127.0.0.1" {
+		t.Errorf("admin on %v, want loopback only", a)
 	}
 }
