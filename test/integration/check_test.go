@@ -227,6 +227,13 @@ func principals(r *rbacv3.RBAC) []string {
 			if ip := pr.GetDirectRemoteIp(); ip != nil {
 				out = append(out, ip.GetAddressPrefix()+"/"+strconv.Itoa(int(ip.GetPrefixLen().GetValue())))
 			}
+			// Workload identities: the peer certificate's SPIFFE ID,
+			// exactly (principal=) or by prefix (principal^=).
+			if m := pr.GetAuthenticated().GetPrincipalName(); m.GetExact() != "" {
+				out = append(out, "principal="+m.GetExact())
+			} else if m.GetPrefix() != "" {
+				out = append(out, "principal^="+m.GetPrefix())
+			}
 		}
 	}
 	return out

@@ -125,8 +125,12 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("xds-server healthcheck %q; want the binary's own healthcheck (distroless has no shell)", hc)
 	}
 	cmd := []string(xds.Command)
+	mesh := env.meshOptions()
 	if flagValue(cmd, "--config-dir") != "/config" || flagValue(cmd, "--system-ca-bundle") != env.SystemCABundle ||
-		slices.Contains(cmd, "--port-map") || slices.Contains(cmd, "--forward-proxy-port") || env.ForwardProxyPort != 3128 {
+		slices.Contains(cmd, "--port-map") || slices.Contains(cmd, "--forward-proxy-port") || env.ForwardProxyPort != 3128 ||
+		flagValue(cmd, "--mesh-port") != strconv.Itoa(int(mesh.Port)) || flagValue(cmd, "--mesh-cert-dir") != mesh.CertDir ||
+		flagValue(cmd, "--mesh-gateway-address") != mesh.GatewayAddress || slices.Contains(cmd, "--mesh-trust-domain") ||
+		mesh.TrustDomain != "cluster.local" {
 		t.Errorf("xds-server command %v disagrees with composeEnv %+v", cmd, env)
 	}
 	if v := volume(xds, "/config/intents"); v == nil || v.Type != types.VolumeTypeBind || !v.ReadOnly ||
@@ -193,7 +197,7 @@ func TestComposeFile(t *testing.T) {
 	for _, p := range declaredPorts {
 		listenerPorts = append(listenerPorts, env.listenerPort(p))
 	}
-	listenerPorts = append(listenerPorts, env.ForwardProxyPort)
+	listenerPorts = append(listenerPorts, env.ForwardProxyPort, env.MeshPort)
 	slices.Sort(listenerPorts)
 	if got := targets(service(t, p, svcGateway1)); !slices.Equal(got, listenerPorts) {
 		t.Errorf("%s publishes %v, its listeners are %v", svcGateway1, got, listenerPorts)

@@ -151,7 +151,7 @@ func newComposeStack(t *testing.T) *stack {
 			t.Fatalf("%s not ready: %v", gw.name(), err)
 		}
 	}
-	s.traffic = &Traffic{env: env, gw: gws[0], proxy: gws[1], gateways: gws, ca: ca.Pool(),
+	s.traffic = &Traffic{env: env, gw: gws[0], proxy: gws[1], gateways: gws, ca: ca.Pool(), issuer: ca,
 		fakes: "http://" + p.mustPort(t, svcFakes, fakeservices.ControlPort)}
 	return s
 }

@@ -58,6 +58,10 @@ type Env struct {
 	// ListenerAddress is what gateway listeners bind: loopback for local
 	// Envoy processes, every address in containers.
 	ListenerAddress string
+	// MeshPort is the gateways' mesh port; MeshCertDir where they read
+	// their mesh certificate and the CA (the certs folder's mesh/).
+	MeshPort    uint32
+	MeshCertDir string
 }
 
 // composeEnv is docker-compose.yaml: fake services by their service name,
@@ -75,6 +79,8 @@ func composeEnv() *Env {
 		ClientCIDRs:      []string{"10.0.0.0/8", "127.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
 		ForwardProxyPort: 3128,
 		SystemCABundle:   "/certs/" + fakeservices.CACertFile,
+		MeshPort:         15443,
+		MeshCertDir:      "/certs/" + fakeservices.MeshDir,
 	}
 }
 
@@ -95,13 +101,14 @@ func localEnv(t *testing.T, fakes *fakeservices.Services, caFile string) *Env {
 		p, _ := strconv.Atoi(port)
 		ups[name] = hostPort{host, uint32(p)}
 	}
-	free := freePorts(t, len(declaredPorts)+1)
+	free := freePorts(t, len(declaredPorts)+2)
 	pm := map[uint32]uint32{}
 	for i, p := range declaredPorts {
 		pm[p] = free[i]
 	}
 	return &Env{Name: "local", ListenerAddress: "127.0.0.1", Upstreams: ups, ClientCIDRs: []string{"127.0.0.1/32"}, PortMap: pm,
-		ForwardProxyPort: free[len(declaredPorts)], SystemCABundle: caFile}
+		ForwardProxyPort: free[len(declaredPorts)], SystemCABundle: caFile,
+		MeshPort: free[len(declaredPorts)+1], MeshCertDir: filepath.Join(filepath.Dir(caFile), fakeservices.MeshDir)}
 }
 
 // freePorts returns n ports free on 127.0.0.1 (held together while chosen,
@@ -122,8 +129,17 @@ func freePorts(t *testing.T, n int) []uint32 {
 
 func (e *Env) translateOptions() translate.Options {
 	return translate.Options{Role: translate.RoleGateway, ForwardProxyPort: e.ForwardProxyPort, PortMap: e.PortMap,
-		SystemCABundle: e.SystemCABundle, ListenerAddress: e.ListenerAddress}
+		SystemCABundle: e.SystemCABundle, ListenerAddress: e.ListenerAddress, Mesh: e.meshOptions()}
 }
+
+// meshOptions are the mesh settings of xds-server for the env (the flags
+// docker-compose.yaml gives it); sidecars are not part of the stack.
+func (e *Env) meshOptions() *translate.MeshOptions {
+	return &translate.MeshOptions{TrustDomain: fakeservices.MeshTrustDomain, Port: e.MeshPort, CertDir: e.MeshCertDir,
+		GatewayAddress: fmt.Sprintf("{group}:%d", e.MeshPort)}
+}
+
+func (e *Env) mesh() string { return fmt.Sprintf("mesh_%d", e.MeshPort) }
 
 func (e *Env) listenerPort(declared uint32) uint32 {
 	if p, ok := e.PortMap[declared]; ok {
@@ -141,7 +157,7 @@ func (e *Env) forwardProxy() string { return fmt.Sprintf("forward_proxy_%d", e.F
 
 // listeners are every listener the scenario intents give a gateway.
 func (e *Env) listeners() []string {
-	return []string{e.listener("http", 80), e.listener("tls", 443), e.listener("tcp", 5432), e.forwardProxy()}
+	return []string{e.listener("http", 80), e.listener("tls", 443), e.listener("tcp", 5432), e.forwardProxy(), e.mesh()}
 }
 
 // ep is the YAML endpoint of a fake service, with optional labels.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -90,18 +91,77 @@ func connectProxy(t *testing.T, routes map[string]string) string {
 	return srv.Listener.Addr().String()
 }
 
+// meshGateway stands in for a gateway's mesh port: mutual TLS with the
+// group's certificate, HTTP/2 CONNECT tunnels to the authorities it knows,
+// for the workload identities allowed (403 for the rest).
+func meshGateway(t *testing.T, ca *fakeservices.CA, routes map[string]string, allowed string) string {
+	certPEM, keyPEM, err := ca.IssueSPIFFE(fakeservices.MeshGatewayID(group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target, ok := routes[r.Host]
+		if r.Method != http.MethodConnect || !ok || r.TLS.PeerCertificates[0].URIs[0].String() != allowed {
+			http.Error(w, "RBAC: access denied", http.StatusForbidden)
+			return
+		}
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer up.Close()
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		go func() { _, _ = io.Copy(up, r.Body) }()
+		buf := make([]byte, 32*1024)
+		for {
+			n, err := up.Read(buf)
+			if n > 0 {
+				_, _ = w.Write(buf[:n])
+				w.(http.Flusher).Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
 func TestTrafficHelpersAgainstFakes(t *testing.T) {
 	s, fakes, ca := newLocalStack(t)
 	env := s.env
 	proxy := connectProxy(t, map[string]string{"external-db.example.com:5432": fakes.DB[fakeservices.DBPrimary]})
+	checkout := fakeservices.WorkloadID("payments", "checkout")
+	mesh := meshGateway(t, ca, map[string]string{fakeservices.MeshHost + ":443": fakes.TLS}, checkout)
 	gw := &directGateway{
 		ports: map[uint32]string{env.listenerPort(443): fakes.TLS, env.listenerPort(80): fakes.HTTP,
-			env.listenerPort(5432): fakes.DB[fakeservices.DBReplica], env.ForwardProxyPort: proxy},
+			env.listenerPort(5432): fakes.DB[fakeservices.DBReplica], env.ForwardProxyPort: proxy, env.MeshPort: mesh},
 		adminPaths: map[string]string{"/stats": "cluster.apps/x/y/80.outlier_detection.ejections_enforced_total: 2\nP99(nan): x\n"},
 		log: "[warning] not json\n" +
 			`{"authority":"limited.example.com","response_code":429,"response_flags":"RL","sni":null}` + "\n",
 	}
-	g := &Traffic{env: env, gw: gw, proxy: gw, gateways: []gateway{gw}, ca: ca.Pool(), fakes: "http://" + fakes.ControlAddr}
+	g := &Traffic{env: env, gw: gw, proxy: gw, gateways: []gateway{gw}, ca: ca.Pool(), issuer: ca, fakes: "http://" + fakes.ControlAddr}
+
+	code, tunnel := g.meshConnect(t, checkout, fakeservices.MeshHost+":443")
+	if code != http.StatusOK {
+		t.Fatalf("mesh CONNECT: %d", code)
+	}
+	if rep, err := tlsRequest(tunnel, fakeservices.MeshHost, "/through-the-mesh", ca.Pool()); err != nil || rep.SNI != fakeservices.MeshHost || rep.Path != "/through-the-mesh" {
+		t.Fatalf("TLS through the mesh tunnel: %+v %v", rep, err)
+	}
+	if code, _ := g.meshConnect(t, fakeservices.WorkloadID("payments", "other"), fakeservices.MeshHost+":443"); code != http.StatusForbidden {
+		t.Fatalf("mesh CONNECT of a refused workload: %d", code)
+	}
 
 	if rep, err := g.passthrough("api.github.com", "/x"); err != nil || rep.SNI != "api.github.com" || rep.Path != "/x" {
 		t.Fatalf("passthrough: %+v %v", rep, err)
@@ -193,7 +253,8 @@ func TestCheckAcceptedReadsEnvoyAdmin(t *testing.T) {
 	}
 
 	held, err := parseConfigDump(dump)
-	if err != nil || len(held["listeners"]) != len(s.env.listeners()) || len(held["secrets"]) != 2 {
+	// Secrets: the partner's two and the mesh's two.
+	if err != nil || len(held["listeners"]) != len(s.env.listeners()) || len(held["secrets"]) != 4 {
 		t.Fatalf("%v %v", held, err)
 	}
 }

@@ -29,7 +29,7 @@ func newLocalEnvoyStack(t *testing.T, bin string) *stack {
 	if err := waitReady(gw, len(s.env.listeners())); err != nil {
 		t.Fatalf("gateway not ready: %v\n%s", err, tail(gw.stderr.String(), 40))
 	}
-	s.traffic = &Traffic{env: s.env, gw: gw, proxy: gw, gateways: []gateway{gw}, ca: ca.Pool(),
+	s.traffic = &Traffic{env: s.env, gw: gw, proxy: gw, gateways: []gateway{gw}, ca: ca.Pool(), issuer: ca,
 		fakes: "http://" + fakes.ControlAddr}
 	return s
 }

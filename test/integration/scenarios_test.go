@@ -14,6 +14,7 @@ import (
 	lrlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
@@ -544,6 +545,55 @@ var scenarios = []Scenario{{
 				return nil
 			})
 		},
+	},
+}, {
+	Name:  "mesh-identities",
+	About: "on the mesh port, workloads are authorized by the identity in their certificate: an allowed service account and a workload of an allowed namespace get through, another service account is refused",
+	Intent: func(e *Env) string {
+		return `
+- name: mesh-api
+  host: ` + fakeservices.MeshHost + `
+  ports: [{number: 443, protocol: TLS}]
+  endpoints: [` + e.ep(fakeservices.ServiceTLS) + `]
+  allow: [{principal: "` + fakeservices.WorkloadID("payments", "checkout") + `"}, {namespace: billing}]`
+	},
+	Config: func(e *Env, c *check) {
+		identities := []string{"principal=" + fakeservices.WorkloadID("payments", "checkout"), "principal^=spiffe://" + fakeservices.MeshTrustDomain + "/ns/billing/sa/"}
+		ml := c.listener(e.mesh())
+		if len(ml.GetFilterChains()) == 1 {
+			down := unpack[*tlsv3.DownstreamTlsContext](c, ml.GetFilterChains()[0].GetTransportSocket().GetTypedConfig())
+			c.equal("client certificates required", down.GetRequireClientCertificate().GetValue(), true)
+		}
+		vh := c.vhost(c.routes(e.mesh()), clusterName("mesh-identities", "mesh-api", 443))
+		c.equal("mesh domains", vh.GetDomains(), []string{fakeservices.MeshHost + ":443"})
+		c.equal("identities allowed on the mesh port", routeRBAC(c, c.route(vh)), identities)
+		// On the plain TLS port the same rules hold, and a plain
+		// connection carries no identity: only the mesh gets through.
+		fc := c.chain(c.listener(e.listener("tls", 443)), clusterName("mesh-identities", "mesh-api", 443))
+		c.equal("identities allowed on the TLS port", principals(filter[*rbacnetv3.RBAC](c, fc, netRBAC).GetRules()), identities)
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		for _, id := range []string{fakeservices.WorkloadID("payments", "checkout"), fakeservices.WorkloadID("billing", "invoices")} {
+			code, tunnel := g.meshConnect(t, id, fakeservices.MeshHost+":443")
+			if code != http.StatusOK {
+				t.Fatalf("%s: CONNECT answered %d, want 200", id, code)
+			}
+			// TLS end to end inside the tunnel, verified by the test CA.
+			rep, err := tlsRequest(tunnel, fakeservices.MeshHost, "/mesh", g.ca)
+			if err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != fakeservices.MeshHost {
+				t.Fatalf("%s: through the tunnel: %+v %v", id, rep, err)
+			}
+		}
+		other := fakeservices.WorkloadID("payments", "other")
+		if code, _ := g.meshConnect(t, other, fakeservices.MeshHost+":443"); code != http.StatusForbidden {
+			t.Fatalf("%s: CONNECT answered %d, want 403", other, code)
+		}
+		g.waitLog(t, g.gw, "the refused workload", func(e logEntry) bool {
+			return e.get("peer_identity") == other && strings.Contains(e.get("response_code_details"), "rbac_access_denied")
+		})
+		if _, err := g.passthrough(fakeservices.MeshHost, "/"); err == nil {
+			t.Fatal("TLS without a workload identity went through the plain TLS port")
+		}
 	},
 }, {
 	Name:  "zero-nacks",

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
 )
@@ -47,7 +49,8 @@ type Traffic struct {
 	proxy    gateway // takes explicit-proxy traffic
 	gateways []gateway
 	ca       *x509.CertPool
-	fakes    string // fake services' control URL
+	issuer   *fakeservices.CA // issues the workload certificates of the mesh
+	fakes    string           // fake services' control URL
 	// state is what the control plane serves, as an ADS client holds it.
 	state func() *xdstest.State
 }
@@ -476,3 +479,89 @@ func tail(s string, lines int) string {
 	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(all[max(0, len(all)-lines):], "\n")
 }
+
+// meshConnect does what a sidecar does for a TLS or TCP destination: it
+// opens mutual TLS to the gateway's mesh port as workload id (a
+// certificate of the test CA), checks that the gateway is its group's
+// (spiffe://<td>/gateway-group/<group>), and asks for an HTTP/2 CONNECT
+// tunnel to authority. It returns the response status and, for 200, the
+// tunnel.
+func (g *Traffic) meshConnect(t *testing.T, id, authority string) (int, net.Conn) {
+	t.Helper()
+	addr, err := g.gw.addr(g.env.MeshPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, conn, err := meshConnect(addr, g.issuer, id, fakeservices.MeshGatewayID(group), authority)
+	if err != nil {
+		t.Fatalf("CONNECT %s on the mesh port as %s: %v", authority, id, err)
+	}
+	return code, conn
+}
+
+func meshConnect(addr string, ca *fakeservices.CA, id, gatewayID, authority string) (int, net.Conn, error) {
+	certPEM, keyPEM, err := ca.IssueSPIFFE(id)
+	if err != nil {
+		return 0, nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return 0, nil, err
+	}
+	tr := &http2.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12,
+		// As Envoy's SAN matcher does: the chain, then the SPIFFE ID,
+		// no host name.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			leaf, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				return err
+			}
+			if len(leaf.URIs) != 1 || leaf.URIs[0].String() != gatewayID {
+				return fmt.Errorf("the gateway presents %v, want %s", leaf.URIs, gatewayID)
+			}
+			return nil
+		},
+	}}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+addr, pr)
+	if err != nil {
+		cancel()
+		return 0, nil, err
+	}
+	req.Host = authority
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		cancel()
+		return 0, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		pw.Close()
+		cancel()
+		return resp.StatusCode, nil, nil
+	}
+	return resp.StatusCode, &streamConn{r: resp.Body, w: pw, close: func() { resp.Body.Close(); cancel(); tr.CloseIdleConnections() }}, nil
+}
+
+// streamConn is an HTTP/2 CONNECT stream as a net.Conn; deadlines are the
+// request's context.
+type streamConn struct {
+	r     io.ReadCloser
+	w     *io.PipeWriter
+	close func()
+}
+
+func (c *streamConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *streamConn) Write(p []byte) (int, error)      { return c.w.Write(p) }
+func (c *streamConn) Close() error                     { c.w.Close(); c.close(); return nil }
+func (c *streamConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *streamConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *streamConn) SetDeadline(time.Time) error      { return nil }
+func (c *streamConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *streamConn) SetWriteDeadline(time.Time) error { return nil }

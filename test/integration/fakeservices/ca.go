@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/url"
 	"time"
 )
 
@@ -93,15 +94,36 @@ func (ca *CA) Issue(cn string, dnsNames []string, client bool) (certPEM, keyPEM 
 	if client {
 		usage = x509.ExtKeyUsageClientAuth
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     dnsNames,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     ca.Cert.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	return ca.sign(key, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		DNSNames:    dnsNames,
+		ExtKeyUsage: []x509.ExtKeyUsage{usage},
+	})
+}
+
+// IssueSPIFFE returns a PEM certificate and key whose only SAN is the
+// SPIFFE ID id, for either end of a mutual TLS connection, as mesh
+// certificates are.
+func (ca *CA) IssueSPIFFE(id string) (certPEM, keyPEM []byte, err error) {
+	u, err := url.Parse(id)
+	if err != nil {
+		return nil, nil, err
 	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca.sign(key, &x509.Certificate{
+		URIs:        []*url.URL{u},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	})
+}
+
+// sign completes tmpl (serial, validity, usage) and signs it for key.
+func (ca *CA) sign(key *ecdsa.PrivateKey, tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), ca.Cert.NotAfter
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
 		return nil, nil, err

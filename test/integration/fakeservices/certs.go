@@ -35,6 +35,28 @@ var DefaultNames = []string{
 	"api.external-service.com",
 	"secure-api.partner.com",
 	"denied-tls.example.com",
+	MeshHost,
+}
+
+// The mesh: sidecars reach the gateways' mesh port with mutual TLS, and
+// the gateways authorize by the workload identity in the certificate. The
+// test CA issues every mesh certificate; the gateways read theirs, and the
+// CA, from the MeshDir folder of the certs folder.
+const (
+	MeshDir         = "mesh"
+	MeshTrustDomain = "cluster.local"
+	// MeshHost is the destination of the mesh scenario.
+	MeshHost = "mesh-api.example.com"
+)
+
+// MeshGatewayID is the SPIFFE ID of a gateway group's gateways.
+func MeshGatewayID(group string) string {
+	return "spiffe://" + MeshTrustDomain + "/gateway-group/" + group
+}
+
+// WorkloadID is the SPIFFE ID of a Kubernetes workload.
+func WorkloadID(namespace, serviceAccount string) string {
+	return "spiffe://" + MeshTrustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
 }
 
 // LoadOrCreateCA reads the CA of dir, or, when dir has none, makes one and
@@ -88,6 +110,21 @@ metadata:
 stringData:
   ca.crt: |
 %s`, ClientCertSecret, SecretNamespace, indent(clientCert), indent(clientKey), CASecret, SecretNamespace, indent(ca.CertPEM))
+	meshCert, meshKey, err := ca.IssueSPIFFE(MeshGatewayID(GatewayClientName))
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{CACertFile, ca.CertPEM}, {"tls.key", meshKey}, {"tls.crt", meshCert}} {
+		if err := os.MkdirAll(filepath.Join(dir, MeshDir), 0o755); err != nil {
+			return err
+		}
+		if err := writeAtomic(filepath.Join(dir, MeshDir, f.name), f.data); err != nil {
+			return err
+		}
+	}
 	// The CA goes first: a watcher of the folder that sees the Secrets
 	// finds the CA they were made with.
 	for _, f := range []struct {
