@@ -223,10 +223,20 @@ func FuzzCompile(f *testing.F) {
 			}
 		}
 	}
+	// With the mesh on (workload identities accepted), for gateways and
+	// for their sidecars.
+	mesh := opts
+	mesh.Mesh = &translate.MeshOptions{TrustDomain: "cluster.local", Port: translate.DefaultMeshPort,
+		GatewayAddress: translate.DefaultGatewayAddress, SidecarProxyPort: translate.DefaultSidecarProxyPort,
+		SidecarCapturePort: translate.DefaultSidecarCapturePort}
 	f.Fuzz(func(t *testing.T, doc string) {
-		intents, _ := compile.NewStore().Update([]compile.ConfigMap{intentCM("fuzz", "intent", doc)}, opts.ResolveOptions())
+		intents, _ := compile.NewStore().Update([]compile.ConfigMap{intentCM("fuzz", "intent", doc)}, mesh.ResolveOptions())
+		var keys []string
 		for _, g := range append(compile.Groups(intents), "egress-gateway") {
-			res, diags, err := compile.Group(intents, g, nil, opts)
+			keys = append(keys, g, compile.Key(translate.RoleSidecar, g))
+		}
+		for _, g := range keys {
+			res, diags, err := compile.Group(intents, g, nil, mesh)
 			if err != nil {
 				t.Fatalf("accepted intent produced invalid resources: %v\n%v\ninput:\n%s", err, diags, doc)
 			}
