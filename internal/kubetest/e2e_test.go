@@ -158,11 +158,11 @@ func startServerLog(t *testing.T, c *kubetest.Cluster, ns, instance string) (*se
 	return startServerAs(t, c, c.ServiceAccount(), ns, instance, 0)
 }
 
-func startServerAs(t *testing.T, c *kubetest.Cluster, identity *rest.Config, ns, instance string, secretTimeout time.Duration) (*server.Server, *syncBuffer) {
+func startServerAs(t *testing.T, c *kubetest.Cluster, identity *rest.Config, ns, instance string, secretTimeout time.Duration, mods ...func(*server.Config)) (*server.Server, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Start(ctx, server.Config{
+	cfg := server.Config{
 		Kubernetes: &watch.KubeOptions{
 			Kubeconfig:        c.Kubeconfig(t, identity),
 			Namespaces:        []string{ns},
@@ -174,7 +174,11 @@ func startServerAs(t *testing.T, c *kubetest.Cluster, identity *rest.Config, ns,
 		Translate:     translate.Options{ForwardProxyPort: 3128},
 		ShutdownGrace: time.Second,
 		Log:           slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	srv, err := server.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -535,6 +539,55 @@ func TestSecretRotation(t *testing.T) {
 	}, "rotated certificate")
 	if _, v2 := clientCert(gw.State(), ns); v2 == v1 {
 		t.Errorf("secret version did not change: %s", v2)
+	}
+}
+
+// The mesh trust bundle Secret, which no intent references, is followed
+// by name: the mesh port waits for it (reported), appears once it is
+// created, and a rotation reaches the gateway as a new SDS version.
+func TestMeshTrustBundleFollowed(t *testing.T) {
+	c, admin := cluster(t)
+	ns := namespace(t, admin)
+	if _, err := admin.CoreV1().ConfigMaps(ns).Create(timeout(t, 10*time.Second), intentCM(ns, "partner", partner), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	crt, key, ca := certificate(t, "v1")
+	createSecrets(t, admin, ns, crt, key, ca)
+	srv, logs := startServerAs(t, c, c.ServiceAccount(), ns, "replica-mesh", 0, func(cfg *server.Config) {
+		cfg.Translate.Mesh = &translate.MeshOptions{TrustDomain: "cluster.local", Port: translate.DefaultMeshPort,
+			GatewayAddress: translate.DefaultGatewayAddress, TrustBundle: &translate.SecretKey{Namespace: ns, Name: "mesh-ca"}}
+	})
+	gw := dial(t, srv, "gw")
+	waitClient(t, gw, 30*time.Second, xdstest.All(xdstest.Synced, hasClusters(ns, ns+"/partner/partner/80")), "the partner destination")
+	if xdstest.HasResource(resourcev3.ListenerType, "mesh_15443")(gw.State()) {
+		t.Fatal("the mesh port is served without its trust bundle")
+	}
+	if !strings.Contains(logs.String(), "mesh settings") {
+		t.Error("the missing mesh Secret is not reported")
+	}
+	bundle := func(st *xdstest.State) []byte {
+		for _, s := range st.Secrets() {
+			if s.GetName() == translate.MeshTrustBundleSecret {
+				return s.GetValidationContext().GetTrustedCa().GetInlineBytes()
+			}
+		}
+		return nil
+	}
+	for i, v := range []string{"mesh-ca-1", "mesh-ca-2"} {
+		_, _, pemCA := certificate(t, v)
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mesh-ca"}, Data: map[string][]byte{"ca.crt": pemCA}}
+		var err error
+		if i == 0 {
+			_, err = admin.CoreV1().Secrets(ns).Create(timeout(t, 10*time.Second), s, metav1.CreateOptions{})
+		} else {
+			_, err = admin.CoreV1().Secrets(ns).Update(timeout(t, 10*time.Second), s, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitClient(t, gw, 30*time.Second, func(st *xdstest.State) bool {
+			return xdstest.Synced(st) && xdstest.HasResource(resourcev3.ListenerType, "mesh_15443")(st) && bytes.Equal(bundle(st), pemCA)
+		}, "the mesh port with trust bundle "+v)
 	}
 }
 

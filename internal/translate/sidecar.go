@@ -106,15 +106,15 @@ func (t *translator) meshGatewayCluster() (*clusterv3.Cluster, error) {
 			}),
 		},
 	}
+	// The gateway is identified by its SPIFFE ID; the SNI is only a
+	// courtesy, and an IP address is not a valid one.
+	up := &tlsv3.UpstreamTlsContext{CommonTlsContext: meshTLSContext(MeshWorkloadCertSecret, exact(GatewaySPIFFEID(m.TrustDomain, t.opts.Group)))}
 	if _, err := netip.ParseAddr(host); err == nil {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 	} else {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
-	}
-	up := &tlsv3.UpstreamTlsContext{
-		Sni:              host,
-		CommonTlsContext: meshTLSContext(MeshWorkloadCertSecret, exact(GatewaySPIFFEID(m.TrustDomain, t.opts.Group))),
+		up.Sni = host
 	}
 	c.TransportSocket = &corev3.TransportSocket{
 		Name:       "envoy.transport_sockets.tls",
