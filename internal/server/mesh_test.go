@@ -118,6 +118,10 @@ func TestMeshOverSecureXDS(t *testing.T) {
 			if !hasListener(st.Listeners(), "sidecar_capture_15006") || !hasListener(st.Listeners(), "sidecar_proxy_15001") {
 				t.Errorf("sidecar listeners missing:\n%s", st)
 			}
+			// Operators find the sidecars' configuration under sidecar/<group>.
+			if dump := get(t, "http://"+r.AdminAddr+"/debug/config_dump?group=sidecar/"+group); !strings.Contains(dump, "mesh_gateway") {
+				t.Errorf("config dump of sidecar/%s:\n%.300s", group, dump)
+			}
 
 			t.Run("sidecar without certificate", func(t *testing.T) {
 				wantStatus(t, sidecarRefusal(t, p.conn(t, r, nil), mode), codes.Unauthenticated,
