@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +15,9 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
 type want struct {
@@ -115,58 +113,12 @@ func check(t *testing.T, data []byte, w want) *bootstrapv3.Bootstrap {
 	return b
 }
 
-// walk fails on deprecated fields or enum values anywhere in m, unpacking
-// Any fields (whose content ValidateAll does not check) and validating them.
+// walk reports deprecated fields, deprecated enum values and invalid
+// typed configs anywhere in m (xdstest.Deprecated).
 func walk(report func(string), m protoreflect.Message, path string) {
-	if a, ok := m.Interface().(*anypb.Any); ok {
-		inner, err := a.UnmarshalNew()
-		if err != nil {
-			report(fmt.Sprintf("%s: %v", path, err))
-			return
-		}
-		if v, ok := inner.(interface{ ValidateAll() error }); ok {
-			if err := v.ValidateAll(); err != nil {
-				report(fmt.Sprintf("%s (%s): %v", path, a.GetTypeUrl(), err))
-			}
-		}
-		walk(report, inner.ProtoReflect(), path+"("+string(inner.ProtoReflect().Descriptor().FullName())+")")
-		return
+	for _, p := range xdstest.Deprecated(m.Interface(), path) {
+		report(p)
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		p := path + "." + string(fd.Name())
-		if o, ok := fd.Options().(*descriptorpb.FieldOptions); ok && o.GetDeprecated() {
-			report(p + " is deprecated")
-		}
-		visit := func(p string, v protoreflect.Value) {
-			switch fd.Kind() {
-			case protoreflect.MessageKind, protoreflect.GroupKind:
-				walk(report, v.Message(), p)
-			case protoreflect.EnumKind:
-				ev := fd.Enum().Values().ByNumber(v.Enum())
-				if o, ok := ev.Options().(*descriptorpb.EnumValueOptions); ok && o.GetDeprecated() {
-					report(fmt.Sprintf("%s: enum value %s is deprecated", p, ev.Name()))
-				}
-			}
-		}
-		switch {
-		case fd.IsList():
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				visit(p, l.Get(i))
-			}
-		case fd.IsMap():
-			fd := fd.MapValue()
-			v.Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
-				if fd.Kind() == protoreflect.MessageKind {
-					walk(report, v.Message(), p+"["+k.String()+"]")
-				}
-				return true
-			})
-		default:
-			visit(p, v)
-		}
-		return true
-	})
 }
 
 func TestWalkFindsDeprecatedAndInvalid(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	dfpclusterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/dynamic_forward_proxy/v3"
+	dnscommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/common/dns/v3"
+	dnsclusterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/dns/v3"
 	dnscachev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/dynamic_forward_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpupstreamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -50,13 +52,7 @@ func (t *translator) cluster(dp *destPort) (*clusterv3.Cluster, *endpointv3.Clus
 			}),
 		}}
 	default:
-		typ := clusterv3.Cluster_STRICT_DNS
-		if d.Resolution == intent.ResolutionDNSRoundRobin {
-			typ = clusterv3.Cluster_LOGICAL_DNS
-		}
-		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: typ}
-		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
-		c.RespectDnsTtl = true
+		c.ClusterDiscoveryType = t.dnsCluster(d.Resolution == intent.ResolutionDNSRoundRobin)
 		c.LoadAssignment = loadAssignment(dp)
 	}
 	if cp := d.ConnectionPool; cp != nil {
@@ -248,6 +244,23 @@ func loadAssignment(dp *destPort) *endpointv3.ClusterLoadAssignment {
 		ClusterName: dp.cluster,
 		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}},
 	}
+}
+
+// dnsCluster resolves the endpoints' names through the DNS cluster
+// extension, which replaces the STRICT_DNS and LOGICAL_DNS types and their
+// deprecated Cluster fields: every address an endpoint (strict), or one
+// address at a time (logical, for names behind many rotating addresses),
+// re-resolved as the records' TTL says.
+func (t *translator) dnsCluster(logical bool) *clusterv3.Cluster_ClusterType {
+	return &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
+		Name: "envoy.clusters.dns",
+		TypedConfig: t.pack(&dnsclusterv3.DnsCluster{
+			RespectDnsTtl:                true,
+			DnsMinRefreshRate:            dur(5 * time.Second),
+			DnsLookupFamily:              dnscommonv3.DnsLookupFamily_V4_PREFERRED,
+			AllAddressesInSingleEndpoint: logical,
+		}),
+	}}
 }
 
 // dnsCacheConfig is shared by every dynamic forward proxy filter and cluster:

@@ -16,6 +16,7 @@ import (
 	"github.com/egress-xds/egress-xds/internal/snapshot"
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/watch"
+	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -44,6 +45,7 @@ func TestGolden(t *testing.T) {
 			if err := translate.CheckDeep(res); err != nil {
 				t.Fatalf("CheckDeep: %v", err)
 			}
+			noDeprecated(t, res)
 			// What the server publishes: marshalled, versioned, and
 			// proved Consistent() by go-control-plane's rules.
 			if _, err := snapshot.NewGroupSnapshot(res); err != nil {
@@ -55,6 +57,32 @@ func TestGolden(t *testing.T) {
 			compareGolden(t, filepath.Join(dir, "endpoints.yaml"), render(t, res.Endpoints))
 			compareGolden(t, filepath.Join(dir, "secrets.yaml"), render(t, res.Secrets))
 		})
+	}
+}
+
+// noDeprecated fails on any deprecated field or enum value in the
+// resources: Envoy accepts them with a warning until a release refuses
+// them by default.
+func noDeprecated(t *testing.T, res *translate.Resources) {
+	t.Helper()
+	var found []string
+	for _, l := range res.Listeners {
+		found = append(found, xdstest.Deprecated(l, "listener "+l.Name)...)
+	}
+	for _, r := range res.Routes {
+		found = append(found, xdstest.Deprecated(r, "route "+r.Name)...)
+	}
+	for _, c := range res.Clusters {
+		found = append(found, xdstest.Deprecated(c, "cluster "+c.Name)...)
+	}
+	for _, e := range res.Endpoints {
+		found = append(found, xdstest.Deprecated(e, "endpoints "+e.ClusterName)...)
+	}
+	for _, s := range res.Secrets {
+		found = append(found, xdstest.Deprecated(s, "secret "+s.Name)...)
+	}
+	if len(found) > 0 {
+		t.Errorf("deprecated or invalid:\n%s", strings.Join(found, "\n"))
 	}
 }
 

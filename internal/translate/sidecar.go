@@ -112,8 +112,7 @@ func (t *translator) meshGatewayCluster() (*clusterv3.Cluster, error) {
 	if _, err := netip.ParseAddr(host); err == nil {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 	} else {
-		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
-		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
+		c.ClusterDiscoveryType = t.dnsCluster(false)
 		up.Sni = host
 	}
 	c.TransportSocket = &corev3.TransportSocket{
