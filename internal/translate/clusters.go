@@ -251,16 +251,23 @@ func loadAssignment(dp *destPort) *endpointv3.ClusterLoadAssignment {
 // deprecated Cluster fields: every address an endpoint (strict), or one
 // address at a time (logical, for names behind many rotating addresses),
 // re-resolved as the records' TTL says.
+// The two configurations are packed once per translation and shared.
 func (t *translator) dnsCluster(logical bool) *clusterv3.Cluster_ClusterType {
-	return &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
-		Name: "envoy.clusters.dns",
-		TypedConfig: t.pack(&dnsclusterv3.DnsCluster{
+	i := 0
+	if logical {
+		i = 1
+	}
+	a := t.dnsClusters[i]
+	if a == nil {
+		a = t.pack(&dnsclusterv3.DnsCluster{
 			RespectDnsTtl:                true,
 			DnsMinRefreshRate:            dur(5 * time.Second),
 			DnsLookupFamily:              dnscommonv3.DnsLookupFamily_V4_PREFERRED,
 			AllAddressesInSingleEndpoint: logical,
-		}),
-	}}
+		})
+		t.dnsClusters[i] = a
+	}
+	return &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{Name: "envoy.clusters.dns", TypedConfig: a}}
 }
 
 // dnsCacheConfig is shared by every dynamic forward proxy filter and cluster:

@@ -146,6 +146,8 @@ type translator struct {
 	// Fields encoded once and shared by many typed configs (protos.go).
 	networkRBACRules map[string]sharedField // by allow list
 	tcpAccessLogs    map[string]sharedField // by listener
+	// dnsClusters are the packed DNS cluster configurations: strict, logical.
+	dnsClusters [2]*anypb.Any
 	// protocolOptions are packed upstream HTTP options by what they depend on.
 	protocolOptions map[protocolOptionsKey]*anypb.Any
 }
