@@ -4,16 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"os"
 	"sort"
@@ -36,6 +29,7 @@ import (
 	"github.com/egress-xds/egress-xds/internal/intent"
 	"github.com/egress-xds/egress-xds/internal/kubetest"
 	"github.com/egress-xds/egress-xds/internal/server"
+	"github.com/egress-xds/egress-xds/internal/testpki"
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/watch"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
@@ -463,27 +457,19 @@ func createSecrets(t *testing.T, client kubernetes.Interface, ns string, crt, ke
 	}
 }
 
-// certificate returns a self-signed client certificate, its key and a
-// CA bundle (the certificate itself).
+// certificate returns a client certificate, its key and the bundle of
+// the CA that issued it.
 func certificate(t *testing.T, cn string) (crt, key, ca []byte) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := testpki.NewCA(cn+"-ca", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	crt, key, err = c.Issue(testpki.Leaf{CommonName: cn, Client: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return crt, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), crt
+	return crt, key, c.CertPEM
 }
 
 const partner = `gateways: [egress-gateway]

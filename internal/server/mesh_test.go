@@ -39,7 +39,7 @@ type meshPKI struct {
 func startMesh(t *testing.T) (*running, *meshPKI) {
 	t.Helper()
 	p := &meshPKI{pki: newPKI(t)}
-	pair, certPEM, keyPEM := p.clientCA.issue(t, xds.GroupSPIFFEID(trustDomain, group))
+	pair, certPEM, keyPEM := issue(t, p.clientCA, xds.GroupSPIFFEID(trustDomain, group))
 	p.gatewayCert, p.gatewayPEM = pair, [2][]byte{certPEM, keyPEM}
 	dir := examples(t)
 	write(t, filepath.Join(dir, "mesh.yaml"), fmt.Sprintf(`apiVersion: v1
@@ -66,7 +66,7 @@ kind: Secret
 metadata: {name: mesh-ca, namespace: egress-xds}
 stringData:
   ca.crt: %[4]q
-`, trustDomain, certPEM, keyPEM, p.clientCA.pem))
+`, trustDomain, certPEM, keyPEM, p.clientCA.CertPEM))
 	opts := p.opts
 	r := startConfig(t, timeout(t), server.Config{ConfigDir: dir, XDSTLS: &opts, Translate: translate.Options{Mesh: &translate.MeshOptions{
 		TrustDomain: trustDomain, Port: translate.DefaultMeshPort, GatewayAddress: "127.0.0.1:15443",
@@ -307,7 +307,7 @@ func TestMeshCertificatesFormValidChains(t *testing.T) {
 	if _, _, err := handshake(servingPair, clientCert(t, newCA(t, "rogue-ca"), workloadID)); err == nil {
 		t.Error("a workload certificate of another CA was accepted")
 	}
-	otherGroup, _, _ := p.clientCA.issue(t, xds.GroupSPIFFEID(trustDomain, "payments"))
+	otherGroup, _, _ := issue(t, p.clientCA, xds.GroupSPIFFEID(trustDomain, "payments"))
 	if _, _, err := handshake(otherGroup, workload); err == nil || !strings.Contains(err.Error(), "is not") {
 		t.Errorf("a gateway of another group was accepted by the sidecar: %v", err)
 	}

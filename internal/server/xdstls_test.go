@@ -2,18 +2,12 @@ package server_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,82 +24,36 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/egress-xds/egress-xds/internal/server"
+	"github.com/egress-xds/egress-xds/internal/testpki"
 	"github.com/egress-xds/egress-xds/internal/xds"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
 const trustDomain = "example.org"
 
-// ca is a test certificate authority.
-type ca struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-var serial int64 = 100
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+type ca = testpki.CA
 
 func newCA(t *testing.T, name string) *ca {
 	t.Helper()
-	key := newKey(t)
-	serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, err := testpki.NewCA(name, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	return &ca{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return c
 }
 
-// issue signs a leaf: a server certificate for 127.0.0.1 when uris is
-// nil, else a client certificate with those URI SANs.
-func (c *ca) issue(t *testing.T, uris ...string) (tls.Certificate, []byte, []byte) {
+// issue signs a leaf: a server certificate for 127.0.0.1 and xds-server
+// when uris is empty, else a client certificate with those URI SANs.
+func issue(t *testing.T, c *ca, uris ...string) (tls.Certificate, []byte, []byte) {
 	t.Helper()
-	key := newKey(t)
-	serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "leaf"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature,
+	l := testpki.Leaf{CommonName: "leaf", URIs: uris, Client: true}
+	if len(uris) == 0 {
+		l = testpki.Leaf{CommonName: "leaf", IPs: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"xds-server"}, Server: true}
 	}
-	if uris == nil {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.DNSNames = []string{"xds-server"}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		for _, s := range uris {
-			u, err := url.Parse(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tmpl.URIs = append(tmpl.URIs, u)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
+	certPEM, keyPEM, err := c.Issue(l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -128,14 +76,14 @@ func newPKI(t *testing.T) *pki {
 		ClientCAFile: filepath.Join(p.dir, "ca.crt"), TrustDomain: trustDomain,
 	}
 	p.rotateServer(t)
-	write(t, p.opts.ClientCAFile, string(p.clientCA.pem))
+	write(t, p.opts.ClientCAFile, string(p.clientCA.CertPEM))
 	return p
 }
 
 // rotateServer writes a new server certificate and returns its serial.
 func (p *pki) rotateServer(t *testing.T) *big.Int {
 	t.Helper()
-	pair, certPEM, keyPEM := p.serverCA.issue(t)
+	pair, certPEM, keyPEM := issue(t, p.serverCA)
 	// Key first, as a Secret update may: a moment of mismatch is tolerated.
 	write(t, p.opts.KeyFile, string(keyPEM))
 	write(t, p.opts.CertFile, string(certPEM))
@@ -152,7 +100,7 @@ func startTLS(t *testing.T, dir string, opts xds.TLSOptions) *running {
 func (p *pki) conn(t *testing.T, r *running, client *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "xds-server", MinVersion: tls.VersionTLS12}
-	cfg.RootCAs.AddCert(p.serverCA.cert)
+	cfg.RootCAs.AddCert(p.serverCA.Cert)
 	if client != nil {
 		// Sent whatever CAs the server asks for, as Envoy does (Go's
 		// own choice would send no certificate the server's CAs did not
@@ -169,7 +117,7 @@ func (p *pki) conn(t *testing.T, r *running, client *tls.Certificate) *grpc.Clie
 
 func clientCert(t *testing.T, c *ca, uris ...string) *tls.Certificate {
 	t.Helper()
-	pair, _, _ := c.issue(t, uris...)
+	pair, _, _ := issue(t, c, uris...)
 	return &pair
 }
 
@@ -328,7 +276,7 @@ func TestSecureXDSNodeAuthorization(t *testing.T) {
 				// A Go client that does not send it is Unauthenticated.
 				cfg := &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "xds-server",
 					Certificates: []tls.Certificate{*clientCert(t, newCA(t, "rogue-ca"), entitledID)}}
-				cfg.RootCAs.AddCert(p.serverCA.cert)
+				cfg.RootCAs.AddCert(p.serverCA.Cert)
 				goCC, err := grpc.NewClient(r.XDSAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 				if err != nil {
 					t.Fatal(err)
@@ -371,7 +319,7 @@ func TestSecureXDSWithoutClientCertificates(t *testing.T) {
 func handshake(t *testing.T, r *running, p *pki, client *tls.Certificate) *big.Int {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "xds-server", NextProtos: []string{"h2"}, Certificates: []tls.Certificate{*client}}
-	cfg.RootCAs.AddCert(p.serverCA.cert)
+	cfg.RootCAs.AddCert(p.serverCA.Cert)
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
 	conn, err := d.DialContext(timeout(t), "tcp", r.XDSAddr)
 	if err != nil {
@@ -426,7 +374,7 @@ func TestSecureXDSRotation(t *testing.T) {
 
 	// Client CA rotation: a proxy of the new CA is admitted.
 	newClientCA := newCA(t, "client-ca-2")
-	write(t, p.opts.ClientCAFile, string(p.clientCA.pem)+string(newClientCA.pem))
+	write(t, p.opts.ClientCAFile, string(p.clientCA.CertPEM)+string(newClientCA.CertPEM))
 	c2 := dial(t, r, xdstest.SotW, "gw-new-ca", func(o *xdstest.Options) {
 		o.Address, o.Conn = "", p.conn(t, r, clientCert(t, newClientCA, xds.GroupSPIFFEID(trustDomain, group)))
 	})

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/envoy/bootstrap"
+	"github.com/egress-xds/egress-xds/internal/testpki"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
 )
@@ -95,7 +96,7 @@ func connectProxy(t *testing.T, routes map[string]string) string {
 // group's certificate, HTTP/2 CONNECT tunnels to the authorities it knows,
 // for the workload identities allowed (403 for the rest).
 func meshGateway(t *testing.T, ca *fakeservices.CA, routes map[string]string, allowed string) string {
-	certPEM, keyPEM, err := ca.IssueSPIFFE(fakeservices.MeshGatewayID(group))
+	certPEM, keyPEM, err := ca.Issue(testpki.SPIFFE(fakeservices.MeshGatewayID(group)))
 	if err != nil {
 		t.Fatal(err)
 	}

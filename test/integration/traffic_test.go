@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/egress-xds/egress-xds/internal/testpki"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
 )
@@ -500,7 +501,7 @@ func (g *Traffic) meshConnect(t *testing.T, id, authority string) (int, net.Conn
 }
 
 func meshConnect(addr string, ca *fakeservices.CA, id, gatewayID, authority string) (int, net.Conn, error) {
-	certPEM, keyPEM, err := ca.IssueSPIFFE(id)
+	certPEM, keyPEM, err := ca.Issue(testpki.SPIFFE(id))
 	if err != nil {
 		return 0, nil, err
 	}

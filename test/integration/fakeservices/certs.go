@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/egress-xds/egress-xds/internal/testpki"
 )
 
 // Files of a certs folder: shared by the fake services, the gateways (the CA
@@ -85,7 +87,7 @@ func LoadOrCreateCA(dir string) (ca *CA, created bool, err error) {
 // world-readable: the containers of the stack read them as other users, and
 // this CA exists only for the test.
 func WriteCertsDir(dir string, ca *CA) error {
-	clientCert, clientKey, err := ca.Issue(GatewayClientName, nil, true)
+	clientCert, clientKey, err := ca.Issue(testpki.Leaf{CommonName: GatewayClientName, Client: true})
 	if err != nil {
 		return err
 	}
@@ -110,7 +112,7 @@ metadata:
 stringData:
   ca.crt: |
 %s`, ClientCertSecret, SecretNamespace, indent(clientCert), indent(clientKey), CASecret, SecretNamespace, indent(ca.CertPEM))
-	meshCert, meshKey, err := ca.IssueSPIFFE(MeshGatewayID(GatewayClientName))
+	meshCert, meshKey, err := ca.Issue(testpki.SPIFFE(MeshGatewayID(GatewayClientName)))
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egress-xds/egress-xds/internal/testpki"
 	"github.com/egress-xds/egress-xds/internal/watch"
 )
 
@@ -80,7 +81,7 @@ func TestMutualTLSRequiresAClientCertificateFromTheCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, err := other.TLSCertificate(GatewayClientName, nil, true)
+	foreign, err := other.TLSCertificate(testpki.Leaf{CommonName: GatewayClientName, Client: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestMutualTLSRequiresAClientCertificateFromTheCA(t *testing.T) {
 	if _, _, err := httpsGet(s.MTLS, cfg); err == nil {
 		t.Fatal("served a client certificate from another CA")
 	}
-	own, err := s.CA.TLSCertificate(GatewayClientName, nil, true)
+	own, err := s.CA.TLSCertificate(testpki.Leaf{CommonName: GatewayClientName, Client: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/egress-xds/egress-xds/internal/testpki"
 )
 
 // Ports of the fake services in the compose stack: the defaults of
@@ -108,7 +110,7 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	if names == nil {
 		names = DefaultNames
 	}
-	cert, err := cfg.CA.TLSCertificate(names[0], names, false)
+	cert, err := cfg.CA.TLSCertificate(testpki.Leaf{CommonName: names[0], DNSNames: names, Server: true})
 	if err != nil {
 		return nil, err
 	}
