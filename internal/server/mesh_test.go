@@ -21,7 +21,6 @@ import (
 	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
 	"github.com/egress-xds/egress-xds/internal/translate"
-	"github.com/egress-xds/egress-xds/internal/xds"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
@@ -39,7 +38,7 @@ type meshPKI struct {
 func startMesh(t *testing.T) (*running, *meshPKI) {
 	t.Helper()
 	p := &meshPKI{pki: newPKI(t)}
-	pair, certPEM, keyPEM := issue(t, p.clientCA, xds.GroupSPIFFEID(trustDomain, group))
+	pair, certPEM, keyPEM := issue(t, p.clientCA, translate.GatewaySPIFFEID(trustDomain, group))
 	p.gatewayCert, p.gatewayPEM = pair, [2][]byte{certPEM, keyPEM}
 	dir := examples(t)
 	write(t, filepath.Join(dir, "mesh.yaml"), fmt.Sprintf(`apiVersion: v1
@@ -227,7 +226,7 @@ func TestMeshCertificatesFormValidChains(t *testing.T) {
 		t.Fatal(err)
 	}
 	serverSAN := up.GetCommonTlsContext().GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames()[0].GetMatcher().GetExact()
-	if want := xds.GroupSPIFFEID(trustDomain, group); serverSAN != want {
+	if want := translate.GatewaySPIFFEID(trustDomain, group); serverSAN != want {
 		t.Fatalf("the sidecar checks the gateway for %q, want %q", serverSAN, want)
 	}
 
@@ -301,13 +300,13 @@ func TestMeshCertificatesFormValidChains(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mesh handshake with the SDS certificates failed: %v", err)
 	}
-	if gwSaw != workloadID || scSaw != xds.GroupSPIFFEID(trustDomain, group) {
+	if gwSaw != workloadID || scSaw != translate.GatewaySPIFFEID(trustDomain, group) {
 		t.Fatalf("identities seen: gateway saw %q, sidecar saw %q", gwSaw, scSaw)
 	}
 	if _, _, err := handshake(servingPair, clientCert(t, newCA(t, "rogue-ca"), workloadID)); err == nil {
 		t.Error("a workload certificate of another CA was accepted")
 	}
-	otherGroup, _, _ := issue(t, p.clientCA, xds.GroupSPIFFEID(trustDomain, "payments"))
+	otherGroup, _, _ := issue(t, p.clientCA, translate.GatewaySPIFFEID(trustDomain, "payments"))
 	if _, _, err := handshake(otherGroup, workload); err == nil || !strings.Contains(err.Error(), "is not") {
 		t.Errorf("a gateway of another group was accepted by the sidecar: %v", err)
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/testpki"
+	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/xds"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
@@ -217,7 +218,7 @@ func refusedClient(t *testing.T, cc grpc.ClientConnInterface, mode xdstest.Mode,
 func TestSecureXDSNodeAuthorization(t *testing.T) {
 	p := newPKI(t)
 	r := startTLS(t, examples(t), p.opts)
-	entitled := clientCert(t, p.clientCA, xds.GroupSPIFFEID(trustDomain, group))
+	entitled := clientCert(t, p.clientCA, translate.GatewaySPIFFEID(trustDomain, group))
 	entitledID := "spiffe://example.org/gateway-group/egress-gateway"
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
@@ -335,7 +336,7 @@ func handshake(t *testing.T, r *running, p *pki, client *tls.Certificate) *big.I
 func TestSecureXDSRotation(t *testing.T) {
 	p := newPKI(t)
 	r := startTLS(t, examples(t), p.opts)
-	entitled := clientCert(t, p.clientCA, xds.GroupSPIFFEID(trustDomain, group))
+	entitled := clientCert(t, p.clientCA, translate.GatewaySPIFFEID(trustDomain, group))
 	first := handshake(t, r, p, entitled)
 	old := dial(t, r, xdstest.SotW, "gw-old", func(o *xdstest.Options) { o.Address, o.Conn = "", p.conn(t, r, entitled) })
 	if err := old.WaitFor(timeout(t), xdstest.Synced); err != nil {
@@ -376,7 +377,7 @@ func TestSecureXDSRotation(t *testing.T) {
 	newClientCA := newCA(t, "client-ca-2")
 	write(t, p.opts.ClientCAFile, string(p.clientCA.CertPEM)+string(newClientCA.CertPEM))
 	c2 := dial(t, r, xdstest.SotW, "gw-new-ca", func(o *xdstest.Options) {
-		o.Address, o.Conn = "", p.conn(t, r, clientCert(t, newClientCA, xds.GroupSPIFFEID(trustDomain, group)))
+		o.Address, o.Conn = "", p.conn(t, r, clientCert(t, newClientCA, translate.GatewaySPIFFEID(trustDomain, group)))
 	})
 	if err := c2.WaitFor(timeout(t), xdstest.Synced); err != nil {
 		t.Fatal(err)

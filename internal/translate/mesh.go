@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"path"
 	"strings"
 
@@ -72,9 +73,13 @@ const (
 	MeshWorkloadCertSecret = "mesh/workload-certificate"
 )
 
-// GatewaySPIFFEID is the identity of a gateway group's gateways.
+// GatewayGroupPath is the path of the SPIFFE IDs of gateway groups.
+const GatewayGroupPath = "/gateway-group/"
+
+// GatewaySPIFFEID is the identity of a gateway group's gateways: their
+// mesh certificate and their xDS client certificate.
 func GatewaySPIFFEID(trustDomain, group string) string {
-	return "spiffe://" + trustDomain + "/gateway-group/" + group
+	return "spiffe://" + trustDomain + GatewayGroupPath + group
 }
 
 // Check reports mesh options that cannot work, naming the setting.
@@ -89,8 +94,8 @@ func (m *MeshOptions) Check() error {
 	case m.GatewayCertificate != nil && !m.PrivateKeysOverXDS:
 		return fmt.Errorf("mesh: the gateway certificate Secret %s holds a private key, which is only sent over authenticated xDS (client certificates and node authorization); without them, mount it in the gateways under %s", m.GatewayCertificate, m.certDir())
 	}
-	host, port, ok := strings.Cut(strings.ReplaceAll(m.GatewayAddress, "{group}", "group"), ":")
-	if !ok || host == "" || port == "" {
+	host, port, err := net.SplitHostPort(strings.ReplaceAll(m.GatewayAddress, "{group}", "group"))
+	if err != nil || host == "" || port == "" {
 		return fmt.Errorf("mesh: gateway address %q is not host:port", m.GatewayAddress)
 	}
 	return nil

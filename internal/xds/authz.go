@@ -23,12 +23,7 @@ import (
 
 // GroupPathPrefix is the path of the SPIFFE IDs that entitle a proxy to a
 // gateway group: spiffe://<trust-domain>/gateway-group/<group>.
-const GroupPathPrefix = "/gateway-group/"
-
-// GroupSPIFFEID is the SPIFFE ID that entitles a proxy to group.
-func GroupSPIFFEID(trustDomain, group string) string {
-	return "spiffe://" + trustDomain + GroupPathPrefix + group
-}
+const GroupPathPrefix = translate.GatewayGroupPath
 
 // Identity is what a proxy's client certificate proves.
 type Identity struct {
@@ -167,7 +162,7 @@ func (a *authorizer) authorize(id int64, node *core.Node) error {
 	case ident == nil:
 		err = status.Errorf(codes.Unauthenticated,
 			"xds: node %q asked for gateway group %q without a client certificate issued by the xDS client CA; this server requires one with the SPIFFE ID %s",
-			node.GetId(), group, GroupSPIFFEID(a.trustDomain, orPlaceholder(group)))
+			node.GetId(), group, translate.GatewaySPIFFEID(a.trustDomain, orPlaceholder(group)))
 	case ident.Problem != "":
 		err = status.Errorf(codes.PermissionDenied,
 			"xds: node %q asked for the %s configuration of gateway group %q with identity %s, which entitles nothing: %s",
@@ -179,7 +174,7 @@ func (a *authorizer) authorize(id int64, node *core.Node) error {
 	case role == translate.RoleGateway && ident.Workload:
 		err = status.Errorf(codes.PermissionDenied,
 			"xds: node %q asked for gateway group %q with workload identity %s, which entitles sidecar configuration only (node metadata %s: sidecar); a gateway presents %s",
-			node.GetId(), group, ident.Presented, snapshot.RoleMetadataKey, GroupSPIFFEID(a.trustDomain, orPlaceholder(group)))
+			node.GetId(), group, ident.Presented, snapshot.RoleMetadataKey, translate.GatewaySPIFFEID(a.trustDomain, orPlaceholder(group)))
 	case role == translate.RoleGateway && ident.Group != group:
 		err = status.Errorf(codes.PermissionDenied,
 			"xds: node %q asked for gateway group %q with identity %s, which entitles gateway group %q only",
