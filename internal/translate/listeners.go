@@ -85,10 +85,19 @@ func (t *translator) connectionFilters(dp *destPort) []*listenerv3.Filter {
 	return out
 }
 
+// tcpProxy sends a destination port's connections to its cluster.
 func (t *translator) tcpProxy(listenerName string, dp *destPort) *listenerv3.Filter {
+	return t.tcpProxyTo(listenerName, dp, dp.cluster, nil)
+}
+
+// tcpProxyTo sends a destination port's connections to cluster, inside an
+// HTTP CONNECT tunnel when tunnel is set; stats and logs are the
+// destination's.
+func (t *translator) tcpProxyTo(listenerName string, dp *destPort, cluster string, tunnel *tcpproxyv3.TcpProxy_TunnelingConfig) *listenerv3.Filter {
 	cfg := &tcpproxyv3.TcpProxy{
 		StatPrefix:       dp.cluster,
-		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: dp.cluster},
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+		TunnelingConfig:  tunnel,
 	}
 	// The access log is the bulk of a TCP proxy's config and the same for
 	// every chain of the listener: encoded once.

@@ -87,33 +87,50 @@ func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
 func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 	for _, dp := range dps {
-		domains := []string{fmt.Sprintf("%s:%d", dp.dest.Host, dp.port.Number)}
+		http := dp.port.Protocol == intent.ProtocolHTTP
+		domains := proxyDomains(dp, http && dp.port.Number == 80)
 		var r *routev3.Route
-		if dp.port.Protocol == intent.ProtocolHTTP {
-			if dp.port.Number == 80 {
-				domains = append(domains, dp.dest.Host)
-			}
+		if http {
 			r = t.httpRoute(dp)
 		} else {
-			r = &routev3.Route{
-				Name:  dp.cluster,
-				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}},
-				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: dp.cluster},
-					// A tunnel lives as long as its connection: no request timeout.
-					Timeout: dur(0),
-					UpgradeConfigs: []*routev3.RouteAction_UpgradeConfig{{
-						UpgradeType:   "CONNECT",
-						ConnectConfig: &routev3.RouteAction_UpgradeConfig_ConnectConfig{},
-					}},
-				}},
-				TypedPerFilterConfig: t.perRouteFilters(dp),
-			}
+			r = connectRoute(dp.cluster, dp.cluster, true)
+			r.TypedPerFilterConfig = t.perRouteFilters(dp)
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: []*routev3.Route{r}})
 	}
 	rc.VirtualHosts = append(rc.VirtualHosts, notDeclaredVirtualHost())
 	return rc
+}
+
+// proxyDomains are the authorities a proxy client sends for a destination
+// port: host:port, and the bare host when it may leave the port out (a
+// Host header, or an absolute-form URL on port 80).
+func proxyDomains(dp *destPort, bareHost bool) []string {
+	d := []string{fmt.Sprintf("%s:%d", dp.dest.Host, dp.port.Number)}
+	if bareHost {
+		d = append(d, dp.dest.Host)
+	}
+	return d
+}
+
+// connectRoute sends CONNECT requests to cluster. terminate ends the
+// CONNECT here and forwards the tunnelled bytes (the gateway); otherwise
+// the CONNECT itself goes upstream (a sidecar to its gateway). A tunnel
+// lives as long as its connection: no request timeout.
+func connectRoute(name, cluster string, terminate bool) *routev3.Route {
+	upgrade := &routev3.RouteAction_UpgradeConfig{UpgradeType: "CONNECT"}
+	if terminate {
+		upgrade.ConnectConfig = &routev3.RouteAction_UpgradeConfig_ConnectConfig{}
+	}
+	return &routev3.Route{
+		Name:  name,
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+			Timeout:          dur(0),
+			UpgradeConfigs:   []*routev3.RouteAction_UpgradeConfig{upgrade},
+		}},
+	}
 }
 
 // notDeclaredVirtualHost is the default deny of HTTP: any host no intent

@@ -129,26 +129,19 @@ func (t *translator) meshGatewayCluster() (*clusterv3.Cluster, error) {
 func (t *translator) sidecarRoutes(name string, dps []*destPort, connect bool) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 	for _, dp := range dps {
-		hostPort := fmt.Sprintf("%s:%d", dp.dest.Host, dp.port.Number)
-		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: meshGatewayCluster}}
-		r := &routev3.Route{Name: dp.cluster, Action: &routev3.Route_Route{Route: action}}
-		domains := []string{hostPort}
-		switch {
-		case dp.port.Protocol != intent.ProtocolHTTP:
-			if !connect {
-				continue
-			}
-			r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}}
-			action.Timeout = dur(0)
-			action.UpgradeConfigs = []*routev3.RouteAction_UpgradeConfig{{UpgradeType: "CONNECT"}}
-		default:
-			if !connect || dp.port.Number == 80 {
-				domains = append(domains, dp.dest.Host)
-			}
-			r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+		http := dp.port.Protocol == intent.ProtocolHTTP
+		if !http && !connect {
+			continue
+		}
+		domains := proxyDomains(dp, http && (!connect || dp.port.Number == 80))
+		r := connectRoute(dp.cluster, meshGatewayCluster, false)
+		if http {
+			action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: meshGatewayCluster}}
 			if dp.dest.Timeout != nil {
 				action.Timeout = dur(dp.dest.Timeout.Duration)
 			}
+			r = &routev3.Route{Name: dp.cluster, Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: action}}
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: []*routev3.Route{r}})
 	}
@@ -236,11 +229,6 @@ func (t *translator) tunnel(listener string, dp *destPort) *listenerv3.Filter {
 	if strings.HasPrefix(host, "*.") {
 		host = "%REQUESTED_SERVER_NAME%"
 	}
-	cfg := &tcpproxyv3.TcpProxy{
-		StatPrefix:       dp.cluster,
-		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: meshGatewayCluster},
-		TunnelingConfig:  &tcpproxyv3.TcpProxy_TunnelingConfig{Hostname: fmt.Sprintf("%s:%d", host, dp.port.Number)},
-		AccessLog:        t.accessLog(listener, "%FILTER_CHAIN_NAME%", nil),
-	}
-	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(cfg)}}
+	return t.tcpProxyTo(listener, dp, meshGatewayCluster,
+		&tcpproxyv3.TcpProxy_TunnelingConfig{Hostname: fmt.Sprintf("%s:%d", host, dp.port.Number)})
 }
