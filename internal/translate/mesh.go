@@ -1,8 +1,6 @@
 package translate
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"path"
@@ -114,66 +112,49 @@ func (m *MeshOptions) certDir() string {
 func (t *translator) meshSecrets(serving string) bool {
 	m := t.opts.Mesh
 	ok := true
-	var bundle *tlsv3.Secret
+	// The key stays in the proxy unless a Secret holds it: SDS then
+	// carries only where to read the files, and Envoy re-reads them when
+	// the directory changes.
+	dir := &corev3.WatchedDirectory{Path: m.certDir()}
+	bundle := &tlsv3.Secret{Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+		TrustedCa: fileSource(m.certDir(), keyCACert), WatchedDirectory: dir,
+	}}}
 	if k := m.TrustBundle; k != nil {
-		data, found := t.secrets[*k]
-		switch {
-		case !found:
-			t.meshProblem(*k, "Secret %s (the mesh trust bundle) not found", k)
+		if problem := t.caBundleProblem(*k, " (the mesh trust bundle)"); problem != "" {
+			t.meshProblem(problem)
 			ok = false
-		case !x509.NewCertPool().AppendCertsFromPEM(data[keyCACert]):
-			t.meshProblem(*k, "Secret %s (the mesh trust bundle) has no PEM certificate under %s", k, keyCACert)
-			ok = false
-		default:
-			bundle = &tlsv3.Secret{Name: MeshTrustBundleSecret, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa: inlineBytes(data[keyCACert]),
-			}}}
 		}
-	} else {
-		bundle = &tlsv3.Secret{Name: MeshTrustBundleSecret, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa:        &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path.Join(m.certDir(), keyCACert)}},
-			WatchedDirectory: &corev3.WatchedDirectory{Path: m.certDir()},
-		}}}
+		bundle = caSecret(*k, t.secrets)
 	}
-	var cert *tlsv3.Secret
+	cert := &tlsv3.Secret{Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+		CertificateChain: fileSource(m.certDir(), keyTLSCert), PrivateKey: fileSource(m.certDir(), keyTLSKey), WatchedDirectory: dir,
+	}}}
 	if k := m.GatewayCertificate; k != nil && serving == MeshGatewayCertSecret {
-		data, found := t.secrets[*k]
-		switch {
-		case !found:
-			t.meshProblem(*k, "Secret %s (the gateways' mesh certificate) not found", k)
+		if problem := t.keyPairProblem(*k, " (the gateways' mesh certificate)"); problem != "" {
+			t.meshProblem(problem)
 			ok = false
-		default:
-			if _, err := tls.X509KeyPair(data[keyTLSCert], data[keyTLSKey]); err != nil {
-				t.meshProblem(*k, "Secret %s (the gateways' mesh certificate): %s and %s are not a valid key pair: %v", k, keyTLSCert, keyTLSKey, err)
-				ok = false
-			} else {
-				cert = tlsCertificateSecret(*k, t.secrets)
-				cert.Name = serving
-			}
 		}
-	} else {
-		// The key stays in the proxy: SDS carries only where to read it,
-		// and Envoy re-reads the files when the directory changes.
-		cert = &tlsv3.Secret{Name: serving, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path.Join(m.certDir(), keyTLSCert)}},
-			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path.Join(m.certDir(), keyTLSKey)}},
-			WatchedDirectory: &corev3.WatchedDirectory{Path: m.certDir()},
-		}}}
+		cert = tlsCertificateSecret(*k, t.secrets)
 	}
 	if !ok {
 		return false
 	}
+	bundle.Name, cert.Name = MeshTrustBundleSecret, serving
 	t.addSecret(bundle)
 	t.addSecret(cert)
 	return true
 }
 
-// meshProblem reports an unusable mesh Secret. It names the Secret as its
-// origin: it is a server setting, not part of any ConfigMap.
-func (t *translator) meshProblem(k SecretKey, format string, args ...any) {
+func fileSource(dir, name string) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path.Join(dir, name)}}
+}
+
+// meshProblem reports an unusable mesh Secret. Its origin is the mesh
+// settings: a server flag names the Secret, not any ConfigMap.
+func (t *translator) meshProblem(problem string) {
 	t.diags = append(t.diags, intent.Diagnostic{
 		Origin:   intent.Origin{File: "mesh settings"},
-		Message:  fmt.Sprintf(format, args...) + "; the mesh is not served until it is fixed",
+		Message:  problem + "; the mesh is not served until it is fixed",
 		Severity: intent.SeverityError,
 	})
 }

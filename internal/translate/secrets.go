@@ -37,29 +37,13 @@ func (t *translator) secretsPresent(o intent.Origin, index int, d *intent.Destin
 		ok = false
 	}
 	if ref := d.TLS.ClientCertificate; ref != nil {
-		key := SecretKey{o.Namespace, ref.Secret}
-		data, found := t.secrets[key]
-		switch {
-		case !found:
-			fail("clientCertificate", "Secret %s not found", key)
-		case len(data[keyTLSCert]) == 0 || len(data[keyTLSKey]) == 0:
-			fail("clientCertificate", "Secret %s has no %s and %s", key, keyTLSCert, keyTLSKey)
-		default:
-			if _, err := tls.X509KeyPair(data[keyTLSCert], data[keyTLSKey]); err != nil {
-				fail("clientCertificate", "Secret %s: %s and %s are not a valid key pair: %v", key, keyTLSCert, keyTLSKey, err)
-			}
+		if problem := t.keyPairProblem(SecretKey{o.Namespace, ref.Secret}, ""); problem != "" {
+			fail("clientCertificate", "%s", problem)
 		}
 	}
 	if ref := d.TLS.CACertificates; ref != nil {
-		key := SecretKey{o.Namespace, ref.Secret}
-		data, found := t.secrets[key]
-		switch {
-		case !found:
-			fail("caCertificates", "Secret %s not found", key)
-		case len(data[keyCACert]) == 0:
-			fail("caCertificates", "Secret %s has no %s", key, keyCACert)
-		case !x509.NewCertPool().AppendCertsFromPEM(data[keyCACert]):
-			fail("caCertificates", "Secret %s: %s holds no PEM certificate", key, keyCACert)
+		if problem := t.caBundleProblem(SecretKey{o.Namespace, ref.Secret}, ""); problem != "" {
+			fail("caCertificates", "%s", problem)
 		}
 	}
 	// Origination happens at the gateway: sidecars never get these keys.
@@ -73,6 +57,37 @@ func (t *translator) secretsPresent(o intent.Origin, index int, d *intent.Destin
 		t.addSecret(caSecret(SecretKey{o.Namespace, ref.Secret}, t.secrets), o)
 	}
 	return true
+}
+
+// keyPairProblem says why Secret k cannot be presented as a certificate
+// (tls.crt and tls.key), or "" when it can; what says what it is for.
+func (t *translator) keyPairProblem(k SecretKey, what string) string {
+	data, found := t.secrets[k]
+	switch {
+	case !found:
+		return fmt.Sprintf("Secret %s%s not found", k, what)
+	case len(data[keyTLSCert]) == 0 || len(data[keyTLSKey]) == 0:
+		return fmt.Sprintf("Secret %s%s has no %s and %s", k, what, keyTLSCert, keyTLSKey)
+	}
+	if _, err := tls.X509KeyPair(data[keyTLSCert], data[keyTLSKey]); err != nil {
+		return fmt.Sprintf("Secret %s%s: %s and %s are not a valid key pair: %v", k, what, keyTLSCert, keyTLSKey, err)
+	}
+	return ""
+}
+
+// caBundleProblem says why Secret k cannot verify peers (ca.crt), or ""
+// when it can; what says what it is for.
+func (t *translator) caBundleProblem(k SecretKey, what string) string {
+	data, found := t.secrets[k]
+	switch {
+	case !found:
+		return fmt.Sprintf("Secret %s%s not found", k, what)
+	case len(data[keyCACert]) == 0:
+		return fmt.Sprintf("Secret %s%s has no %s", k, what, keyCACert)
+	case !x509.NewCertPool().AppendCertsFromPEM(data[keyCACert]):
+		return fmt.Sprintf("Secret %s%s: %s holds no PEM certificate", k, what, keyCACert)
+	}
+	return ""
 }
 
 // addSecret adds an SDS secret, coming from every ConfigMap that uses it
