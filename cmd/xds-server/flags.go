@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"sort"
@@ -70,7 +71,7 @@ func (t *translateFlags) register(fs *flag.FlagSet) {
 	m := &t.mesh
 	fs.UintVar(&m.port, "mesh-port", 0, fmt.Sprintf("gateway port of the mesh (mutual TLS from sidecars, e.g. %d); 0: no mesh, no sidecars", translate.DefaultMeshPort))
 	fs.StringVar(&m.trustDomain, "mesh-trust-domain", "", "with --mesh-port: SPIFFE trust domain of workload and gateway identities (default: --xds-trust-domain, else cluster.local)")
-	fs.StringVar(&m.gatewayAddress, "mesh-gateway-address", "", "where sidecars reach their group's gateways, host:port, {group} replaced (default {group}.egress-xds.svc.cluster.local:<mesh-port>)")
+	fs.StringVar(&m.gatewayAddress, "mesh-gateway-address", "", "where sidecars reach their group's gateways, host:port, {group} replaced (default "+translate.DefaultGatewayHost+":<mesh-port>)")
 	fs.StringVar(&m.gatewayCertificate, "mesh-gateway-secret", "", "namespace/name of a kubernetes.io/tls Secret with the gateways' mesh certificate (SPIFFE ID spiffe://<td>/gateway-group/<group>), sent over SDS; needs --xds-client-ca. Default: gateways read tls.crt and tls.key from --mesh-cert-dir")
 	fs.StringVar(&m.trustBundle, "mesh-trust-bundle-secret", "", "namespace/name of a Secret whose ca.crt is the mesh CA bundle, sent over SDS. Default: proxies read ca.crt from --mesh-cert-dir")
 	fs.StringVar(&m.certDir, "mesh-cert-dir", translate.DefaultMeshCertDir, "folder in the proxies holding tls.crt, tls.key and ca.crt when they do not come from Secrets (watched: rotation without restart)")
@@ -105,7 +106,7 @@ func (m *meshFlags) options(xdsTrustDomain string) (*translate.MeshOptions, erro
 	}
 	addr := m.gatewayAddress
 	if addr == "" {
-		addr = fmt.Sprintf("{group}.egress-xds.svc.cluster.local:%d", m.port)
+		addr = net.JoinHostPort(translate.DefaultGatewayHost, strconv.Itoa(int(m.port)))
 	}
 	o := &translate.MeshOptions{
 		TrustDomain: td, Port: uint32(m.port), GatewayAddress: addr, CertDir: m.certDir,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -59,9 +60,10 @@ const (
 	DefaultMeshCertDir        = "/etc/egress-xds/mesh"
 	DefaultSidecarProxyPort   = 15001
 	DefaultSidecarCapturePort = 15006
-	// DefaultGatewayAddress is the Service of a group's gateways in the
-	// egress-xds namespace.
-	DefaultGatewayAddress = "{group}.egress-xds.svc.cluster.local:15443"
+	// DefaultGatewayHost is the Service of a group's gateways in the
+	// egress-xds namespace; DefaultGatewayAddress adds the default port.
+	DefaultGatewayHost    = "{group}.egress-xds.svc.cluster.local"
+	DefaultGatewayAddress = DefaultGatewayHost + ":15443"
 )
 
 // SDS names of the mesh certificates.
@@ -82,21 +84,31 @@ func GatewaySPIFFEID(trustDomain, group string) string {
 
 // Check reports mesh options that cannot work, naming the setting.
 func (m *MeshOptions) Check() error {
-	switch {
-	case m == nil:
+	if m == nil {
 		return nil
+	}
+	tdErr := intent.CheckTrustDomain(m.TrustDomain)
+	switch {
 	case m.Port == 0 || m.Port > 65535:
 		return fmt.Errorf("mesh: port %d is not a valid port", m.Port)
-	case intent.CheckTrustDomain(m.TrustDomain) != nil:
-		return fmt.Errorf("mesh: trust domain %q: %v", m.TrustDomain, intent.CheckTrustDomain(m.TrustDomain))
+	case tdErr != nil:
+		return fmt.Errorf("mesh: trust domain %q: %v", m.TrustDomain, tdErr)
 	case m.GatewayCertificate != nil && !m.PrivateKeysOverXDS:
 		return fmt.Errorf("mesh: the gateway certificate Secret %s holds a private key, which is only sent over authenticated xDS (client certificates and node authorization); without them, mount it in the gateways under %s", m.GatewayCertificate, m.certDir())
 	}
-	host, port, err := net.SplitHostPort(strings.ReplaceAll(m.GatewayAddress, "{group}", "group"))
-	if err != nil || host == "" || port == "" {
-		return fmt.Errorf("mesh: gateway address %q is not host:port", m.GatewayAddress)
+	_, _, err := m.gatewayAddress("group")
+	return err
+}
+
+// gatewayAddress is where the sidecars of group reach its gateways.
+func (m *MeshOptions) gatewayAddress(group string) (host string, port uint32, err error) {
+	addr := strings.ReplaceAll(m.GatewayAddress, "{group}", group)
+	host, portText, err := net.SplitHostPort(addr)
+	p, perr := strconv.ParseUint(portText, 10, 16)
+	if err != nil || perr != nil || host == "" || p == 0 {
+		return "", 0, fmt.Errorf("mesh: gateway address %q is not host:port", addr)
 	}
-	return nil
+	return host, uint32(p), nil
 }
 
 func (m *MeshOptions) certDir() string {

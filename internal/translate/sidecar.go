@@ -3,10 +3,8 @@ package translate
 import (
 	"fmt"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -82,11 +80,9 @@ func (t *translator) buildSidecar() {
 // meshGatewayCluster reaches the group's gateways' mesh port.
 func (t *translator) meshGatewayCluster() (*clusterv3.Cluster, error) {
 	m := t.opts.Mesh
-	addr := strings.ReplaceAll(m.GatewayAddress, "{group}", t.opts.Group)
-	host, portText, err := net.SplitHostPort(addr)
-	port, perr := strconv.ParseUint(portText, 10, 16)
-	if err != nil || perr != nil || host == "" || port == 0 {
-		return nil, fmt.Errorf("mesh gateway address %q is not host:port", addr)
+	host, port, err := m.gatewayAddress(t.opts.Group)
+	if err != nil {
+		return nil, err
 	}
 	c := &clusterv3.Cluster{
 		Name:           meshGatewayCluster,
@@ -95,7 +91,7 @@ func (t *translator) meshGatewayCluster() (*clusterv3.Cluster, error) {
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: meshGatewayCluster,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
-				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(host, uint32(port))}},
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(host, port)}},
 			}}}},
 		},
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{
