@@ -112,12 +112,12 @@ func decodeNode(r *reporter, node *yaml.Node, v reflect.Value, path string) {
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			key, val := node.Content[i].Value, node.Content[i+1]
-			f, ok := fields[key]
+			index, ok := fields[key]
 			if !ok {
 				r.errorf(join(path, key), "unknown field (known: %s)", strings.Join(sortedKeys(fields), ", "))
 				continue
 			}
-			decodeNode(r, val, v.Field(f.Index), join(path, key))
+			decodeNode(r, val, v.Field(index), join(path, key))
 		}
 	case reflect.Slice:
 		if node.Kind != yaml.SequenceNode {
@@ -235,18 +235,14 @@ func kindName(n *yaml.Node) string {
 	return "nothing"
 }
 
-type fieldInfo struct {
-	Type  reflect.Type
-	Index int
-}
+var fieldCache sync.Map // reflect.Type -> map[string]int
 
-var fieldCache sync.Map // reflect.Type -> map[string]fieldInfo
-
-func yamlFields(t reflect.Type) map[string]fieldInfo {
+// yamlFields maps a struct type's YAML field names to field indexes.
+func yamlFields(t reflect.Type) map[string]int {
 	if m, ok := fieldCache.Load(t); ok {
-		return m.(map[string]fieldInfo)
+		return m.(map[string]int)
 	}
-	out := map[string]fieldInfo{}
+	out := map[string]int{}
 	defer fieldCache.Store(t, out)
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -254,7 +250,7 @@ func yamlFields(t reflect.Type) map[string]fieldInfo {
 		if name == "" || name == "-" {
 			continue
 		}
-		out[name] = fieldInfo{Type: f.Type, Index: i}
+		out[name] = i
 	}
 	return out
 }

@@ -15,10 +15,6 @@ type WorkloadID struct {
 	TrustDomain, Namespace, ServiceAccount string
 }
 
-func (w WorkloadID) String() string {
-	return "spiffe://" + w.TrustDomain + "/ns/" + w.Namespace + "/sa/" + w.ServiceAccount
-}
-
 // ParseWorkloadID parses spiffe://<td>/ns/<ns>/sa/<sa>; the error says what
 // is wrong in words an operator can act on.
 func ParseWorkloadID(s string) (WorkloadID, error) {
@@ -37,7 +33,7 @@ func ParseWorkloadID(s string) (WorkloadID, error) {
 		return WorkloadID{}, fmt.Errorf("%q does not name a workload: the path must be /ns/<namespace>/sa/<service-account>", s)
 	}
 	id := WorkloadID{TrustDomain: u.Host, Namespace: parts[1], ServiceAccount: parts[3]}
-	if !validNamespace(id.Namespace) {
+	if !validLabel(id.Namespace) {
 		return WorkloadID{}, fmt.Errorf("%q: %q is not a Kubernetes namespace name", s, id.Namespace)
 	}
 	if !validDNSName(id.ServiceAccount) {
@@ -62,9 +58,6 @@ func CheckTrustDomain(td string) error {
 	return nil
 }
 
-// validNamespace: a Kubernetes namespace is a DNS label.
-func validNamespace(s string) bool { return len(s) <= 63 && dnsLabelRE.MatchString(s) }
-
 // identitiesAllowed checks, against the server's mesh settings, the
 // workload identities an intent's allow lists name: they need the mesh
 // (mutual TLS between sidecars and the gateway) and its trust domain.
@@ -73,32 +66,35 @@ func identitiesAllowed(in *Intent, opts ResolveOptions) Diagnostics {
 	for di := range in.Docs {
 		d := &in.Docs[di]
 		for i := range d.Destinations {
-			dest := &d.Destinations[i]
-			if dest.Allow == nil {
-				continue
-			}
-			for j, s := range *dest.Allow {
-				if s.Principal == "" && s.Namespace == "" {
-					continue
-				}
-				p := fmt.Sprintf("destinations[%d].allow[%d]", i, j)
-				diag := func(field, msg string) {
-					diags = append(diags, Diagnostic{Origin: d.Origin, Path: p + "." + field, Message: msg, Severity: SeverityError})
-				}
-				switch {
-				case opts.TrustDomain == "":
-					field := "principal"
-					if s.Namespace != "" {
-						field = "namespace"
-					}
-					diag(field, "workload identities are carried by mutual TLS from sidecars to the gateway's mesh port, which this server does not serve: start it with --mesh-port and --mesh-trust-domain, or use cidr")
-				case s.Principal != "":
-					if id, err := ParseWorkloadID(s.Principal); err == nil && id.TrustDomain != opts.TrustDomain {
-						diag("principal", fmt.Sprintf("trust domain %q is unknown: this mesh's trust domain is %q", id.TrustDomain, opts.TrustDomain))
+			if allow := d.Destinations[i].Allow; allow != nil {
+				for j, s := range *allow {
+					if field, msg := identityProblem(s, opts.TrustDomain); msg != "" {
+						diags = append(diags, Diagnostic{Origin: d.Origin, Severity: SeverityError,
+							Path: fmt.Sprintf("destinations[%d].allow[%d].%s", i, j, field), Message: msg})
 					}
 				}
 			}
 		}
 	}
 	return diags
+}
+
+// identityProblem is what is wrong, for a mesh of trustDomain ("" for no
+// mesh), with a source that names a workload identity, and its field.
+func identityProblem(s Source, trustDomain string) (field, msg string) {
+	switch {
+	case s.Principal == "" && s.Namespace == "":
+		return "", ""
+	case trustDomain == "":
+		field = "principal"
+		if s.Namespace != "" {
+			field = "namespace"
+		}
+		return field, "workload identities are carried by mutual TLS from sidecars to the gateway's mesh port, which this server does not serve: start it with --mesh-port and --mesh-trust-domain, or use cidr"
+	case s.Principal != "":
+		if id, err := ParseWorkloadID(s.Principal); err == nil && id.TrustDomain != trustDomain {
+			return "principal", fmt.Sprintf("trust domain %q is unknown: this mesh's trust domain is %q", id.TrustDomain, trustDomain)
+		}
+	}
+	return "", ""
 }

@@ -11,7 +11,6 @@ import (
 )
 
 var (
-	nameRE      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	dnsLabelRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	secretRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	groupRE     = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9._]*[A-Za-z0-9])?$`)
@@ -60,7 +59,7 @@ func validateDestination(r *reporter, p string, d *Destination) {
 	switch {
 	case d.Name == "":
 		r.errorf(p+".name", "is required")
-	case !nameRE.MatchString(d.Name) || len(d.Name) > 63:
+	case !validLabel(d.Name):
 		r.errorf(p+".name", "%q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", d.Name)
 	}
 	d.Host = strings.ToLower(strings.TrimSuffix(d.Host, "."))
@@ -326,7 +325,7 @@ func validateAllow(r *reporter, p string, allow *[]Source) {
 				r.errorf(ps+".principal", "%v", err)
 			}
 		case s.Namespace != "":
-			if !validNamespace(s.Namespace) {
+			if !validLabel(s.Namespace) {
 				r.errorf(ps+".namespace", "%q is not a Kubernetes namespace name (a DNS label)", s.Namespace)
 			}
 		}
@@ -366,12 +365,16 @@ func validDNSName(s string) bool {
 		return false
 	}
 	for _, l := range strings.Split(s, ".") {
-		if len(l) > 63 || !dnsLabelRE.MatchString(l) {
+		if !validLabel(l) {
 			return false
 		}
 	}
 	return true
 }
+
+// validLabel: a DNS label, as destination names, Kubernetes namespaces and
+// each part of a host name are.
+func validLabel(s string) bool { return len(s) <= 63 && dnsLabelRE.MatchString(s) }
 
 func validPort(p uint32) bool { return p >= 1 && p <= 65535 }
 

@@ -21,10 +21,6 @@ import (
 	"github.com/egress-xds/egress-xds/internal/translate"
 )
 
-// GroupPathPrefix is the path of the SPIFFE IDs that entitle a proxy to a
-// gateway group: spiffe://<trust-domain>/gateway-group/<group>.
-const GroupPathPrefix = translate.GatewayGroupPath
-
 // Identity is what a proxy's client certificate proves.
 type Identity struct {
 	// Presented describes the certificate for messages: its SPIFFE ID, or
@@ -72,12 +68,12 @@ func IdentityOf(cert *x509.Certificate, trustDomain string) Identity {
 		} else {
 			id.Workload = true
 		}
-	case !strings.HasPrefix(u.Path, GroupPathPrefix):
-		id.Problem = "the SPIFFE ID names neither a gateway group (path " + GroupPathPrefix + "<group>) nor a workload (/ns/<namespace>/sa/<service-account>)"
+	case !strings.HasPrefix(u.Path, translate.GatewayGroupPath):
+		id.Problem = "the SPIFFE ID names neither a gateway group (path " + translate.GatewayGroupPath + "<group>) nor a workload (/ns/<namespace>/sa/<service-account>)"
 	default:
-		g := strings.TrimPrefix(u.Path, GroupPathPrefix)
+		g := strings.TrimPrefix(u.Path, translate.GatewayGroupPath)
 		if g == "" || strings.Contains(g, "/") || u.RawPath != "" {
-			id.Problem = "the SPIFFE ID does not name a gateway group (path " + GroupPathPrefix + "<group>)"
+			id.Problem = "the SPIFFE ID does not name a gateway group (path " + translate.GatewayGroupPath + "<group>)"
 		} else {
 			id.Group = g
 		}
