@@ -220,7 +220,9 @@ func TestMeshCertificatesFormValidChains(t *testing.T) {
 	var up tlsv3.UpstreamTlsContext
 	var meshCluster *clusterv3.Cluster
 	for _, c := range sst.Clusters() {
-		meshCluster = c
+		if c.Name == "mesh_gateway" {
+			meshCluster = c
+		}
 	}
 	if err := meshCluster.GetTransportSocket().GetTypedConfig().UnmarshalTo(&up); err != nil {
 		t.Fatal(err)
