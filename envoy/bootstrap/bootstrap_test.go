@@ -31,14 +31,7 @@ type want struct {
 // Any fields, and checks what egress-xds relies on.
 func check(t *testing.T, data []byte, w want) *bootstrapv3.Bootstrap {
 	t.Helper()
-	b, err := Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.ValidateAll(); err != nil {
-		t.Fatalf("ValidateAll: %v", err)
-	}
-	walk(func(msg string) { t.Error(msg) }, b.ProtoReflect(), "bootstrap")
+	b := parseValid(t, data)
 
 	if got := b.GetNode().GetId(); got != w.node {
 		t.Errorf("node.id %q, want %q", got, w.node)
@@ -110,6 +103,21 @@ func check(t *testing.T, data []byte, w want) *bootstrapv3.Bootstrap {
 	if !strings.Contains(strings.Join(monitors, " "), "envoy.resource_monitors.global_downstream_max_connections") {
 		t.Errorf("resource monitors %v lack the global connection limit", monitors)
 	}
+	return b
+}
+
+// parseValid parses a bootstrap strictly and fails on anything invalid or
+// deprecated in it, typed configs included.
+func parseValid(t *testing.T, data []byte) *bootstrapv3.Bootstrap {
+	t.Helper()
+	b, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		t.Fatalf("ValidateAll: %v", err)
+	}
+	walk(func(msg string) { t.Error(msg) }, b.ProtoReflect(), "bootstrap")
 	return b
 }
 
@@ -290,14 +298,7 @@ func TestStatsListener(t *testing.T) {
 // The shipped sidecar bootstrap is valid, uses no deprecated field, and
 // identifies as a sidecar the way xds-server reads it.
 func TestShippedSidecarFile(t *testing.T) {
-	b, err := Parse(SidecarYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.ValidateAll(); err != nil {
-		t.Fatalf("ValidateAll: %v", err)
-	}
-	walk(func(msg string) { t.Error(msg) }, b.ProtoReflect(), "bootstrap")
+	b := parseValid(t, SidecarYAML)
 	if got := snapshot.GroupOf(b.GetNode()); got != "sidecar/"+DefaultCluster {
 		t.Errorf("the sidecar bootstrap's node is served as %q, want the sidecar configuration of %q", got, DefaultCluster)
 	}
