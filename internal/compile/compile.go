@@ -44,6 +44,8 @@ func (c ConfigMap) Origin() intent.Origin {
 type Store struct {
 	lastGood map[string]*intent.Intent
 	parsed   map[string]parsed // by ConfigMap, valid while its content hash matches
+	// served are the intents the last Update accepted.
+	served []*intent.Intent
 }
 
 type parsed struct {
@@ -111,9 +113,42 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 		}
 	}
 	accepted, rd := intent.Resolve(intents, opts)
+	s.served = accepted
 	diags = append(diags, rd...)
 	diags.Sort()
 	return accepted, diags
+}
+
+// Review judges a ConfigMap as Update would if it were stored now next to
+// what is served: its own errors and warnings, and its conflicts with the
+// served intents. It changes nothing. Only the diagnostics of cm itself
+// are returned.
+func (s *Store) Review(cm ConfigMap, opts intent.ResolveOptions) intent.Diagnostics {
+	o := cm.Origin()
+	key := o.ConfigMap()
+	if !Selected(cm.ConfigMap) {
+		return nil
+	}
+	p := parseOne(cm, contentHash(cm))
+	diags := append(intent.Diagnostics(nil), p.diags...)
+	if p.intent == nil {
+		return diags
+	}
+	intents := make([]*intent.Intent, 0, len(s.served)+1)
+	for _, in := range s.served {
+		if in.Origin.ConfigMap() != key {
+			intents = append(intents, in)
+		}
+	}
+	intents = append(intents, p.intent)
+	_, rd := intent.Resolve(intents, opts)
+	for _, d := range rd {
+		if d.Origin.ConfigMap() == key {
+			diags = append(diags, d)
+		}
+	}
+	diags.Sort()
+	return diags
 }
 
 // parseAll parses the ConfigMaps whose content changed, on every core.

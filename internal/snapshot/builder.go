@@ -117,6 +117,15 @@ func (b *Builder) Diagnostics() intent.Diagnostics {
 	return append(intent.Diagnostics(nil), b.diags...)
 }
 
+// Review judges a ConfigMap as the next rebuild would if it were stored
+// now (an admission webhook asks before the API server stores it): its
+// own problems and its conflicts with what is served. It changes nothing.
+func (b *Builder) Review(cm compile.ConfigMap) intent.Diagnostics {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.store.Review(cm, b.opts.ResolveOptions())
+}
+
 // Run rebuilds after triggers, collapsing bursts, until ctx is done.
 func (b *Builder) Run(ctx context.Context) {
 	for {
