@@ -99,7 +99,7 @@ type authorizer struct {
 	log         *slog.Logger
 
 	mu      sync.Mutex
-	streams map[int64]*streamAuth
+	streams map[streamKey]*streamAuth
 }
 
 type streamAuth struct {
@@ -109,10 +109,10 @@ type streamAuth struct {
 }
 
 func newAuthorizer(p *Proxies, trustDomain string, log *slog.Logger) *authorizer {
-	return &authorizer{Proxies: p, trustDomain: trustDomain, log: log, streams: map[int64]*streamAuth{}}
+	return &authorizer{Proxies: p, trustDomain: trustDomain, log: log, streams: map[streamKey]*streamAuth{}}
 }
 
-func (a *authorizer) open(ctx context.Context, id int64) {
+func (a *authorizer) open(ctx context.Context, k streamKey) {
 	st := &streamAuth{}
 	if pr, ok := peer.FromContext(ctx); ok {
 		if info, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(info.State.VerifiedChains) > 0 && len(info.State.PeerCertificates) > 0 {
@@ -121,20 +121,20 @@ func (a *authorizer) open(ctx context.Context, id int64) {
 		}
 	}
 	a.mu.Lock()
-	a.streams[id] = st
+	a.streams[k] = st
 	a.mu.Unlock()
 }
 
-func (a *authorizer) close(id int64) {
+func (a *authorizer) close(k streamKey) {
 	a.mu.Lock()
-	delete(a.streams, id)
+	delete(a.streams, k)
 	a.mu.Unlock()
 }
 
 // authorize checks a request's node (nil: the stream's node so far).
-func (a *authorizer) authorize(id int64, node *core.Node) error {
+func (a *authorizer) authorize(k streamKey, node *core.Node) error {
 	a.mu.Lock()
-	st := a.streams[id]
+	st := a.streams[k]
 	if st == nil {
 		a.mu.Unlock()
 		return status.Error(codes.Internal, "xds: unknown stream")
@@ -201,29 +201,29 @@ func orPlaceholder(group string) string {
 // go-control-plane callbacks.
 
 func (a *authorizer) OnStreamOpen(ctx context.Context, id int64, typ string) error {
-	a.open(ctx, id)
+	a.open(ctx, sotwStream(id))
 	return a.Proxies.OnStreamOpen(ctx, id, typ)
 }
 func (a *authorizer) OnStreamClosed(id int64, node *core.Node) {
-	a.close(id)
+	a.close(sotwStream(id))
 	a.Proxies.OnStreamClosed(id, node)
 }
 func (a *authorizer) OnStreamRequest(id int64, r *discovery.DiscoveryRequest) error {
-	if err := a.authorize(id, r.GetNode()); err != nil {
+	if err := a.authorize(sotwStream(id), r.GetNode()); err != nil {
 		return err
 	}
 	return a.Proxies.OnStreamRequest(id, r)
 }
 func (a *authorizer) OnDeltaStreamOpen(ctx context.Context, id int64, typ string) error {
-	a.open(ctx, id)
+	a.open(ctx, deltaStream(id))
 	return a.Proxies.OnDeltaStreamOpen(ctx, id, typ)
 }
 func (a *authorizer) OnDeltaStreamClosed(id int64, node *core.Node) {
-	a.close(id)
+	a.close(deltaStream(id))
 	a.Proxies.OnDeltaStreamClosed(id, node)
 }
 func (a *authorizer) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
-	if err := a.authorize(id, r.GetNode()); err != nil {
+	if err := a.authorize(deltaStream(id), r.GetNode()); err != nil {
 		return err
 	}
 	return a.Proxies.OnStreamDeltaRequest(id, r)

@@ -27,7 +27,26 @@ type Proxies struct {
 	onNACK func(NACK)
 
 	mu      sync.Mutex
-	streams map[int64]*Proxy
+	streams map[streamKey]*Proxy
+}
+
+// streamKey identifies a stream. go-control-plane numbers SotW and delta
+// streams with two counters that both start at 1, so an ID alone names two
+// streams: per-stream state keyed by the ID alone would be shared between
+// them (one stream's authorization passing for the other).
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+func sotwStream(id int64) streamKey  { return streamKey{id: id} }
+func deltaStream(id int64) streamKey { return streamKey{delta: true, id: id} }
+
+func (k streamKey) protocol() string {
+	if k.delta {
+		return "delta"
+	}
+	return "sotw"
 }
 
 // Proxy is one xDS stream and its sync state.
@@ -72,7 +91,7 @@ type NACK struct {
 }
 
 func newProxies(m *metrics.Metrics, log *slog.Logger, cache *snapshot.Cache) *Proxies {
-	return &Proxies{m: m, log: log, cache: cache, streams: map[int64]*Proxy{}}
+	return &Proxies{m: m, log: log, cache: cache, streams: map[streamKey]*Proxy{}}
 }
 
 // OnNACK sets a function called (from the stream's goroutine) for every
@@ -105,25 +124,28 @@ func (p *Proxies) List() []Proxy {
 		if out[i].NodeID != out[j].NodeID {
 			return out[i].NodeID < out[j].NodeID
 		}
+		if out[i].Protocol != out[j].Protocol {
+			return out[i].Protocol < out[j].Protocol
+		}
 		return out[i].StreamID < out[j].StreamID
 	})
 	return out
 }
 
-func (p *Proxies) open(ctx context.Context, id int64, protocol string) {
+func (p *Proxies) open(ctx context.Context, k streamKey) {
 	addr := ""
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		addr = pr.Addr.String()
 	}
 	p.mu.Lock()
-	p.streams[id] = &Proxy{StreamID: id, Address: addr, Protocol: protocol, Connected: time.Now(), Types: map[string]*TypeStatus{}}
+	p.streams[k] = &Proxy{StreamID: k.id, Address: addr, Protocol: k.protocol(), Connected: time.Now(), Types: map[string]*TypeStatus{}}
 	p.mu.Unlock()
 }
 
-func (p *Proxies) closed(id int64) {
+func (p *Proxies) closed(k streamKey) {
 	p.mu.Lock()
-	s := p.streams[id]
-	delete(p.streams, id)
+	s := p.streams[k]
+	delete(p.streams, k)
 	p.mu.Unlock()
 	if s != nil && s.counted {
 		p.m.ConnectedProxies.WithLabelValues(s.Group, s.Protocol).Dec()
@@ -134,9 +156,9 @@ func (p *Proxies) closed(id int64) {
 // request records a request: the node on the first one, then ACKs and
 // NACKs. Without a nonce, version is what the proxy already holds (a
 // reconnection), if anything.
-func (p *Proxies) request(id int64, node *core.Node, typeURL, version, nonce string, errDetail string, nacked bool) {
+func (p *Proxies) request(k streamKey, node *core.Node, typeURL, version, nonce string, errDetail string, nacked bool) {
 	p.mu.Lock()
-	s := p.streams[id]
+	s := p.streams[k]
 	if s == nil {
 		p.mu.Unlock()
 		return
@@ -218,10 +240,10 @@ func (p *Proxies) request(id int64, node *core.Node, typeURL, version, nonce str
 
 // response records a response: its version, and what it carried (names is
 // nil when all is set: the type's whole resource list).
-func (p *Proxies) response(id int64, typeURL, version string, resources, bytes int, names []string, all bool) {
+func (p *Proxies) response(k streamKey, typeURL, version string, resources, bytes int, names []string, all bool) {
 	p.mu.Lock()
 	group := ""
-	if s := p.streams[id]; s != nil {
+	if s := p.streams[k]; s != nil {
 		group = s.Group
 		// Keep the snapshot the version came from, to trace a NACK of it
 		// to its ConfigMaps later (the cache never calls back into here).
@@ -247,14 +269,14 @@ func (p *Proxies) response(id int64, typeURL, version string, resources, bytes i
 
 // heldVersion is the version of the group's current snapshot of a type
 // when a delta proxy reconnects holding exactly its resources; "" if not.
-func (p *Proxies) heldVersion(id int64, node *core.Node, typeURL string, initial map[string]string) string {
+func (p *Proxies) heldVersion(k streamKey, node *core.Node, typeURL string, initial map[string]string) string {
 	if p.cache == nil || len(initial) == 0 {
 		return ""
 	}
 	group := snapshot.GroupOf(node)
 	if node == nil {
 		p.mu.Lock()
-		if s := p.streams[id]; s != nil {
+		if s := p.streams[k]; s != nil {
 			group = s.Group
 		}
 		p.mu.Unlock()
@@ -278,12 +300,12 @@ func (p *Proxies) heldVersion(id int64, node *core.Node, typeURL string, initial
 // go-control-plane callbacks.
 
 func (p *Proxies) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	p.open(ctx, id, "sotw")
+	p.open(ctx, sotwStream(id))
 	return nil
 }
-func (p *Proxies) OnStreamClosed(id int64, _ *core.Node) { p.closed(id) }
+func (p *Proxies) OnStreamClosed(id int64, _ *core.Node) { p.closed(sotwStream(id)) }
 func (p *Proxies) OnStreamRequest(id int64, r *discovery.DiscoveryRequest) error {
-	p.request(id, r.GetNode(), r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+	p.request(sotwStream(id), r.GetNode(), r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 	return nil
 }
 func (p *Proxies) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
@@ -297,19 +319,19 @@ func (p *Proxies) OnStreamResponse(_ context.Context, id int64, req *discovery.D
 	if subscribed := req.GetResourceNames(); len(subscribed) > 0 && !slices.Contains(subscribed, "*") {
 		names, all = subscribed, false
 	}
-	p.response(id, r.GetTypeUrl(), r.GetVersionInfo(), len(r.GetResources()), size, names, all)
+	p.response(sotwStream(id), r.GetTypeUrl(), r.GetVersionInfo(), len(r.GetResources()), size, names, all)
 }
 func (p *Proxies) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	p.open(ctx, id, "delta")
+	p.open(ctx, deltaStream(id))
 	return nil
 }
-func (p *Proxies) OnDeltaStreamClosed(id int64, _ *core.Node) { p.closed(id) }
+func (p *Proxies) OnDeltaStreamClosed(id int64, _ *core.Node) { p.closed(deltaStream(id)) }
 func (p *Proxies) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
 	held := ""
 	if r.GetResponseNonce() == "" {
-		held = p.heldVersion(id, r.GetNode(), r.GetTypeUrl(), r.GetInitialResourceVersions())
+		held = p.heldVersion(deltaStream(id), r.GetNode(), r.GetTypeUrl(), r.GetInitialResourceVersions())
 	}
-	p.request(id, r.GetNode(), r.GetTypeUrl(), held, r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+	p.request(deltaStream(id), r.GetNode(), r.GetTypeUrl(), held, r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 	return nil
 }
 func (p *Proxies) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
@@ -319,7 +341,7 @@ func (p *Proxies) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryReq
 		size += len(res.GetResource().GetValue())
 		names = append(names, res.GetName())
 	}
-	p.response(id, r.GetTypeUrl(), r.GetSystemVersionInfo(), len(r.GetResources()), size, names, false)
+	p.response(deltaStream(id), r.GetTypeUrl(), r.GetSystemVersionInfo(), len(r.GetResources()), size, names, false)
 }
 func (p *Proxies) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error         { return nil }
 func (p *Proxies) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
