@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +29,7 @@ type serveFlags struct {
 	logFormat     string
 	logLevel      string
 	shutdownGrace time.Duration
+	stateDir      string
 	translate     translateFlags
 	xdsTLS        xdsTLSFlags
 }
@@ -45,6 +47,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for streams to close before closing connections")
+	fs.StringVar(&f.stateDir, "state-dir", "", "folder keeping what a restart must not lose: the served version of every ConfigMap and the files' last good content (default with --config-dir: ."+"<folder>"+stateDirSuffix+" beside the folder; with --kubernetes: none); off: keep nothing")
 	f.translate.register(fs)
 	f.xdsTLS.register(fs)
 	if !parseFlags(fs, args, stderr) {
@@ -93,7 +96,10 @@ func runServer(ctx context.Context, f serveFlags, opts translate.Options, log *s
 		klog.SetSlogLogger(log.With("component", "client-go"))
 		kube = &watch.KubeOptions{Kubeconfig: f.kubeconfig, Namespaces: strings.Split(f.namespaces, ",")}
 	}
+	stateDir, optional := stateDirOf(f)
 	srv, err := server.Start(ctx, server.Config{
+		StateDir:      stateDir,
+		StateOptional: optional,
 		ConfigDir:     f.configDir,
 		Kubernetes:    kube,
 		XDSAddress:    f.xdsAddress,
@@ -107,6 +113,27 @@ func runServer(ctx context.Context, f serveFlags, opts translate.Options, log *s
 		return err
 	}
 	return srv.Wait()
+}
+
+// stateDirSuffix names the default state folder beside a config folder.
+const stateDirSuffix = ".egress-xds-state"
+
+// stateDirOf is the state folder to use, and whether it is only the
+// default (a folder that cannot be written is then a warning).
+func stateDirOf(f serveFlags) (string, bool) {
+	switch {
+	case f.stateDir == "off":
+		return "", false
+	case f.stateDir != "":
+		return f.stateDir, false
+	case f.configDir == "":
+		return "", false
+	}
+	abs, err := filepath.Abs(f.configDir)
+	if err != nil {
+		return "", true
+	}
+	return filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+stateDirSuffix), true
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

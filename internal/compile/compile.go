@@ -36,16 +36,18 @@ func (c ConfigMap) Origin() intent.Origin {
 	return intent.Origin{File: c.File, Namespace: ns, Name: c.Name}
 }
 
-// Store parses ConfigMaps into intents and remembers the last good intent of
-// each, so a broken edit never takes a working configuration away from the
-// gateways: the previous version keeps being served and the error is
-// reported. Parsed ConfigMaps are cached by content, so a rebuild after one
-// edit parses one ConfigMap. Not safe for concurrent use.
+// Store parses ConfigMaps into intents and remembers what is served, so
+// that neither a broken edit nor someone else's change takes a working
+// configuration away from the gateways: a ConfigMap whose new version is
+// invalid or conflicts with what is served keeps its served version, and
+// the problem is reported. Parsed ConfigMaps are cached by content, so a
+// rebuild after one edit parses one ConfigMap. Not safe for concurrent use.
 type Store struct {
-	lastGood map[string]*intent.Intent
-	parsed   map[string]parsed // by ConfigMap, valid while its content hash matches
-	// served are the intents the last Update accepted.
-	served []*intent.Intent
+	parsed map[string]parsed // by ConfigMap, valid while its content hash matches
+	// served are the versions the last Update accepted, by ConfigMap.
+	served map[string]servedVersion
+	// servedGen counts the changes of served.
+	servedGen uint64
 }
 
 type parsed struct {
@@ -54,9 +56,16 @@ type parsed struct {
 	diags  intent.Diagnostics
 }
 
+// servedVersion is an accepted intent and the ConfigMap it was parsed
+// from (what a restart needs to serve it again).
+type servedVersion struct {
+	intent *intent.Intent
+	cm     ConfigMap
+}
+
 // NewStore returns an empty Store.
 func NewStore() *Store {
-	return &Store{lastGood: map[string]*intent.Intent{}, parsed: map[string]parsed{}}
+	return &Store{parsed: map[string]parsed{}, served: map[string]servedVersion{}}
 }
 
 // Update parses the current ConfigMaps (the complete set: a ConfigMap not
@@ -84,36 +93,42 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 		todo = append(todo, cm)
 	}
 	results := s.parseAll(todo)
-	var intents []*intent.Intent
+	cands := make([]intent.Candidate, 0, len(todo))
+	current := make(map[*intent.Intent]ConfigMap, len(todo))
 	for i, cm := range todo {
-		o := cm.Origin()
-		key := o.ConfigMap()
+		key := cm.Origin().ConfigMap()
 		p := results[i]
 		s.parsed[key] = p
 		diags = append(diags, p.diags...)
-		if p.intent == nil {
-			if prev := s.lastGood[key]; prev != nil {
-				diags = append(diags, intent.Diagnostic{Origin: o, Severity: intent.SeverityWarning,
-					Message: "keeping the last valid version of this ConfigMap until the errors are fixed"})
-				intents = append(intents, prev)
-			}
-			continue
+		prev, wasServed := s.served[key]
+		if p.intent == nil && wasServed {
+			diags = append(diags, intent.Diagnostic{Origin: cm.Origin(), Severity: intent.SeverityWarning,
+				Message: "keeping the last valid version of this ConfigMap until the errors are fixed"})
 		}
-		s.lastGood[key] = p.intent
-		intents = append(intents, p.intent)
-	}
-	for key := range s.lastGood {
-		if !seen[key] {
-			delete(s.lastGood, key)
+		if p.intent != nil {
+			current[p.intent] = cm
 		}
+		cands = append(cands, intent.Candidate{Current: p.intent, Served: prev.intent})
 	}
 	for key := range s.parsed {
 		if !seen[key] {
 			delete(s.parsed, key)
 		}
 	}
-	accepted, rd := intent.Resolve(intents, opts)
-	s.served = accepted
+	accepted, rd := intent.Resolve(cands, opts)
+	served := make(map[string]servedVersion, len(accepted))
+	for _, in := range accepted {
+		key := in.Origin.ConfigMap()
+		if cm, ok := current[in]; ok && (s.served[key].intent != in) {
+			served[key] = servedVersion{intent: in, cm: cm}
+		} else {
+			served[key] = s.served[key]
+		}
+	}
+	if !sameServed(s.served, served) {
+		s.servedGen++
+	}
+	s.served = served
 	diags = append(diags, rd...)
 	diags.Sort()
 	return accepted, diags
@@ -124,30 +139,77 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 // served intents. It changes nothing. Only the diagnostics of cm itself
 // are returned.
 func (s *Store) Review(cm ConfigMap, opts intent.ResolveOptions) intent.Diagnostics {
-	o := cm.Origin()
-	key := o.ConfigMap()
 	if !Selected(cm.ConfigMap) {
 		return nil
 	}
+	key := cm.Origin().ConfigMap()
 	p := parseOne(cm, contentHash(cm))
 	diags := append(intent.Diagnostics(nil), p.diags...)
 	if p.intent == nil {
 		return diags
 	}
-	intents := make([]*intent.Intent, 0, len(s.served)+1)
-	for _, in := range s.served {
-		if in.Origin.ConfigMap() != key {
-			intents = append(intents, in)
+	cands := make([]intent.Candidate, 0, len(s.served)+1)
+	for k, v := range s.served {
+		if k != key {
+			cands = append(cands, intent.Candidate{Current: v.intent, Served: v.intent})
 		}
 	}
-	intents = append(intents, p.intent)
-	_, rd := intent.Resolve(intents, opts)
+	cands = append(cands, intent.Candidate{Current: p.intent, Served: s.served[key].intent})
+	_, rd := intent.Resolve(cands, opts)
 	for _, d := range rd {
-		if d.Origin.ConfigMap() == key {
+		if d.Origin.ConfigMap() == key && d.Severity == intent.SeverityError {
 			diags = append(diags, d)
 		}
 	}
 	diags.Sort()
+	return diags
+}
+
+func sameServed(a, b map[string]servedVersion) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k].intent != v.intent {
+			return false
+		}
+	}
+	return true
+}
+
+// ServedGeneration changes whenever the served versions do.
+func (s *Store) ServedGeneration() uint64 { return s.servedGen }
+
+// Served returns the ConfigMaps whose versions are served, by
+// namespace/name: what Restore needs after a restart.
+func (s *Store) Served() []ConfigMap {
+	out := make([]ConfigMap, 0, len(s.served))
+	for _, v := range s.served {
+		out = append(out, v.cm)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Origin().ConfigMap() < out[j].Origin().ConfigMap() })
+	return out
+}
+
+// Restore seeds the served versions, before the first Update, from
+// ConfigMaps saved by an earlier run (Served), so that a restart serves no
+// less than before it: a ConfigMap whose current version is invalid or
+// conflicts keeps these. Saved ConfigMaps that no longer parse are
+// reported and skipped.
+func (s *Store) Restore(cms []ConfigMap) intent.Diagnostics {
+	var diags intent.Diagnostics
+	for _, cm := range cms {
+		if cm.ConfigMap == nil || !Selected(cm.ConfigMap) {
+			continue
+		}
+		p := parseOne(cm, contentHash(cm))
+		if p.intent == nil {
+			diags = append(diags, intent.Diagnostic{Origin: cm.Origin(), Severity: intent.SeverityWarning,
+				Message: "the saved served version of this ConfigMap no longer parses and is not restored: " + p.diags.Error()})
+			continue
+		}
+		s.served[cm.Origin().ConfigMap()] = servedVersion{intent: p.intent, cm: cm}
+	}
 	return diags
 }
 

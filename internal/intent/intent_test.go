@@ -103,20 +103,20 @@ func TestResolveGroupsAndOrder(t *testing.T) {
 	a := intentOf(t, "a", "x", t0.Add(time.Hour), "gateways: [one]\n"+gh)
 	b := intentOf(t, "b", "x", t0.Add(2*time.Hour), "gateways: [two]\n"+gh) // disjoint: no conflict
 	c := intentOf(t, "c", "x", t0, gh)                                      // all groups, oldest: wins over both
-	accepted, diags := Resolve([]*Intent{a, b, c}, ResolveOptions{})
+	accepted, diags := Resolve(newcomers(a, b, c), ResolveOptions{})
 	if len(accepted) != 1 || accepted[0] != c {
 		t.Fatalf("accepted %v\n%v", accepted, diags)
 	}
 	if !strings.Contains(diags.Error(), "a/x: egress.yaml: destinations[0].ports[0]: host api.github.com port 443 is already declared by c/x") {
 		t.Fatalf("loser not told who won:\n%v", diags)
 	}
-	accepted, _ = Resolve([]*Intent{a, b}, ResolveOptions{})
+	accepted, _ = Resolve(newcomers(a, b), ResolveOptions{})
 	if len(accepted) != 2 {
 		t.Fatalf("disjoint groups conflict: %v", accepted)
 	}
 	// Same creation time: namespace/name order decides.
 	d := intentOf(t, "d", "x", t0, gh)
-	accepted, _ = Resolve([]*Intent{d, c}, ResolveOptions{})
+	accepted, _ = Resolve(newcomers(d, c), ResolveOptions{})
 	if len(accepted) != 1 || accepted[0] != c {
 		t.Fatalf("tie not broken by namespace/name: %v", accepted[0].Origin)
 	}
@@ -124,7 +124,7 @@ func TestResolveGroupsAndOrder(t *testing.T) {
 
 func TestReservedPorts(t *testing.T) {
 	in := intentOf(t, "a", "x", time.Time{}, `destinations: [{name: p, host: p.example.com, ports: [{number: 3128, protocol: TLS}]}]`)
-	_, diags := Resolve([]*Intent{in}, ResolveOptions{ReservedPorts: map[uint32]string{3128: "forward proxy"}})
+	_, diags := Resolve(newcomers(in), ResolveOptions{ReservedPorts: map[uint32]string{3128: "forward proxy"}})
 	if !strings.Contains(diags.Error(), "listener port 3128 is reserved for the gateway's forward proxy") {
 		t.Fatal(diags)
 	}

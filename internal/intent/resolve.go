@@ -3,6 +3,7 @@ package intent
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // ResolveOptions describe the gateway ports intents cannot use.
@@ -75,70 +76,231 @@ func (c claim) owner() string {
 	return fmt.Sprintf("%s: destinations[%d].ports[%d]", c.doc.Origin.Key, c.dest, c.portAt)
 }
 
-// Resolve settles conflicts between intents deterministically, the same way
-// on every replica: intents are taken oldest first (ties by namespace/name),
-// and an intent that claims a listener port, host or destination name
-// already claimed by an earlier one for an overlapping set of gateway groups
-// is rejected as a whole, with an error naming the winner.
-func Resolve(intents []*Intent, opts ResolveOptions) ([]*Intent, Diagnostics) {
-	ordered := append([]*Intent(nil), intents...)
-	sort.SliceStable(ordered, func(i, j int) bool {
-		a, b := ordered[i], ordered[j]
+// Candidate is one ConfigMap for Resolve: the version to serve if it can
+// be, and the version served until now.
+type Candidate struct {
+	// Current is the ConfigMap's current version; nil when it is invalid.
+	Current *Intent
+	// Served is the version served until now (after a restart: as saved);
+	// nil for a ConfigMap that is not served (a newcomer).
+	Served *Intent
+}
+
+// Why a conflict's winner wins, as the loser is told.
+const (
+	wonAsServed = "which is served and keeps it: a served claim is never taken over"
+	wonAsOlder  = "which wins as the older ConfigMap (ties go to namespace/name order)"
+)
+
+// IsConflict reports whether a diagnostic says a ConfigMap lost a claim to
+// another one.
+func IsConflict(d Diagnostic) bool {
+	return strings.Contains(d.Message, wonAsServed) || strings.Contains(d.Message, wonAsOlder)
+}
+
+// Resolve settles conflicts between intents deterministically: what is
+// served keeps its claims, whatever the names and ages of newcomers.
+//
+//  1. The served versions are taken first (they agree with each other:
+//     they were resolved together).
+//  2. Each served ConfigMap whose current version differs moves to it if
+//     the new version conflicts with nothing served; otherwise its served
+//     version stays, as for an invalid edit. Moves are retried until none
+//     succeeds, so a claim one ConfigMap gives up is free for another in
+//     the same rebuild.
+//  3. Newcomers follow, oldest first (creation time, then namespace/name:
+//     on a cold start with nothing served, this alone decides); one that
+//     claims a listener port, host or TCP port already taken for an
+//     overlapping set of gateway groups is rejected as a whole, with an
+//     error naming the winner.
+//
+// The same candidates give the same result on every replica.
+func Resolve(cands []Candidate, opts ResolveOptions) ([]*Intent, Diagnostics) {
+	r := &resolver{opts: opts, index: make(claimIndex, claimCount(cands)), held: map[*Intent][]claim{}, served: map[*Intent]bool{}}
+	var served, moves, newcomers []Candidate
+	for _, c := range cands {
+		switch {
+		case c.Served != nil:
+			served = append(served, c)
+		case c.Current != nil:
+			newcomers = append(newcomers, c)
+		}
+	}
+	sortByName(served)
+	for _, c := range served {
+		if r.admit(c.Served, true) {
+			if c.Current != nil && c.Current != c.Served {
+				moves = append(moves, c)
+			}
+			continue
+		}
+		// Not servable any more (the server's options changed since):
+		// the current version gets a newcomer's chance.
+		if c.Current != nil {
+			newcomers = append(newcomers, Candidate{Current: c.Current})
+		}
+	}
+	r.move(moves)
+	sort.SliceStable(newcomers, func(i, j int) bool {
+		a, b := newcomers[i].Current, newcomers[j].Current
 		if !a.Created.Equal(b.Created) {
 			return a.Created.Before(b.Created)
 		}
 		return a.Origin.ConfigMap() < b.Origin.ConfigMap()
 	})
-	// Sized up front: growing a map of tens of thousands of claims costs
-	// more than filling it.
-	n := 0
-	for _, in := range ordered {
-		for _, d := range in.Docs {
-			for i := range d.Destinations {
-				n += 1 + len(d.Destinations[i].Ports)
-			}
-		}
+	for _, c := range newcomers {
+		r.admit(c.Current, false)
 	}
-	index := make(claimIndex, n)
-	var accepted []*Intent
-	var diags Diagnostics
-	for _, in := range ordered {
-		mine := claimIndex{}
-		var mineList []*claim
-		lost := identitiesAllowed(in, opts)
-		claims := claimsOf(in, opts)
-		for i := range claims {
-			c := &claims[i]
-			if why, ok := opts.ReservedPorts[c.port]; ok && c.family != "" {
-				lost = append(lost, c.diag(fmt.Sprintf("listener port %d is reserved for the gateway's %s", c.port, why)))
-				continue
-			}
-			if other, ok := conflict(index.candidates(c), c); ok {
-				lost = append(lost, c.diag(c.message(other)))
-				continue
-			}
-			if other, ok := conflict(mine.candidates(c), c); ok {
-				lost = append(lost, c.diag(c.message(other)))
-				continue
-			}
-			mine.add(c)
-			mineList = append(mineList, c)
-		}
-		if len(lost) > 0 {
-			diags = append(diags, lost...)
-			continue
-		}
-		for _, c := range mineList {
-			// Names are unique per ConfigMap only: never compared across.
-			if c.key.kind != claimName {
-				index.add(c)
-			}
-		}
+	accepted := make([]*Intent, 0, len(r.held))
+	for in := range r.held {
 		accepted = append(accepted, in)
 	}
-	sort.SliceStable(accepted, func(i, j int) bool { return accepted[i].Origin.ConfigMap() < accepted[j].Origin.ConfigMap() })
-	diags.Sort()
-	return accepted, diags
+	sort.Slice(accepted, func(i, j int) bool { return accepted[i].Origin.ConfigMap() < accepted[j].Origin.ConfigMap() })
+	r.diags.Sort()
+	return accepted, r.diags.Dedupe()
+}
+
+// resolver holds the claims of the intents accepted so far.
+type resolver struct {
+	opts   ResolveOptions
+	index  claimIndex
+	held   map[*Intent][]claim // accepted intents and their claims
+	served map[*Intent]bool    // accepted as the served version
+	diags  Diagnostics
+}
+
+// admit accepts an intent if it breaks no rule of its own and conflicts
+// with nothing accepted, and reports whether it did.
+func (r *resolver) admit(in *Intent, served bool) bool {
+	claims, lost := r.own(in)
+	if len(lost) == 0 {
+		lost = r.conflicts(claims)
+	}
+	if len(lost) > 0 {
+		r.diags = append(r.diags, lost...)
+		return false
+	}
+	r.take(in, claims, served)
+	return true
+}
+
+// move moves served ConfigMaps to their current versions where they
+// conflict with nothing, retrying the others after every pass that moved
+// one; what cannot move keeps its served version.
+func (r *resolver) move(moves []Candidate) {
+	lostBy := map[*Intent]Diagnostics{}
+	for len(moves) > 0 {
+		var next []Candidate
+		for _, c := range moves {
+			claims, lost := r.own(c.Current)
+			if len(lost) > 0 { // its own problem: no other move changes it
+				lostBy[c.Current] = lost
+				continue
+			}
+			old := r.held[c.Served]
+			r.release(c.Served)
+			if lost := r.conflicts(claims); len(lost) > 0 {
+				r.take(c.Served, old, true)
+				lostBy[c.Current] = lost
+				next = append(next, c)
+				continue
+			}
+			delete(lostBy, c.Current)
+			r.take(c.Current, claims, false)
+		}
+		if len(next) == len(moves) {
+			break
+		}
+		moves = next
+	}
+	for in, lost := range lostBy {
+		r.diags = append(r.diags, lost...)
+		r.diags = append(r.diags, Diagnostic{Origin: in.Origin, Severity: SeverityWarning,
+			Message: "keeping the served version of this ConfigMap until its conflicts are resolved"})
+	}
+}
+
+// own checks what an intent needs against the server's options and
+// itself (two of its destinations claiming one thing).
+func (r *resolver) own(in *Intent) ([]claim, Diagnostics) {
+	lost := identitiesAllowed(in, r.opts)
+	mine := claimIndex{}
+	claims := claimsOf(in, r.opts)
+	for i := range claims {
+		c := &claims[i]
+		if why, ok := r.opts.ReservedPorts[c.port]; ok && c.family != "" {
+			lost = append(lost, c.diag(fmt.Sprintf("listener port %d is reserved for the gateway's %s", c.port, why)))
+			continue
+		}
+		if other, ok := conflict(mine.candidates(c), c); ok {
+			lost = append(lost, c.diag(c.message(other, "")))
+			continue
+		}
+		mine.add(c)
+	}
+	// Names are unique per ConfigMap only: never compared across.
+	shared := claims[:0:0]
+	for _, c := range claims {
+		if c.key.kind != claimName {
+			shared = append(shared, c)
+		}
+	}
+	return shared, lost
+}
+
+// conflicts lists the claims that another accepted intent holds.
+func (r *resolver) conflicts(claims []claim) Diagnostics {
+	var lost Diagnostics
+	for i := range claims {
+		c := &claims[i]
+		if other, ok := conflict(r.index.candidates(c), c); ok {
+			why := wonAsOlder
+			if r.served[other.intent] {
+				why = wonAsServed
+			}
+			lost = append(lost, c.diag(c.message(other, why)))
+		}
+	}
+	return lost
+}
+
+func (r *resolver) take(in *Intent, claims []claim, served bool) {
+	r.held[in] = claims
+	r.served[in] = served
+	for i := range claims {
+		r.index.add(&claims[i])
+	}
+}
+
+func (r *resolver) release(in *Intent) {
+	r.index.remove(in, r.held[in])
+	delete(r.held, in)
+	delete(r.served, in)
+}
+
+func sortByName(cs []Candidate) {
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Served.Origin.ConfigMap() < cs[j].Served.Origin.ConfigMap() })
+}
+
+// claimCount sizes the claim index up front: growing a map of tens of
+// thousands of claims costs more than filling it.
+func claimCount(cands []Candidate) int {
+	n := 0
+	for _, c := range cands {
+		in := c.Current
+		if in == nil {
+			in = c.Served
+		}
+		if in == nil {
+			continue
+		}
+		for _, d := range in.Docs {
+			for i := range d.Destinations {
+				n += len(d.Destinations[i].Ports)
+			}
+		}
+	}
+	return n
 }
 
 // claimIndex holds accepted claims by key and, for listener-port claims, by
@@ -155,16 +317,32 @@ var families = []string{"", "HTTP", "TCP", "TLS"}
 
 func (ix claimIndex) add(c *claim) {
 	k := familyKey{c.key, c.family}
-	if c.family != "" && len(c.groups) > 0 {
-		// One accepted claim of a family for all groups is enough to detect
-		// any conflict; keep the list short.
-		for _, e := range ix[k] {
-			if len(e.groups) == 0 {
-				return
+	ix[k] = append(ix[k], c)
+}
+
+// remove drops the claims of in (claims lists them).
+func (ix claimIndex) remove(in *Intent, claims []claim) {
+	done := make(map[familyKey]bool, len(claims))
+	for i := range claims {
+		k := familyKey{claims[i].key, claims[i].family}
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		list := ix[k]
+		kept := list[:0]
+		for _, e := range list {
+			if e.intent != in {
+				kept = append(kept, e)
 			}
 		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(ix, k)
+		} else {
+			ix[k] = kept
+		}
 	}
-	ix[k] = append(ix[k], c)
 }
 
 // candidates are the accepted claims c may conflict with.
@@ -214,11 +392,14 @@ func (c claim) diag(msg string) Diagnostic {
 	return Diagnostic{Origin: c.intent.Origin, Path: c.owner(), Message: msg, Severity: SeverityError}
 }
 
-func (c *claim) message(winner *claim) string {
+// message tells the loser of a conflict who won, and why (empty: the
+// winner is another destination of the same ConfigMap).
+func (c *claim) message(winner *claim, why string) string {
 	where := winner.intent.Origin.ConfigMap() + " (" + winner.owner() + ")"
-	why := ", which wins as the older ConfigMap (ties go to namespace/name order)"
-	if winner.intent == c.intent {
-		where, why = winner.owner(), ""
+	if why != "" {
+		why = ", " + why
+	} else {
+		where = winner.owner()
 	}
 	switch {
 	case c.family != "":

@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/egress-xds/egress-xds/internal/admin"
 	"github.com/egress-xds/egress-xds/internal/compile"
 	"github.com/egress-xds/egress-xds/internal/metrics"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/state"
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/watch"
 	"github.com/egress-xds/egress-xds/internal/xds"
@@ -35,6 +37,12 @@ type Config struct {
 	// XDSTLS, if set, serves xDS over TLS, with node authorization when
 	// it names a client CA.
 	XDSTLS *xds.TLSOptions
+	// StateDir keeps what a restart must not lose (the served versions,
+	// the files' last good content); empty: nothing is kept. When
+	// StateOptional, a folder that cannot be written is a warning, not
+	// an error.
+	StateDir      string
+	StateOptional bool
 }
 
 // Server is a running control plane.
@@ -94,6 +102,29 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	var builder *snapshot.Builder
 	cache := snapshot.NewCache(log, func(string) { builder.Trigger() })
 	builder = snapshot.NewBuilder(cache, cfg.Translate, m, log)
+	var folder *watch.Folder
+	stateSource := description
+	if kube == nil {
+		folder = watch.NewFolder(cfg.ConfigDir, log)
+		abs, err := filepath.Abs(cfg.ConfigDir)
+		if err != nil {
+			return nil, err
+		}
+		stateSource = "folder " + abs
+	}
+	if cfg.StateDir != "" {
+		switch st, err := state.Open(cfg.StateDir); {
+		case err != nil && !cfg.StateOptional:
+			return nil, err
+		case err != nil:
+			log.Warn("no state folder: a restart while a ConfigMap is broken would lose what it serves; set --state-dir to a writable folder", "error", err)
+		default:
+			builder.SaveState(st, stateSource)
+			if folder != nil {
+				folder.SaveState(st)
+			}
+		}
+	}
 
 	xdsL, err := net.Listen("tcp", cfg.XDSAddress)
 	if err != nil {
@@ -139,7 +170,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			})
 		}()
 	} else {
-		folder := watch.NewFolder(cfg.ConfigDir, log)
 		go func() {
 			sourceErr <- folder.Run(runCtx, func(st watch.State) {
 				cms, secrets, diags := compile.FromFolder(st)

@@ -13,6 +13,7 @@ import (
 	"github.com/egress-xds/egress-xds/internal/compile"
 	"github.com/egress-xds/egress-xds/internal/intent"
 	"github.com/egress-xds/egress-xds/internal/metrics"
+	"github.com/egress-xds/egress-xds/internal/state"
 	"github.com/egress-xds/egress-xds/internal/translate"
 )
 
@@ -55,6 +56,85 @@ type Builder struct {
 	// observed is when the oldest change not yet built was observed
 	// (Update); zero when none is pending.
 	observed time.Time
+	// state keeps the served versions across restarts (nil: not kept);
+	// savedGen is the store's served generation last saved.
+	state    *state.Dir
+	source   string
+	savedGen uint64
+	// saveMu orders the writes of concurrent rebuilds; writtenGen is the
+	// generation last written, so an older one never overwrites it.
+	saveMu     sync.Mutex
+	writtenGen uint64
+}
+
+// servedRecord is the state record of the served ConfigMap versions.
+type servedRecord struct {
+	// Source names the source they came from: a record of another
+	// source is not restored.
+	Source     string
+	ConfigMaps []savedConfigMap
+}
+
+type savedConfigMap struct {
+	File      string `json:",omitempty"`
+	ConfigMap *corev1.ConfigMap
+}
+
+const servedRecordName = "served.json"
+
+// SaveState restores the served versions saved in d by an earlier run of
+// the same source (call it before the first rebuild), and saves them
+// again after every rebuild that changed them, so that a restart never
+// serves less than before it: a ConfigMap broken meanwhile, or one whose
+// claims a newcomer now makes, keeps the version it had.
+func (b *Builder) SaveState(d *state.Dir, source string) {
+	var rec servedRecord
+	found, err := d.Load(servedRecordName, &rec)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.state, b.source = d, source
+	switch {
+	case err != nil:
+		b.log.Warn("saved served versions unreadable, starting without them", "state_dir", d.Path(), "err", err)
+	case found && rec.Source != source:
+		b.log.Warn("saved served versions are of another source, starting without them", "state_dir", d.Path(), "saved_for", rec.Source, "source", source)
+	case found:
+		cms := make([]compile.ConfigMap, 0, len(rec.ConfigMaps))
+		for _, c := range rec.ConfigMaps {
+			cms = append(cms, compile.ConfigMap{File: c.File, ConfigMap: c.ConfigMap})
+		}
+		for _, d := range b.store.Restore(cms) {
+			b.log.Warn("saved served version not restored", "source", d.Origin.String(), "problem", d.Message)
+		}
+		b.savedGen = b.store.ServedGeneration()
+		b.log.Info("served versions restored", "state_dir", d.Path(), "configmaps", len(cms))
+	}
+}
+
+// saveServed returns the write of the served versions when they changed
+// since the last save (nil otherwise), to run outside the lock.
+func (b *Builder) saveServed() func() {
+	if b.state == nil || b.store.ServedGeneration() == b.savedGen {
+		return nil
+	}
+	b.savedGen = b.store.ServedGeneration()
+	gen := b.savedGen
+	rec := servedRecord{Source: b.source}
+	for _, cm := range b.store.Served() {
+		rec.ConfigMaps = append(rec.ConfigMaps, savedConfigMap{File: cm.File, ConfigMap: cm.ConfigMap})
+	}
+	d, log := b.state, b.log
+	return func() {
+		b.saveMu.Lock()
+		defer b.saveMu.Unlock()
+		if gen < b.writtenGen {
+			return
+		}
+		b.writtenGen = gen
+		if err := d.Save(servedRecordName, rec); err != nil {
+			log.Error("cannot save the served versions: a restart while a ConfigMap is broken would lose what it serves", "state_dir", d.Path(), "err", err)
+		}
+	}
 }
 
 // Report is the outcome of a rebuild for the sources: every problem, and
@@ -159,18 +239,21 @@ func (b *Builder) Run(ctx context.Context) {
 // Rebuild parses the current input and publishes every group's snapshot:
 // the groups intents name and the groups of connected proxies.
 func (b *Builder) Rebuild() {
-	report, f := b.rebuild()
+	report, f, save := b.rebuild()
+	if save != nil {
+		save()
+	}
 	if f != nil && report != nil {
 		f(*report)
 	}
 }
 
-func (b *Builder) rebuild() (*Report, func(Report)) {
+func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	start := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.hasInput {
-		return nil, nil
+		return nil, nil, nil
 	}
 	in := b.input
 	observed := b.observed
@@ -231,7 +314,7 @@ func (b *Builder) rebuild() (*Report, func(Report)) {
 			report.Accepted = append(report.Accepted, in.Origin.ConfigMap())
 		}
 	}
-	return report, b.reporter
+	return report, b.reporter, b.saveServed()
 }
 
 // lastGoodOnly reports whether an intent is served only as the last good

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/egress-xds/egress-xds/internal/state"
 )
 
 // Defaults of a Folder's timing.
@@ -22,17 +24,32 @@ const (
 	// DefaultRescan is the period of full rescans, a safety net for file
 	// system events that were missed (network file systems, overflows).
 	DefaultRescan = 5 * time.Second
+	// DefaultDeleteGrace is how long the objects of a deleted file are
+	// kept: a file deleted and written again within it (a git checkout,
+	// config management) never leaves the gateways.
+	DefaultDeleteGrace = 2 * time.Second
 )
+
+// filesRecord is the state record of a folder: the last good content of
+// each file, so that a file broken when the server restarts keeps serving
+// what it held.
+type filesRecord struct {
+	Dir   string            // the folder's absolute path
+	Files map[string][]byte // by path relative to Dir
+}
+
+const filesRecordName = "files.json"
 
 // Folder watches a folder of manifests; see Run.
 type Folder struct {
 	dir string
 	log *slog.Logger
 
-	quiet, maxDelay, rescan time.Duration
+	quiet, maxDelay, rescan, deleteGrace time.Duration
 	// noNotify turns file system notifications off, leaving only the
 	// periodic rescans (for tests, and the fallback when they fail).
 	noNotify bool
+	state    *state.Dir
 }
 
 // NewFolder returns a Folder for dir. log may be nil.
@@ -41,13 +58,18 @@ func NewFolder(dir string, log *slog.Logger) *Folder {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Folder{
-		dir:      filepath.Clean(dir),
-		log:      log,
-		quiet:    DefaultQuiet,
-		maxDelay: DefaultMaxDelay,
-		rescan:   DefaultRescan,
+		dir:         filepath.Clean(dir),
+		log:         log,
+		quiet:       DefaultQuiet,
+		maxDelay:    DefaultMaxDelay,
+		rescan:      DefaultRescan,
+		deleteGrace: DefaultDeleteGrace,
 	}
 }
+
+// SaveState makes Run restore the last good content of the files from d
+// at start and save it after every change.
+func (f *Folder) SaveState(d *state.Dir) { f.state = d }
 
 // Dir returns the watched folder.
 func (f *Folder) Dir() string { return f.dir }
@@ -71,6 +93,30 @@ func (f *Folder) Dir() string { return f.dir }
 func (f *Folder) Run(ctx context.Context, onChange func(State)) error {
 	s := newScanner(f.dir)
 	s.log = f.log
+	s.deleteGrace = f.deleteGrace
+	abs, err := filepath.Abs(f.dir)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	if f.state != nil {
+		var rec filesRecord
+		switch found, err := f.state.Load(filesRecordName, &rec); {
+		case err != nil:
+			f.log.Warn("saved file contents unreadable, starting without them", "state_dir", f.state.Path(), "err", err)
+		case found && rec.Dir != abs:
+			f.log.Warn("saved file contents are of another folder, starting without them", "state_dir", f.state.Path(), "saved_for", rec.Dir)
+		case found:
+			s.seed(rec.Files)
+		}
+	}
+	save := func() {
+		if f.state == nil {
+			return
+		}
+		if err := f.state.Save(filesRecordName, filesRecord{Dir: abs, Files: s.goodContent()}); err != nil {
+			f.log.Error("cannot save the files' last good content: a restart while a file is broken would lose what it serves", "state_dir", f.state.Path(), "err", err)
+		}
+	}
 
 	var w *fsnotify.Watcher
 	if !f.noNotify {
@@ -127,6 +173,7 @@ func (f *Folder) Run(ctx context.Context, onChange func(State)) error {
 	if s.rootErr != nil {
 		return fmt.Errorf("watch: read manifest folder: %w", s.rootErr)
 	}
+	save()
 	onChange(s.state())
 
 	var events <-chan fsnotify.Event
@@ -141,6 +188,17 @@ func (f *Folder) Run(ctx context.Context, onChange func(State)) error {
 	ticker := time.NewTicker(f.rescan)
 	defer ticker.Stop()
 
+	// expire fires when a deleted file's grace ends.
+	expire := time.NewTimer(time.Hour)
+	expire.Stop()
+	defer expire.Stop()
+	armExpiry := func() {
+		if next := s.nextExpiry(); !next.IsZero() {
+			expire.Reset(max(time.Until(next), 0))
+		}
+	}
+	armExpiry()
+
 	pending := false
 	var first time.Time
 	schedule := func() {
@@ -153,8 +211,10 @@ func (f *Folder) Run(ctx context.Context, onChange func(State)) error {
 	}
 	update := func() {
 		if scan() {
+			save()
 			onChange(s.state())
 		}
+		armExpiry()
 	}
 
 	for {
@@ -196,6 +256,8 @@ func (f *Folder) Run(ctx context.Context, onChange func(State)) error {
 			schedule()
 		case <-debounce.C:
 			pending = false
+			update()
+		case <-expire.C:
 			update()
 		case <-ticker.C:
 			if !pending {

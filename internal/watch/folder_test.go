@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/egress-xds/egress-xds/internal/state"
 )
 
 const waitTimeout = 5 * time.Second
@@ -430,10 +432,8 @@ func TestFolderDirRemovedAndRecreated(t *testing.T) {
 	}
 	r.until(t, "folder error", func(s State) bool { return s.Err != nil })
 	write(t, filepath.Join(dir, "b.yaml"), cmYAML("b", "v1"))
-	s := r.until(t, "recovery", func(s State) bool { return s.Err == nil && values(s)["b.yaml:b"] == "v1" })
-	if len(s.Files) != 1 {
-		t.Fatalf("files: %+v", s.Files)
-	}
+	// a.yaml, gone with the folder, is kept for the deletion grace.
+	r.until(t, "recovery", func(s State) bool { return s.Err == nil && values(s)["b.yaml:b"] == "v1" && len(s.Files) == 1 })
 	write(t, filepath.Join(dir, "b.yaml"), cmYAML("b", "v2"))
 	r.until(t, "edit after recovery", func(s State) bool { return values(s)["b.yaml:b"] == "v2" })
 }
@@ -535,5 +535,105 @@ func TestLoadDir(t *testing.T) {
 	}
 	if _, err := LoadDir(filepath.Join(dir, "z.yaml")); err == nil {
 		t.Error("a file as the dir: no error")
+	}
+}
+
+// A file deleted and written again within the deletion grace (a git
+// checkout) never leaves the state; one that stays deleted goes once the
+// grace is over.
+func TestFolderDeleteAndRewriteDoesNotFlap(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.yaml")
+	write(t, path, cmYAML("a", "v1"))
+	r := start(t, dir, func(f *Folder) { f.deleteGrace = time.Second })
+	r.next(t)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	write(t, path, cmYAML("a", "v1"))
+	deadline := time.After(1500 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case s := <-r.states:
+			if values(s)["a.yaml:a"] != "v1" {
+				t.Fatalf("the file's ConfigMap left the state: %+v", s.Files)
+			}
+		case <-deadline:
+			done = true
+		}
+	}
+	start := time.Now()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	s := r.until(t, "kept while deleted", func(s State) bool { f, ok := file(s, "a.yaml"); return ok && f.Deleted })
+	if values(s)["a.yaml:a"] != "v1" {
+		t.Fatalf("deleted file's objects not kept during the grace: %+v", s.Files)
+	}
+	r.until(t, "deletion after the grace", func(s State) bool { _, ok := file(s, "a.yaml"); return !ok })
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("removed after %v, before the grace", d)
+	}
+}
+
+// A file renamed is no duplicate: the ConfigMap is listed once, from its
+// new file, while the old path is kept for the grace.
+func TestFolderRenameIsNoDuplicate(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), cmYAML("a", "v1"))
+	r := start(t, dir, nil)
+	r.next(t)
+	if err := os.Rename(filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	s := r.until(t, "the renamed file", func(s State) bool { return values(s)["b.yaml:a"] == "v1" })
+	if got := values(s); len(got) != 1 {
+		t.Fatalf("ConfigMap listed %d times: %v", len(got), got)
+	}
+}
+
+// With a state folder, a file that is broken when the folder is watched
+// again (a restart) still yields its last good content, and a file
+// deleted meanwhile is gone.
+func TestFolderStateSurvivesRestart(t *testing.T) {
+	dir, stateDir := t.TempDir(), t.TempDir()
+	st, err := state.Open(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "a.yaml"), cmYAML("a", "good"))
+	write(t, filepath.Join(dir, "gone.yaml"), cmYAML("gone", "x"))
+	r := start(t, dir, func(f *Folder) { f.SaveState(st) })
+	r.next(t)
+	r.cancel()
+	<-r.done
+	r.done <- nil // for the cleanup
+
+	write(t, filepath.Join(dir, "a.yaml"), "kind: [")
+	if err := os.Remove(filepath.Join(dir, "gone.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	r2 := start(t, dir, func(f *Folder) { f.SaveState(st) })
+	s := r2.next(t)
+	f, _ := file(s, "a.yaml")
+	if f.Err == nil || values(s)["a.yaml:a"] != "good" {
+		t.Fatalf("broken file after restart: err %v, values %v", f.Err, values(s))
+	}
+	if _, ok := file(s, "gone.yaml"); ok {
+		t.Fatalf("a file deleted while stopped is still listed: %+v", s.Files)
+	}
+	// Without the state the broken file yields nothing: the state is what
+	// kept it.
+	s = start(t, dir, nil).next(t)
+	if len(values(s)) != 0 {
+		t.Fatalf("without state: %v", values(s))
+	}
+	// Saved state of another folder is not used.
+	other := t.TempDir()
+	write(t, filepath.Join(other, "a.yaml"), "kind: [")
+	s = start(t, other, func(f *Folder) { f.SaveState(st) }).next(t)
+	if len(values(s)) != 0 {
+		t.Fatalf("state of another folder restored: %v", values(s))
 	}
 }

@@ -271,7 +271,7 @@ func diagReason(d intent.Diagnostic) string {
 	switch {
 	case strings.HasSuffix(d.Path, ".secret") && strings.HasPrefix(d.Message, "Secret "):
 		return ReasonSecret
-	case strings.Contains(d.Message, "which wins as the older ConfigMap"):
+	case intent.IsConflict(d):
 		return ReasonConflict
 	}
 	return ReasonInvalid

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -32,6 +33,11 @@ type FileState struct {
 	// Notes tell about documents of the last good content that were skipped
 	// on purpose (objects of other kinds).
 	Notes []string
+	// Deleted is set while a file that went away is kept for the deletion
+	// grace, so that a delete-and-write-again (a git checkout, config
+	// management) does not flap the gateways. Its objects are listed
+	// unless a present file defines them (a file renamed).
+	Deleted bool
 }
 
 // State is the content of a manifest folder.
@@ -112,6 +118,12 @@ type fileEntry struct {
 	// when reading failed, so that the next scan parses again.
 	contentHash string
 	st          FileState
+	// good is the last good content, as read: what a restart needs.
+	good []byte
+	// seeded: restored from saved state and not seen by a scan yet.
+	seeded bool
+	// goneSince is when a scan first missed the file (zero: present).
+	goneSince time.Time
 }
 
 // scanner keeps the last known state of a folder and updates it by full
@@ -127,10 +139,56 @@ type scanner struct {
 	// watch on it is in place before its entries are read.
 	onDir func(abs string)
 	log   *slog.Logger // nil: no logs
+	// deleteGrace is how long a file that went away is kept (0: none).
+	deleteGrace time.Duration
+	now         func() time.Time
 }
 
 func newScanner(dir string) *scanner {
-	return &scanner{dir: filepath.Clean(dir), files: map[string]*fileEntry{}}
+	return &scanner{dir: filepath.Clean(dir), files: map[string]*fileEntry{}, now: time.Now}
+}
+
+// seed restores the last good content of files saved by an earlier run,
+// before the first scan: a file that is broken now then keeps serving
+// what it held, as within one run. Content that no longer parses is
+// skipped.
+func (s *scanner) seed(saved map[string][]byte) {
+	for rel, data := range saved {
+		p := parseManifests(data)
+		if p.err != nil {
+			s.logf(slog.LevelWarn, "saved content of a manifest file no longer parses, not restored", rel, p.err)
+			continue
+		}
+		sum := sha256.Sum256(data)
+		s.files[rel] = &fileEntry{good: data, seeded: true, st: FileState{
+			Path: rel, ConfigMaps: p.configMaps, Secrets: p.secrets, Notes: p.notes, Hash: hex.EncodeToString(sum[:]),
+		}}
+	}
+}
+
+// goodContent is the last good content of every file, for saving.
+func (s *scanner) goodContent() map[string][]byte {
+	out := make(map[string][]byte, len(s.files))
+	for rel, e := range s.files {
+		if e.good != nil {
+			out[rel] = e.good
+		}
+	}
+	return out
+}
+
+// nextExpiry is when the earliest kept deleted file is to be dropped;
+// zero when none is kept.
+func (s *scanner) nextExpiry() time.Time {
+	var next time.Time
+	for _, e := range s.files {
+		if !e.goneSince.IsZero() {
+			if at := e.goneSince.Add(s.deleteGrace); next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+	}
+	return next
 }
 
 // scan reads the folder again and reports whether the state changed: a file
@@ -142,8 +200,18 @@ func (s *scanner) scan() bool {
 	var dirErrs []error
 	s.rootErr = nil
 	s.walk(s.dir, "", seen, &dirErrs, &changed)
-	for p := range s.files {
-		if !seen[p] {
+	now := s.now()
+	for p, e := range s.files {
+		switch {
+		case seen[p]:
+			if !e.goneSince.IsZero() {
+				e.goneSince, e.st.Deleted, changed = time.Time{}, false, true
+				s.logf(slog.LevelInfo, "manifest file back within the deletion grace", p, nil)
+			}
+		case !e.seeded && s.deleteGrace > 0 && e.goneSince.IsZero():
+			e.goneSince, e.st.Deleted, changed = now, true, true
+			s.logf(slog.LevelInfo, "manifest file removed; its objects are kept for the deletion grace", p, nil, "grace", s.deleteGrace)
+		case e.seeded || s.deleteGrace == 0 || !now.Before(e.goneSince.Add(s.deleteGrace)):
 			delete(s.files, p)
 			changed = true
 			s.logf(slog.LevelInfo, "manifest file removed", p, nil)
@@ -241,7 +309,8 @@ func (s *scanner) readFile(abs, rel string) (changed, present bool) {
 		e = &fileEntry{st: FileState{Path: rel}}
 		s.files[rel] = e
 	}
-	e.contentHash = h
+	seeded := e.seeded
+	e.contentHash, e.seeded = h, false
 	p := parseManifests(data)
 	if len(data) == 0 && len(e.st.ConfigMaps)+len(e.st.Secrets) > 0 {
 		// Most likely truncated by a writer that has not written yet.
@@ -251,6 +320,7 @@ func (s *scanner) readFile(abs, rel string) (changed, present bool) {
 	if p.err != nil {
 		e.st.Err = p.err
 	} else {
+		e.good = data
 		e.st = FileState{
 			Path:       rel,
 			ConfigMaps: p.configMaps,
@@ -259,7 +329,7 @@ func (s *scanner) readFile(abs, rel string) (changed, present bool) {
 			Hash:       h,
 		}
 	}
-	if known && sameResult(old, e.st) {
+	if known && !seeded && sameResult(old, e.st) {
 		return false, true
 	}
 	switch {
@@ -324,7 +394,34 @@ func (s *scanner) state() State {
 		st.Files = append(st.Files, f)
 	}
 	slices.SortFunc(st.Files, func(a, b FileState) int { return strings.Compare(a.Path, b.Path) })
+	dropMoved(st.Files)
 	return st
+}
+
+// dropMoved removes from the files kept for the deletion grace the
+// objects a present file defines: a file renamed, or its objects moved to
+// another file, is not a duplicate definition.
+func dropMoved(files []FileState) {
+	present := map[string]bool{}
+	for _, f := range files {
+		if f.Deleted {
+			continue
+		}
+		for _, cm := range f.ConfigMaps {
+			present["cm/"+cm.Namespace+"/"+cm.Name] = true
+		}
+		for _, sec := range f.Secrets {
+			present["secret/"+sec.Namespace+"/"+sec.Name] = true
+		}
+	}
+	for i := range files {
+		f := &files[i]
+		if !f.Deleted {
+			continue
+		}
+		f.ConfigMaps = slices.DeleteFunc(f.ConfigMaps, func(cm corev1.ConfigMap) bool { return present["cm/"+cm.Namespace+"/"+cm.Name] })
+		f.Secrets = slices.DeleteFunc(f.Secrets, func(sec corev1.Secret) bool { return present["secret/"+sec.Namespace+"/"+sec.Name] })
+	}
 }
 
 // describe is a short summary of a file state for logs.
