@@ -32,6 +32,7 @@ type serveFlags struct {
 	stateDir      string
 	translate     translateFlags
 	xdsTLS        xdsTLSFlags
+	webhook       webhookFlags
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -50,6 +51,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.stateDir, "state-dir", "", "folder keeping what a restart must not lose: the served version of every ConfigMap and the files' last good content (default with --config-dir: ."+"<folder>"+stateDirSuffix+" beside the folder; with --kubernetes: none); off: keep nothing")
 	f.translate.register(fs)
 	f.xdsTLS.register(fs)
+	f.webhook.register(fs)
 	if !parseFlags(fs, args, stderr) {
 		return 2
 	}
@@ -76,6 +78,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := f.xdsTLS.check(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := f.webhook.check(f.kubernetes); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
@@ -108,6 +114,7 @@ func runServer(ctx context.Context, f serveFlags, opts translate.Options, log *s
 		ShutdownGrace: f.shutdownGrace,
 		Log:           log,
 		XDSTLS:        f.xdsTLS.options(),
+		Webhook:       f.webhook.config(),
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ type Metrics struct {
 	LastBuildSuccess prometheus.Gauge         // unix seconds
 	Convergence      *prometheus.HistogramVec // group: change observed -> proxy ACK, seconds
 	PushSize         *prometheus.HistogramVec // group, type: payload bytes of one response
+	AdmissionReviews *prometheus.CounterVec   // operation, result: allowed, denied, error
 }
 
 // New registers every metric, with the Go and process collectors, in a new
@@ -72,13 +73,15 @@ func New() *Metrics {
 		PushSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "push_size_bytes",
 			Help:    "Serialized size of the resources carried by one xDS response, by gateway group and resource type.",
 			Buckets: prometheus.ExponentialBuckets(256, 4, 10)}, []string{"group", "type"}),
+		AdmissionReviews: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "admission_reviews_total",
+			Help: "ConfigMap admission reviews answered by the validating webhook, by operation and result: allowed, denied, error (malformed, or not ready: the API server's failure policy applies)."}, []string{"operation", "result"}),
 	}
 	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ConnectedProxies, m.Responses, m.PushedResources, m.ACKs, m.NACKs, m.Builds, m.BuildDuration,
 		m.GroupVersion, m.GroupResources, m.InvalidSources, m.Diagnostics, m.SourceUpdates, m.RefusedProxies, m.LastBuildSuccess,
-		m.Convergence, m.PushSize,
+		m.Convergence, m.PushSize, m.AdmissionReviews,
 	)
 	return m
 }

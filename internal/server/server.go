@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/egress-xds/egress-xds/internal/admin"
@@ -18,8 +19,10 @@ import (
 	"github.com/egress-xds/egress-xds/internal/metrics"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
 	"github.com/egress-xds/egress-xds/internal/state"
+	"github.com/egress-xds/egress-xds/internal/tlsfiles"
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/watch"
+	"github.com/egress-xds/egress-xds/internal/webhook"
 	"github.com/egress-xds/egress-xds/internal/xds"
 )
 
@@ -43,11 +46,15 @@ type Config struct {
 	// an error.
 	StateDir      string
 	StateOptional bool
+	// Webhook, if set, serves the validating admission webhook of intent
+	// ConfigMaps over TLS; Kubernetes source only.
+	Webhook *webhook.Config
 }
 
 // Server is a running control plane.
 type Server struct {
 	XDSAddr, AdminAddr string
+	WebhookAddr        string // empty without the webhook
 	Metrics            *metrics.Metrics
 	Cache              *snapshot.Cache
 	Builder            *snapshot.Builder
@@ -83,6 +90,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.XDSTLS != nil {
 		var err error
 		if xdsTLS, err = xds.LoadTLS(*cfg.XDSTLS, log); err != nil {
+			return nil, err
+		}
+	}
+	var webhookCerts *tlsfiles.Reloader
+	if cfg.Webhook != nil {
+		if kube == nil {
+			return nil, errors.New("server: the admission webhook needs the Kubernetes source: it judges ConfigMaps the API server is about to store")
+		}
+		var err error
+		if webhookCerts, err = cfg.Webhook.LoadCertificate(log); err != nil {
 			return nil, err
 		}
 	}
@@ -135,6 +152,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		xdsL.Close()
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
+	var webhookL net.Listener
+	if cfg.Webhook != nil {
+		if webhookL, err = net.Listen("tcp", cfg.Webhook.Address); err != nil {
+			xdsL.Close()
+			adminL.Close()
+			return nil, fmt.Errorf("webhook listener: %w", err)
+		}
+	}
 	srvCtx, cancelSrv := context.WithCancel(context.Background())
 	xs := xds.NewServer(srvCtx, cache, m, log, xds.Options{TLS: xdsTLS})
 	s := &Server{
@@ -146,6 +171,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Handler: admin.Handler(admin.Sources{Metrics: m, Cache: cache, Builder: builder, Proxies: xs.Proxies,
 			Description: description}),
 		ReadHeaderTimeout: 5 * time.Second,
+	}
+	// The Secrets the source holds, for the webhook's warnings.
+	var heldSecrets atomic.Pointer[translate.Secrets]
+	var webhookSrv *http.Server
+	if webhookL != nil {
+		s.WebhookAddr = webhookL.Addr().String()
+		h := webhook.Handler(webhook.Options{Reviewer: builder, Metrics: m, Log: log,
+			Secrets: func() translate.Secrets {
+				if p := heldSecrets.Load(); p != nil {
+					return *p
+				}
+				return nil
+			}})
+		webhookSrv = webhook.NewHTTPServer(h, webhookCerts, log)
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	sourceErr := make(chan error, 1)
@@ -166,6 +205,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 					cms[i] = compile.ConfigMap{ConfigMap: cm}
 				}
 				m.SourceUpdates.WithLabelValues("kubernetes").Inc()
+				secrets := compile.Secrets(st.Secrets)
+				heldSecrets.Store(&secrets)
 				builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: st.Secrets})
 			})
 		}()
@@ -193,7 +234,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			log.Error("admin server stopped", "error", err)
 		}
 	}()
-	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "source", description,
+	if webhookSrv != nil {
+		go func() {
+			if err := webhookSrv.ServeTLS(webhookL, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("webhook server stopped", "error", err)
+			}
+		}()
+	}
+	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "webhook", s.WebhookAddr, "source", description,
 		"forward_proxy_port", cfg.Translate.ForwardProxyPort, "mesh", cfg.Translate.Mesh != nil)
 
 	go func() {
@@ -221,6 +269,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		shutdownCtx, done := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 		defer done()
 		_ = adminSrv.Shutdown(shutdownCtx)
+		if webhookSrv != nil {
+			_ = webhookSrv.Shutdown(shutdownCtx)
+		}
 		xs.Stop(cfg.ShutdownGrace)
 		cancelSrv()
 		<-builderDone

@@ -59,10 +59,27 @@ func (t *translator) secretsPresent(o intent.Origin, index int, d *intent.Destin
 	return true
 }
 
+// KeyPairProblem says why Secret k cannot be presented as a client
+// certificate, or "" when it can: what the admission webhook warns about
+// before the ConfigMap is stored.
+func KeyPairProblem(secrets Secrets, k SecretKey) string { return keyPairProblem(secrets, k, "") }
+
+// CABundleProblem says why Secret k cannot verify servers, or "" when it
+// can (see KeyPairProblem).
+func CABundleProblem(secrets Secrets, k SecretKey) string { return caBundleProblem(secrets, k, "") }
+
+func (t *translator) keyPairProblem(k SecretKey, what string) string {
+	return keyPairProblem(t.secrets, k, what)
+}
+
+func (t *translator) caBundleProblem(k SecretKey, what string) string {
+	return caBundleProblem(t.secrets, k, what)
+}
+
 // keyPairProblem says why Secret k cannot be presented as a certificate
 // (tls.crt and tls.key), or "" when it can; what says what it is for.
-func (t *translator) keyPairProblem(k SecretKey, what string) string {
-	data, found := t.secrets[k]
+func keyPairProblem(secrets Secrets, k SecretKey, what string) string {
+	data, found := secrets[k]
 	switch {
 	case !found:
 		return fmt.Sprintf("Secret %s%s not found", k, what)
@@ -77,8 +94,8 @@ func (t *translator) keyPairProblem(k SecretKey, what string) string {
 
 // caBundleProblem says why Secret k cannot verify peers (ca.crt), or ""
 // when it can; what says what it is for.
-func (t *translator) caBundleProblem(k SecretKey, what string) string {
-	data, found := t.secrets[k]
+func caBundleProblem(secrets Secrets, k SecretKey, what string) string {
+	data, found := secrets[k]
 	switch {
 	case !found:
 		return fmt.Sprintf("Secret %s%s not found", k, what)
