@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -76,6 +77,9 @@ func manifests(t *testing.T) []object {
 				continue
 			}
 			obj, _, err := strict.Decode(doc, nil, nil)
+			if err != nil && isCertManager(doc) {
+				obj, err = decodeCertManager(doc)
+			}
 			if err != nil {
 				t.Fatalf("%s document %d: %v", f, i, err)
 			}
@@ -160,7 +164,7 @@ func TestKustomizationAndNamespaces(t *testing.T) {
 			GetName() string
 		})
 		switch o.obj.(type) {
-		case *corev1.Namespace, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding:
+		case *corev1.Namespace, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *admissionregistrationv1.ValidatingWebhookConfiguration:
 			if m.GetNamespace() != "" {
 				t.Errorf("%s: cluster-scoped %s has a namespace", o.file, m.GetName())
 			}
