@@ -26,10 +26,10 @@ import (
 const Path = "/validate/configmaps"
 
 // MaxRequestBytes bounds a review's body. An UPDATE carries the old and
-// the new ConfigMap, each at most what the API server stores (1.5 MiB,
-// etcd's default request limit; ConfigMap data alone is at most 1 MiB),
-// plus JSON escaping and the review's envelope: 4 MiB holds that with a
-// margin. A larger body is refused (413), so the failure policy applies.
+// the new ConfigMap, each with at most 1 MiB of data (the API server's
+// limit), plus metadata, JSON escaping and the review's envelope: 4 MiB
+// holds that with a margin. A larger body is refused (413), so the
+// failure policy applies.
 const MaxRequestBytes = 4 << 20
 
 // Reviewer judges a ConfigMap against what is served; snapshot.Builder is
