@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"time"
 
@@ -38,6 +39,15 @@ func (h *handler) decide(req *admissionv1.AdmissionRequest) (*admissionv1.Admiss
 	if !compile.Selected(&cm) {
 		return allow, nil
 	}
+	if req.Operation == admissionv1.Update {
+		unchanged, err := intentUnchanged(req, &cm)
+		if err != nil {
+			return nil, err
+		}
+		if unchanged {
+			return allow, nil
+		}
+	}
 	if cm.Namespace == "" {
 		cm.Namespace = req.Namespace
 	}
@@ -73,4 +83,20 @@ func (h *handler) decide(req *admissionv1.AdmissionRequest) (*admissionv1.Admiss
 			"dry_run", req.DryRun != nil && *req.DryRun, "errors", len(errs), "first", bounded(line(errs[0]), maxLogBytes))
 	}
 	return resp, nil
+}
+
+// intentUnchanged reports whether an UPDATE leaves the intent as the
+// server already has it (an annotation, an owner, a finalizer removed
+// during deletion): nothing new to judge, and refusing would block such
+// edits, and deletions waiting on finalizers, of a ConfigMap stored
+// before it became invalid or lost a conflict.
+func intentUnchanged(req *admissionv1.AdmissionRequest, cm *corev1.ConfigMap) (bool, error) {
+	if cm.DeletionTimestamp != nil {
+		return true, nil
+	}
+	var old corev1.ConfigMap
+	if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
+		return false, badRequest("the request's old object is not a ConfigMap: %v", err)
+	}
+	return compile.Selected(&old) && maps.Equal(old.Data, cm.Data), nil
 }

@@ -112,6 +112,14 @@ func review(op admissionv1.Operation, cm *corev1.ConfigMap) *admissionv1.Admissi
 	return &admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: req}
 }
 
+// update is the review of an UPDATE from old to cm.
+func update(old, cm *corev1.ConfigMap) *admissionv1.AdmissionReview {
+	rev := review(admissionv1.Update, cm)
+	raw, _ := json.Marshal(old)
+	rev.Request.OldObject = runtime.RawExtension{Raw: raw}
+	return rev
+}
+
 func post(t *testing.T, h http.Handler, body []byte) *httptest.ResponseRecorder {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
@@ -155,6 +163,17 @@ func TestReviews(t *testing.T) {
 	dryRun := review(admissionv1.Create, configMap("apps", "bad", true, later, map[string]string{"egress.yaml": bad}))
 	yes := true
 	dryRun.Request.DryRun = &yes
+	served := configMap("payments", "first", true, created, map[string]string{"egress.yaml": github})
+	invalid := configMap("apps", "stored-before", true, created, map[string]string{"egress.yaml": bad})
+	annotated := invalid.DeepCopy()
+	annotated.Annotations = map[string]string{"team": "payments"}
+	unlabelled := invalid.DeepCopy()
+	unlabelled.Labels = nil
+	deleting := invalid.DeepCopy()
+	deleting.DeletionTimestamp = &metav1.Time{Time: later}
+	deleting.Finalizers = []string{"example.com/cleanup"}
+	finalized := deleting.DeepCopy()
+	finalized.Finalizers = nil
 	for _, tc := range []struct {
 		name         string
 		review       *admissionv1.AdmissionReview
@@ -189,11 +208,20 @@ func TestReviews(t *testing.T) {
 			message: []string{"egress intent ConfigMap apps/copy is invalid",
 				"\negress.yaml: destinations[0].ports[0]: host api.github.com port 443 is already declared by payments/first"}},
 		{name: "UPDATE of the served ConfigMap is judged without its old version",
-			review:  review(admissionv1.Update, configMap("payments", "first", true, created, map[string]string{"egress.yaml": github2})),
+			review:  update(served, configMap("payments", "first", true, created, map[string]string{"egress.yaml": github2})),
 			allowed: true, noWarnings: true},
 		{name: "UPDATE breaking the served ConfigMap denied",
-			review:  review(admissionv1.Update, configMap("payments", "first", true, created, map[string]string{"egress.yaml": bad})),
+			review:  update(served, configMap("payments", "first", true, created, map[string]string{"egress.yaml": bad})),
 			message: []string{"payments/first is invalid (2 error(s))"}},
+		{name: "UPDATE of metadata only allowed, even of an invalid ConfigMap",
+			review:  update(invalid, annotated),
+			allowed: true, noWarnings: true},
+		{name: "UPDATE during deletion allowed",
+			review:  update(deleting, finalized),
+			allowed: true, noWarnings: true},
+		{name: "UPDATE adding the label judged",
+			review:  update(unlabelled, invalid),
+			message: []string{"apps/stored-before is invalid (2 error(s))"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := answer(t, f.h, tc.review)
@@ -288,6 +316,9 @@ func TestMalformedRequests(t *testing.T) {
 	noUIDBody, _ := json.Marshal(noUID)
 	v1beta1 := strings.Replace(string(valid), "admission.k8s.io/v1", "admission.k8s.io/v1beta1", 1)
 	notCM := strings.Replace(string(valid), `"object":{`, `"object":{"data":42,`, 1)
+	badOld := update(configMap("apps", "x", true, created, nil), configMap("apps", "x", true, created, map[string]string{"egress.yaml": github}))
+	badOld.Request.OldObject.Raw = []byte(`"not an object"`)
+	badOldBody, _ := json.Marshal(badOld)
 	huge := append([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":{"data":{"egress.yaml":"`),
 		bytes.Repeat([]byte("a"), MaxRequestBytes)...)
 	huge = append(huge, []byte(`"}}}}`)...)
@@ -304,6 +335,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"no uid", "POST", "application/json", noUIDBody, 400, "without a request or its uid"},
 		{"another version", "POST", "application/json", []byte(v1beta1), 400, "want admission.k8s.io/v1 AdmissionReview"},
 		{"object not a ConfigMap", "POST", "application/json", []byte(notCM), 400, "not a ConfigMap"},
+		{"old object not a ConfigMap", "POST", "application/json", badOldBody, 400, "old object is not a ConfigMap"},
 		{"oversized", "POST", "application/json", huge, 413, "larger than"},
 		{"GET", "GET", "application/json", nil, 405, "POSTed"},
 		{"not JSON content", "POST", "text/plain", valid, 415, "want application/json"},
