@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/egress-xds/egress-xds/internal/admin"
@@ -19,7 +18,6 @@ import (
 	"github.com/egress-xds/egress-xds/internal/metrics"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
 	"github.com/egress-xds/egress-xds/internal/state"
-	"github.com/egress-xds/egress-xds/internal/tlsfiles"
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/watch"
 	"github.com/egress-xds/egress-xds/internal/webhook"
@@ -93,15 +91,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	var webhookCerts *tlsfiles.Reloader
-	if cfg.Webhook != nil {
-		if kube == nil {
-			return nil, errors.New("server: the admission webhook needs the Kubernetes source: it judges ConfigMaps the API server is about to store")
-		}
-		var err error
-		if webhookCerts, err = cfg.Webhook.LoadCertificate(log); err != nil {
-			return nil, err
-		}
+	if cfg.Webhook != nil && kube == nil {
+		return nil, errors.New("server: the admission webhook needs the Kubernetes source: it judges ConfigMaps the API server is about to store")
 	}
 	if mesh := cfg.Translate.Mesh; mesh != nil {
 		// Keys go only to proxies that proved their identity on xDS.
@@ -152,18 +143,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		xdsL.Close()
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	var webhookL net.Listener
+	var hook *admissionWebhook
 	if cfg.Webhook != nil {
-		if webhookL, err = net.Listen("tcp", cfg.Webhook.Address); err != nil {
+		if hook, err = listenWebhook(cfg.Webhook, builder, m, log); err != nil {
 			xdsL.Close()
 			adminL.Close()
-			return nil, fmt.Errorf("webhook listener: %w", err)
+			return nil, err
 		}
 	}
 	srvCtx, cancelSrv := context.WithCancel(context.Background())
 	xs := xds.NewServer(srvCtx, cache, m, log, xds.Options{TLS: xdsTLS})
 	s := &Server{
-		XDSAddr: xdsL.Addr().String(), AdminAddr: adminL.Addr().String(),
+		XDSAddr: xdsL.Addr().String(), AdminAddr: adminL.Addr().String(), WebhookAddr: hook.addr(),
 		Metrics: m, Cache: cache, Builder: builder, XDS: xs,
 		done: make(chan struct{}),
 	}
@@ -171,20 +162,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Handler: admin.Handler(admin.Sources{Metrics: m, Cache: cache, Builder: builder, Proxies: xs.Proxies,
 			Description: description}),
 		ReadHeaderTimeout: 5 * time.Second,
-	}
-	// The Secrets the source holds, for the webhook's warnings.
-	var heldSecrets atomic.Pointer[translate.Secrets]
-	var webhookSrv *http.Server
-	if webhookL != nil {
-		s.WebhookAddr = webhookL.Addr().String()
-		h := webhook.Handler(webhook.Options{Reviewer: builder, Metrics: m, Log: log,
-			Secrets: func() translate.Secrets {
-				if p := heldSecrets.Load(); p != nil {
-					return *p
-				}
-				return nil
-			}})
-		webhookSrv = webhook.NewHTTPServer(h, webhookCerts, log)
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	sourceErr := make(chan error, 1)
@@ -205,8 +182,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 					cms[i] = compile.ConfigMap{ConfigMap: cm}
 				}
 				m.SourceUpdates.WithLabelValues("kubernetes").Inc()
-				secrets := compile.Secrets(st.Secrets)
-				heldSecrets.Store(&secrets)
+				hook.hold(st.Secrets)
 				builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: st.Secrets})
 			})
 		}()
@@ -234,13 +210,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			log.Error("admin server stopped", "error", err)
 		}
 	}()
-	if webhookSrv != nil {
-		go func() {
-			if err := webhookSrv.ServeTLS(webhookL, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("webhook server stopped", "error", err)
-			}
-		}()
-	}
+	hook.serve()
 	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "webhook", s.WebhookAddr, "source", description,
 		"forward_proxy_port", cfg.Translate.ForwardProxyPort, "mesh", cfg.Translate.Mesh != nil)
 
@@ -269,9 +239,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		shutdownCtx, done := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 		defer done()
 		_ = adminSrv.Shutdown(shutdownCtx)
-		if webhookSrv != nil {
-			_ = webhookSrv.Shutdown(shutdownCtx)
-		}
+		hook.shutdown(shutdownCtx)
 		xs.Stop(cfg.ShutdownGrace)
 		cancelSrv()
 		<-builderDone
