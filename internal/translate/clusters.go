@@ -19,7 +19,11 @@ import (
 	"github.com/egress-xds/egress-xds/internal/intent"
 )
 
-const defaultConnectTimeout = 5 * time.Second
+const (
+	defaultConnectTimeout = 5 * time.Second
+	// dnsClusterType is the registered name of the DNS cluster factory.
+	dnsClusterType = "envoy.cluster.dns"
+)
 
 var lbPolicies = map[intent.LoadBalancer]clusterv3.Cluster_LbPolicy{
 	intent.LBRoundRobin:   clusterv3.Cluster_ROUND_ROBIN,
@@ -49,6 +53,9 @@ func (t *translator) cluster(dp *destPort) (*clusterv3.Cluster, *endpointv3.Clus
 			Name: "envoy.clusters.dynamic_forward_proxy",
 			TypedConfig: t.pack(&dfpclusterv3.ClusterConfig{
 				ClusterImplementationSpecifier: &dfpclusterv3.ClusterConfig_DnsCacheConfig{DnsCacheConfig: dnsCacheConfig()},
+				// Envoy refuses a forward proxy cluster that does not check
+				// each host's certificate, unless told it is meant.
+				AllowInsecureClusterOptions: dp.originatesTLS() && d.TLS.InsecureSkipVerify,
 			}),
 		}}
 	default:
@@ -126,8 +133,8 @@ func (t *translator) httpProtocolOptionsAny(dp *destPort) *anypb.Any {
 			key.idle = cp.IdleTimeout.Duration
 		}
 	}
-	if dp.dynamic() && dp.originatesTLS() {
-		key.autoSNI, key.autoSAN = true, !dp.dest.TLS.InsecureSkipVerify
+	if dp.dynamic() {
+		key.autoSNI, key.autoSAN = true, !insecure(dp)
 	}
 	if a, ok := t.protocolOptions[key]; ok {
 		return a
@@ -147,9 +154,16 @@ type protocolOptionsKey struct {
 	autoSNI, autoSAN bool
 }
 
+// insecure reports TLS origination without verification.
+func insecure(dp *destPort) bool { return dp.originatesTLS() && dp.dest.TLS.InsecureSkipVerify }
+
 // httpProtocolOptions: HTTP/1.1 upstream, connection reuse limits, and for
-// dynamic TLS origination the SNI and certificate check of each request's
-// own host (auto_sni, auto_san_validation).
+// dynamic forward proxy clusters the SNI and certificate check of each
+// request's own host (auto_sni, auto_san_validation). Envoy supplies those
+// two itself only to a forward proxy cluster without any HTTP protocol
+// options, and refuses one whose options lack them (unless
+// allow_insecure_cluster_options): plain HTTP clusters get them too, where
+// they are what Envoy would set and do nothing.
 func (t *translator) httpProtocolOptions(dp *destPort) *httpupstreamv3.HttpProtocolOptions {
 	o := &httpupstreamv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpupstreamv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpupstreamv3.HttpProtocolOptions_ExplicitHttpConfig{
@@ -162,10 +176,10 @@ func (t *translator) httpProtocolOptions(dp *destPort) *httpupstreamv3.HttpProto
 			IdleTimeout:              optDur(cp.IdleTimeout),
 		}
 	}
-	if dp.dynamic() && dp.originatesTLS() {
+	if dp.dynamic() {
 		o.UpstreamHttpProtocolOptions = &corev3.UpstreamHttpProtocolOptions{
 			AutoSni:           true,
-			AutoSanValidation: !dp.dest.TLS.InsecureSkipVerify,
+			AutoSanValidation: !insecure(dp),
 		}
 	}
 	return o
@@ -250,7 +264,11 @@ func loadAssignment(dp *destPort) *endpointv3.ClusterLoadAssignment {
 // extension, which replaces the STRICT_DNS and LOGICAL_DNS types and their
 // deprecated Cluster fields: every address an endpoint (strict), or one
 // address at a time (logical, for names behind many rotating addresses),
-// re-resolved as the records' TTL says.
+// re-resolved as the records' TTL says but not more often than every 5s
+// (dns_min_refresh_rate is a floor on the interval). Envoy finds custom
+// cluster types by the name their factory registers, envoy.cluster.dns
+// (source/extensions/clusters/dns), and only falls back to the config's
+// type URL when the name is unknown.
 // The two configurations are packed once per translation and shared.
 func (t *translator) dnsCluster(logical bool) *clusterv3.Cluster_ClusterType {
 	i := 0
@@ -267,7 +285,7 @@ func (t *translator) dnsCluster(logical bool) *clusterv3.Cluster_ClusterType {
 		})
 		t.dnsClusters[i] = a
 	}
-	return &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{Name: "envoy.clusters.dns", TypedConfig: a}}
+	return &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{Name: dnsClusterType, TypedConfig: a}}
 }
 
 // dnsCacheConfig is shared by every dynamic forward proxy filter and cluster:

@@ -1,6 +1,7 @@
 package translate_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
@@ -40,6 +41,40 @@ func TestEnvoyAcceptsGolden(t *testing.T) {
 			}
 			validate(t, bin, res)
 		})
+	}
+}
+
+// Envoy finds a custom cluster type by the name its factory registers and
+// falls back to the config's type URL only when the name is unknown: every
+// name the translator sends must be registered, or a config that happens to
+// work today (by its type URL) hides a wrong name. A probe cluster of each
+// name with a config of no cluster's type fails on the name only when the
+// name is unknown.
+func TestEnvoyKnowsTheClusterTypes(t *testing.T) {
+	bin := envoytest.Find(t)
+	cases, _ := filepath.Glob("testdata/*/in.yaml")
+	names := map[string]bool{}
+	for _, in := range cases {
+		res, _ := translateFile(t, in, caseOptions(t, filepath.Dir(in)))
+		if res == nil {
+			continue
+		}
+		for _, c := range res.Clusters {
+			if ct := c.GetClusterType(); ct != nil {
+				names[ct.GetName()] = true
+			}
+		}
+	}
+	if len(names) < 2 {
+		t.Fatalf("the golden cases use cluster types %v; want the DNS and dynamic forward proxy ones at least", names)
+	}
+	for name := range names {
+		probe := `{"static_resources": {"clusters": [{"name": "probe", "lb_policy": "CLUSTER_PROVIDED",
+			"cluster_type": {"name": "` + name + `", "typed_config": {"@type": "type.googleapis.com/google.protobuf.Struct"}}}]}}`
+		err := envoytest.Validate(context.Background(), bin.Path, probe)
+		if err != nil && strings.Contains(err.Error(), "Didn't find a registered cluster factory implementation") {
+			t.Errorf("cluster type %q is not the name of a cluster factory Envoy %s registers: %v", name, bin.Version, err)
+		}
 	}
 }
 

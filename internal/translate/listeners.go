@@ -4,7 +4,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	dfphttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/dynamic_forward_proxy/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -137,11 +136,10 @@ func (t *translator) connectionManager(name string, dps []*destPort, connect boo
 		{Name: httpRBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRBACBase()}},
 		{Name: httpRateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRateLimitBase(name)}},
 	}
-	if anyDynamic(dps) {
-		filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.dynamic_forward_proxy",
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&dfphttpv3.FilterConfig{
-				ImplementationSpecifier: &dfphttpv3.FilterConfig_DnsCacheConfig{DnsCacheConfig: dnsCacheConfig()},
-			})}})
+	// Only gateways connect to the destinations themselves; a sidecar's
+	// routes all lead to its gateways.
+	if t.opts.Role == RoleGateway && anyDynamic(dps) {
+		filters = append(filters, t.dynamicFilters()...)
 	}
 	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router",
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&routerv3.Router{})}})

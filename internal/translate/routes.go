@@ -74,6 +74,9 @@ func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
 	if a := t.httpRateLimitPerRoute(dp); a != nil {
 		out[httpRateLimitFilter] = a
 	}
+	if dp.dynamic() && t.opts.Role == RoleGateway {
+		out[setFilterStateFilter] = t.dynamicUpstream(dp)
+	}
 	if len(out) > 0 {
 		dp.perRoute = out
 	}

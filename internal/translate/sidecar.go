@@ -191,6 +191,16 @@ func (t *translator) captureListener(port uint32) {
 	if len(tlsPorts) > 0 {
 		l.ListenerFilters = append(l.ListenerFilters, t.tlsInspectorOn(slices.Sorted(maps.Keys(tlsPorts))))
 	}
+	if len(l.FilterChains) == 0 {
+		// Nothing declared: Envoy refuses a listener without filter
+		// chains, so it gets one that no connection matches (no listener
+		// filter sets that transport protocol). Every connection is closed
+		// and logged as not declared, as undeclared ones always are.
+		l.FilterChains = []*listenerv3.FilterChain{{
+			Name:             notDeclaredRoute,
+			FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: notDeclaredRoute},
+		}}
+	}
 	t.addListener(l, nil, t.ports)
 }
 
