@@ -2,9 +2,13 @@ package bootstrap
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +16,16 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	overloadv3 "github.com/envoyproxy/go-control-plane/envoy/config/overload/v3"
+	downstreamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/egress-xds/egress-xds/internal/envoytest"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
@@ -234,16 +244,10 @@ func TestRenderErrors(t *testing.T) {
 	}
 }
 
-// TestEnvoyValidates runs `envoy --mode validate` on the shipped file and a
-// rendered one when an Envoy binary is at hand ($ENVOY_BIN or envoy on PATH).
+// Envoy itself accepts both shipped bootstraps, and a rendered one
+// (envoytest finds Envoy, or skips saying how to install it).
 func TestEnvoyValidates(t *testing.T) {
-	bin := os.Getenv("ENVOY_BIN")
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("envoy"); err != nil {
-			t.Skip("no envoy binary: set ENVOY_BIN or put envoy on PATH")
-		}
-	}
+	bin := envoytest.Find(t)
 	rendered, err := Render(Params{NodeID: "validate", XDSHost: "127.0.0.1", AdminPort: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -253,13 +257,133 @@ func TestEnvoyValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, file := range []string{"egress-gateway.yaml", "sidecar.yaml", path} {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		out, err := exec.CommandContext(ctx, bin, "--mode", "validate", "-c", file,
-			"--service-node", "validate", "--log-level", "warn").CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Errorf("envoy --mode validate -c %s: %v\n%s", file, err, out)
+		if err := envoytest.ValidateFile(context.Background(), bin.Path, file, "--service-node", "validate"); err != nil {
+			t.Errorf("Envoy %s: %v", bin.Version, err)
 		}
+	}
+}
+
+// Prometheus must reach the stats listener exactly when the gateway is at
+// its global connection limit: the listener bypasses the limit
+// (ignore_global_conn_limit), like the admin interface. Proved with Envoy:
+// the shipped bootstrap with a limit of one connection, which a held
+// connection to another listener takes.
+func TestStatsListenerBypassesTheConnectionLimit(t *testing.T) {
+	for _, l := range must(Default()).GetStaticResources().GetListeners() {
+		if l.GetName() == statsListenerName && !l.GetIgnoreGlobalConnLimit() {
+			t.Errorf("the stats listener lacks ignore_global_conn_limit: Prometheus is refused when the gateway is overloaded")
+		}
+	}
+	bin := envoytest.Find(t)
+	ports := freePorts(t, 3)
+	b, err := Build(Params{NodeID: "limit", XDSHost: "127.0.0.1", AdminPort: int(ports[1]), StatsPort: int(ports[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.DynamicResources = nil // nothing to wait for: static listeners serve at once
+	sr := b.GetStaticResources()
+	sr.Clusters = slices.DeleteFunc(sr.Clusters, func(c *clusterv3.Cluster) bool { return c.GetName() == XDSClusterName })
+	if len(sr.GetListeners()) != 1 {
+		t.Fatalf("listeners %v, want the stats listener alone", sr.GetListeners())
+	}
+	sr.Listeners[0].GetAddress().GetSocketAddress().Address = "127.0.0.1"
+	busy := proto.Clone(sr.GetListeners()[0]).(*listenerv3.Listener)
+	busy.Name, busy.IgnoreGlobalConnLimit = "busy", false
+	busy.GetAddress().GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: ports[2]}
+	sr.Listeners = append(sr.Listeners, busy)
+	limited := false
+	for _, m := range b.GetOverloadManager().GetResourceMonitors() {
+		if m.GetName() == "envoy.resource_monitors.global_downstream_max_connections" {
+			m.ConfigType = &overloadv3.ResourceMonitor_TypedConfig{TypedConfig: must(anypb.New(&downstreamv3.DownstreamConnectionsConfig{MaxActiveDownstreamConnections: 1}))}
+			limited = true
+		}
+	}
+	if !limited {
+		t.Fatal("no global connection limit to lower")
+	}
+	config, err := protojson.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envoytest.Serve(t, bin, string(config))
+
+	stats := fmt.Sprintf("http://127.0.0.1:%d/stats/prometheus", ports[0])
+	get := func() error {
+		// A new connection each time: a kept-alive one would count.
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get(stats)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "envoy_server_live") {
+			return fmt.Errorf("%s: %.200s", resp.Status, body)
+		}
+		return nil
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for err := get(); err != nil; err = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stats listener never served: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Take the one connection the gateway accepts, and hold it.
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports[2]), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	active := fmt.Sprintf("listener.127.0.0.1_%d.downstream_cx_active: 1", ports[2])
+	var seen string
+	waitFor(t, func() bool {
+		seen, _ = httpGetBody(fmt.Sprintf("http://127.0.0.1:%d/stats?filter=downstream_cx_active", ports[1]))
+		return strings.Contains(seen, active)
+	}, func() string { return "no " + active + " in\n" + seen })
+	if err := get(); err != nil {
+		t.Fatalf("Prometheus is refused while the gateway is at its connection limit: %v", err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func freePorts(t *testing.T, n int) []uint32 {
+	t.Helper()
+	var out []uint32
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, uint32(l.Addr().(*net.TCPAddr).Port))
+	}
+	return out
+}
+
+func httpGetBody(u string) (string, error) {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(u)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func waitFor(t *testing.T, ok func() bool, why func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatal(why())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

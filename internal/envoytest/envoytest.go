@@ -258,3 +258,68 @@ func MustValidate(t *testing.T, bin Binary, config string, args ...string) {
 		t.Errorf("Envoy %s: %v\n(the bootstrap: %s)", bin.Version, err, path)
 	}
 }
+
+// Serve runs Envoy on config (a bootstrap in YAML or JSON) until the test
+// ends, and returns the address of its admin interface once it listens
+// (config's admin port may be 0: Envoy writes the one it picked). Its
+// output is logged when the test fails.
+func Serve(t *testing.T, bin Binary, config string, args ...string) (adminAddr string) {
+	t.Helper()
+	dir := t.TempDir()
+	path, adminPath := filepath.Join(dir, "bootstrap.yaml"), filepath.Join(dir, "admin-address")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin.Path, append([]string{"-c", path, "--admin-address-path", adminPath,
+		"--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("%s: %v", bin.Path, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+		if t.Failed() {
+			t.Logf("envoy output:\n%s", out.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(adminPath); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		select {
+		case <-exited:
+			t.Fatalf("envoy exited before listening:\n%s", out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("envoy did not write its admin address in 30s:\n%s", out.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's two output streams.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
