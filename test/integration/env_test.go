@@ -170,6 +170,9 @@ func (e *Env) ep(name string, labels ...string) string {
 	return s + "}"
 }
 
+// upstreamPort is the port of a fake service as the gateways reach it.
+func (e *Env) upstreamPort(name string) string { return strconv.Itoa(int(e.Upstreams[name].Port)) }
+
 // addr is an upstream as Envoy's endpoints hold it.
 func (e *Env) addr(name string) string { return e.Upstreams[name].String() }
 

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 }
 
 // fakeEnvoy stands in for an envoy binary, so the process handling of the
-// ENVOY_BIN run is tested here: it takes the command line the harness
+// local Envoy run is tested here: it takes the command line the harness
 // gives Envoy (only flags Envoy has), checks the bootstrap, serves /ready
 // and /stats on a loopback admin port it reports through
 // --admin-address-path, prints an access log line, and exits on SIGTERM.
@@ -81,7 +81,7 @@ func fakeEnvoy(args []string) int {
 	return 0
 }
 
-// The ENVOY_BIN harness starts a gateway process with a rendered
+// The local Envoy harness starts a gateway process with a rendered
 // bootstrap, finds its admin interface, waits for it, reads its access
 // log and stops it with SIGTERM.
 func TestLocalGatewayProcess(t *testing.T) {

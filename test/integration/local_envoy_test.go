@@ -19,7 +19,7 @@ import (
 	"github.com/egress-xds/egress-xds/envoy/bootstrap"
 )
 
-// newLocalEnvoyStack is the ENVOY_BIN run: newLocalStack plus one Envoy
+// newLocalEnvoyStack is the local Envoy run: newLocalStack plus one Envoy
 // gateway process. One only: every gateway of a group listens on the same
 // ports, which local processes would share.
 func newLocalEnvoyStack(t *testing.T, bin string) *stack {
@@ -76,7 +76,7 @@ func startLocalGateway(t *testing.T, bin, id, xdsAddr string) *localGateway {
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
 		cancel()
-		t.Fatalf("ENVOY_BIN=%s: %v", bin, err)
+		t.Fatalf("%s: %v", bin, err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()

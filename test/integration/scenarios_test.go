@@ -10,7 +10,9 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	lrlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	setfilterstatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/set_filter_state/v3"
 	lrlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -280,8 +282,13 @@ var scenarios = []Scenario{{
   rateLimit: {maxTokens: 3, tokensPerFill: 3, fillInterval: 1m}`
 	},
 	Config: func(e *Env, c *check) {
-		c.equal("HTTP filters", httpFilters(c.hcm(c.listener(e.listener("http", 80)))),
-			[]string{httpRBAC, httpRateLimit, "envoy.filters.http.router"})
+		// The allow list and the rate limit come first; the listener's
+		// dynamic forward proxy filters (dynamic-ports) sit before the router.
+		hf := httpFilters(c.hcm(c.listener(e.listener("http", 80))))
+		if len(hf) >= 3 {
+			hf = append(hf[:2:2], hf[len(hf)-1])
+		}
+		c.equal("HTTP filters", hf, []string{httpRBAC, httpRateLimit, "envoy.filters.http.router"})
 		vh := c.vhost(c.routes(e.listener("http", 80)), clusterName("rate-limit", "limited", 80))
 		rl := unpack[*lrlhttpv3.LocalRateLimit](c, c.route(vh).GetTypedPerFilterConfig()[httpRateLimit])
 		tb := rl.GetTokenBucket()
@@ -596,6 +603,63 @@ var scenarios = []Scenario{{
 		}
 	},
 }, {
+	Name: "dynamic-ports",
+	About: "names resolved per request (DYNAMIC, wildcards) are reached on the declared upstream port (tls.port, targetPort), " +
+		"whatever port the Host header or the CONNECT authority names",
+	Intent: func(e *Env) string {
+		return `
+- name: origin
+  host: ` + fakeservices.DynamicHost + `
+  resolution: DYNAMIC
+  ports: [{number: 80, protocol: HTTP}]
+  tls: {mode: SIMPLE, port: ` + e.upstreamPort(fakeservices.ServiceTLS) + `}
+- name: wild
+  host: "*.` + fakeservices.WildcardDomain + `"
+  ports:
+    - {number: 80, protocol: HTTP, targetPort: ` + e.upstreamPort(fakeservices.ServiceHTTP) + `}
+    - {number: 443, protocol: TLS, targetPort: ` + e.upstreamPort(fakeservices.ServiceTLS) + `}`
+	},
+	Config: func(e *Env, c *check) {
+		origin, web, tls := clusterName("dynamic-ports", "origin", 80), clusterName("dynamic-ports", "wild", 80), clusterName("dynamic-ports", "wild", 443)
+		for _, cl := range []string{origin, web, tls} {
+			c.equal(cl+" cluster type", c.cluster(cl).GetClusterType().GetName(), "envoy.clusters.dynamic_forward_proxy")
+		}
+		rc := c.routes(e.listener("http", 80))
+		c.equal("origin upstream port", dynamicPort(c, c.route(c.vhost(rc, origin))), e.upstreamPort(fakeservices.ServiceTLS))
+		c.equal("wildcard HTTP upstream port", dynamicPort(c, c.route(c.vhost(rc, web))), e.upstreamPort(fakeservices.ServiceHTTP))
+		c.equal("wildcard CONNECT upstream port", dynamicPort(c, c.route(c.vhost(c.routes(e.forwardProxy()), tls))), e.upstreamPort(fakeservices.ServiceTLS))
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		if g.env.Name == "compose" {
+			t.Skip("the scenario's names are under localhost, which resolves to the gateway itself in a container; it runs with local gateways")
+		}
+		// With and without the declared port in the Host header: the
+		// forward proxy connects to tls.port and targetPort either way.
+		for _, host := range []string{fakeservices.DynamicHost, fakeservices.DynamicHost + ":80"} {
+			r := g.get(t, host, "/dynamic")
+			if r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceTLS || !r.reply.TLS || r.reply.SNI != fakeservices.DynamicHost {
+				t.Fatalf("Host %s: %d %+v %q, want verified TLS to %s on its tls.port", host, r.code, r.reply, r.body, fakeservices.DynamicHost)
+			}
+		}
+		web := "web." + fakeservices.WildcardDomain
+		for _, host := range []string{web, web + ":80"} {
+			if r := g.get(t, host, "/wild"); r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceHTTP || r.reply.Host != host {
+				t.Fatalf("Host %s: %d %+v %q, want the HTTP service on targetPort", host, r.code, r.reply, r.body)
+			}
+		}
+		api := "api." + fakeservices.WildcardDomain
+		conn, code := g.connect(t, api+":443")
+		if code != http.StatusOK {
+			t.Fatalf("CONNECT %s:443: %d, want a tunnel to targetPort", api, code)
+		}
+		if rep, err := tlsRequest(conn, api, "/tunnel", g.ca); err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != api {
+			t.Fatalf("TLS through the tunnel: %+v %v", rep, err)
+		}
+		if rep, err := g.passthrough(api, "/sni"); err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != api {
+			t.Fatalf("TLS by SNI: %+v %v", rep, err)
+		}
+	},
+}, {
 	Name:  "zero-nacks",
 	About: "over the whole run, every configuration was accepted",
 	Config: func(e *Env, c *check) {
@@ -611,6 +675,19 @@ var scenarios = []Scenario{{
 		}
 	},
 }}
+
+// dynamicPort is the upstream port a DYNAMIC destination's route sets for
+// the dynamic forward proxy (envoy.upstream.dynamic_port).
+func dynamicPort(c *check, r *routev3.Route) string {
+	cfg := unpack[*setfilterstatev3.Config](c, r.GetTypedPerFilterConfig()["envoy.filters.http.set_filter_state"])
+	for _, v := range cfg.GetOnRequestHeaders() {
+		if v.GetObjectKey() == "envoy.upstream.dynamic_port" {
+			return v.GetFormatString().GetTextFormatSource().GetInlineString()
+		}
+	}
+	c.fail("route %s sets no envoy.upstream.dynamic_port", r.GetName())
+	return ""
+}
 
 // editedIntent is the live-edit destination with an allow list.
 func editedIntent(e *Env, allow string) string {

