@@ -61,8 +61,12 @@ func (t *translator) dynamicFilters() []*hcmv3.HttpFilter {
 
 // dynamicUpstream is the per-route filter state of a DYNAMIC destination
 // port: its requested host (when the metadata holds it) on its upstream
-// port.
+// port. Packed once per upstream port: wildcards mostly share 443.
 func (t *translator) dynamicUpstream(dp *destPort) *anypb.Any {
+	port := dp.upstreamPort()
+	if a, ok := t.dynamicUpstreams[port]; ok {
+		return a
+	}
 	text := func(s string) *corev3.SubstitutionFormatString {
 		return &corev3.SubstitutionFormatString{
 			Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
@@ -80,8 +84,13 @@ func (t *translator) dynamicUpstream(dp *destPort) *anypb.Any {
 			SkipIfEmpty: true,
 		}
 	}
-	return t.pack(&setfilterstatehttpv3.Config{OnRequestHeaders: []*setfilterstatev3.FilterStateValue{
+	a := t.pack(&setfilterstatehttpv3.Config{OnRequestHeaders: []*setfilterstatev3.FilterStateValue{
 		value("envoy.upstream.dynamic_host", "%DYNAMIC_METADATA("+requestHostNamespace+":"+requestHostKey+")%"),
-		value("envoy.upstream.dynamic_port", strconv.FormatUint(uint64(dp.upstreamPort()), 10)),
+		value("envoy.upstream.dynamic_port", strconv.FormatUint(uint64(port), 10)),
 	}})
+	if t.dynamicUpstreams == nil {
+		t.dynamicUpstreams = map[uint32]*anypb.Any{}
+	}
+	t.dynamicUpstreams[port] = a
+	return a
 }

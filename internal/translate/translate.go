@@ -150,6 +150,8 @@ type translator struct {
 	dnsClusters [2]*anypb.Any
 	// protocolOptions are packed upstream HTTP options by what they depend on.
 	protocolOptions map[protocolOptionsKey]*anypb.Any
+	// dynamicUpstreams are packed per-route filter states by upstream port.
+	dynamicUpstreams map[uint32]*anypb.Any
 }
 
 // destPort is one declared port of one destination: the unit every listener
