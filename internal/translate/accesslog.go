@@ -40,7 +40,7 @@ var accessLogFields = map[string]string{
 // literal; extra adds literal fields such as the reason a connection was
 // refused.
 func (t *translator) accessLog(listener, destination string, extra map[string]string) []*accesslogv3.AccessLog {
-	key := listener + "\x00" + destination
+	key := listener + "\x00" + destination + "\x00" + extra["reason"]
 	if cached, ok := t.accessLogs[key]; ok {
 		return cached
 	}

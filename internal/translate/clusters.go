@@ -95,6 +95,17 @@ func (t *translator) cluster(dp *destPort) (*clusterv3.Cluster, *endpointv3.Clus
 
 const intentHTTP = intent.ProtocolHTTP
 
+// refusedCluster has no endpoints: a TCP proxy sending to it closes the
+// connection without connecting anywhere.
+func refusedCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 RefusedCluster,
+		ConnectTimeout:       dur(time.Second),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: RefusedCluster},
+	}
+}
+
 // enforcing turns on ejection for a configured detector; Envoy enforces
 // consecutive gateway failures at 0% unless told otherwise.
 func enforcing(v *uint32) *wrapperspb.UInt32Value {

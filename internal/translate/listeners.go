@@ -16,6 +16,15 @@ import (
 // NotDeclaredReason is logged for connections whose SNI no intent declares.
 const NotDeclaredReason = "egress_not_declared: no egress intent declares this host on this port"
 
+// SourceNotAllowedReason is logged for TLS and TCP connections from a
+// source outside the destination's allow list.
+const SourceNotAllowedReason = "source_not_allowed: the destination's allow list does not admit this source address"
+
+// RefusedCluster is the cluster, without endpoints, that the chains of
+// refused sources send to: the TCP proxy closes the connection at once
+// (flag UH) without connecting anywhere.
+const RefusedCluster = "source_not_allowed"
+
 func (t *translator) listener(name string, port uint32) *listenerv3.Listener {
 	return t.listenerAt(t.opts.ListenerAddress, name, port)
 }
@@ -43,20 +52,7 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 	}}
 	l.AccessLog = t.accessLog(name, notDeclaredRoute, map[string]string{"reason": NotDeclaredReason})
 	for _, dp := range dps {
-		filters := t.connectionFilters(dp)
-		if dp.dynamic() {
-			filters = append(filters, &listenerv3.Filter{Name: "envoy.filters.network.sni_dynamic_forward_proxy",
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(&snidfpv3.FilterConfig{
-					DnsCacheConfig: dnsCacheConfig(),
-					PortSpecifier:  &snidfpv3.FilterConfig_PortValue{PortValue: dp.upstreamPort()},
-				})}})
-		}
-		filters = append(filters, t.tcpProxy(name, dp))
-		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-			Name:             dp.cluster,
-			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{dp.dest.Host}},
-			Filters:          filters,
-		})
+		l.FilterChains = append(l.FilterChains, t.admissionChains(name, dp, []string{dp.dest.Host})...)
 	}
 	return l
 }
@@ -66,27 +62,84 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 func (t *translator) tcpListener(port uint32, dp *destPort) *listenerv3.Listener {
 	name := listenerName(kindTCP, port)
 	l := t.listener(name, port)
-	filters := append(t.connectionFilters(dp), t.tcpProxy(name, dp))
-	l.FilterChains = []*listenerv3.FilterChain{{Name: dp.cluster, Filters: filters}}
+	l.FilterChains = t.admissionChains(name, dp, nil)
 	return l
 }
 
-// connectionFilters are the per-destination admission filters of a TLS or
-// TCP chain: source allowlist first, then the connection rate limit.
-func (t *translator) connectionFilters(dp *destPort) []*listenerv3.Filter {
-	var out []*listenerv3.Filter
-	if f := t.networkRBAC(dp); f != nil {
-		out = append(out, f)
-	}
+// admissionChains are a TLS or TCP destination's filter chains (matching
+// serverNames, if any). A destination with an allow list admits sources in
+// the filter chain match: a source outside it lands on a chain of its own
+// that closes the connection and logs why, before anything else runs. A
+// network RBAC filter would decide only on the first bytes, after the
+// connection rate limit had taken its token (denied sources would drain
+// the allowed ones' bucket) and the TCP proxy had connected upstream.
+// Identities cannot be checked on these ports (no client certificate):
+// a destination allowing only identities refuses every connection here.
+func (t *translator) admissionChains(listener string, dp *destPort, serverNames []string) []*listenerv3.FilterChain {
+	var filters []*listenerv3.Filter
 	if f := t.networkRateLimit(dp); f != nil {
-		out = append(out, f)
+		filters = append(filters, f)
 	}
-	return out
+	if dp.dynamic() {
+		filters = append(filters, &listenerv3.Filter{Name: "envoy.filters.network.sni_dynamic_forward_proxy",
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(&snidfpv3.FilterConfig{
+				DnsCacheConfig: dnsCacheConfig(),
+				PortSpecifier:  &snidfpv3.FilterConfig_PortValue{PortValue: dp.upstreamPort()},
+			})}})
+	}
+	match := func() *listenerv3.FilterChainMatch {
+		if serverNames == nil {
+			return nil
+		}
+		return &listenerv3.FilterChainMatch{ServerNames: serverNames}
+	}
+	admitted := &listenerv3.FilterChain{Name: dp.cluster, FilterChainMatch: match(), Filters: append(filters, t.tcpProxy(listener, dp))}
+	if dp.dest.Allow == nil {
+		return []*listenerv3.FilterChain{admitted}
+	}
+	var out []*listenerv3.FilterChain
+	if ranges := sourceRanges(dp.dest); len(ranges) > 0 {
+		if admitted.FilterChainMatch == nil {
+			admitted.FilterChainMatch = &listenerv3.FilterChainMatch{}
+		}
+		admitted.FilterChainMatch.SourcePrefixRanges = ranges
+		out = append(out, admitted)
+	}
+	t.refusing = append(t.refusing, dp)
+	return append(out, &listenerv3.FilterChain{
+		Name:             refusedChainName(dp),
+		FilterChainMatch: match(),
+		Filters:          []*listenerv3.Filter{t.refusingProxy(listener, dp)},
+	})
 }
+
+// refusedChainName names the chain of the sources a destination refuses;
+// it is also the stat prefix of their connections.
+func refusedChainName(dp *destPort) string { return dp.cluster + "/source_not_allowed" }
 
 // tcpProxy sends a destination port's connections to its cluster.
 func (t *translator) tcpProxy(listenerName string, dp *destPort) *listenerv3.Filter {
 	return t.tcpProxyTo(listenerName, dp, dp.cluster, nil)
+}
+
+// refusingProxy closes the connections of refused sources: its cluster has
+// no endpoints. Their stats are the destination's, under
+// <destination>/source_not_allowed, and the log says why.
+func (t *translator) refusingProxy(listenerName string, dp *destPort) *listenerv3.Filter {
+	cfg := &tcpproxyv3.TcpProxy{
+		StatPrefix:       refusedChainName(dp),
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: RefusedCluster},
+	}
+	key := listenerName + "\x00refused"
+	logs, ok := t.tcpAccessLogs[key]
+	if !ok {
+		logs = t.encodeField(cfg, "access_log", asMessages(t.accessLog(listenerName, "%FILTER_CHAIN_NAME%", map[string]string{"reason": SourceNotAllowedReason}))...)
+		if t.tcpAccessLogs == nil {
+			t.tcpAccessLogs = map[string]sharedField{}
+		}
+		t.tcpAccessLogs[key] = logs
+	}
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.packWith(cfg, logs)}}
 }
 
 // tcpProxyTo sends a destination port's connections to cluster, inside an

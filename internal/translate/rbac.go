@@ -4,10 +4,8 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
-	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -15,7 +13,6 @@ import (
 )
 
 const (
-	networkRBACFilter = "envoy.filters.network.rbac"
 	httpRBACFilter    = "envoy.filters.http.rbac"
 	allowPolicyName   = "allowed-sources"
 )
@@ -44,7 +41,7 @@ func (t *translator) rbacRules(d *intent.Destination) *rbacv3.RBAC {
 				continue
 			}
 			principals = append(principals, &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{
-				DirectRemoteIp: &corev3.CidrRange{AddressPrefix: pfx.Addr().String(), PrefixLen: u32(uint32(pfx.Bits()))},
+				DirectRemoteIp: cidrRange(pfx.Addr().String(), pfx.Bits()),
 			}})
 		case s.Principal != "":
 			principals = append(principals, authenticated(exact(s.Principal)))
@@ -68,27 +65,23 @@ func (t *translator) rbacRules(d *intent.Destination) *rbacv3.RBAC {
 	}
 }
 
-// networkRBAC refuses connections from sources the destination does not
-// allow; the connection is closed and the access log says
-// rbac_access_denied_matched_policy[none].
-func (t *translator) networkRBAC(dp *destPort) *listenerv3.Filter {
-	if dp.dest.Allow == nil {
-		return nil
-	}
-	// Destinations with the same allow list share the encoded rules.
-	cfg := &rbacnetv3.RBAC{StatPrefix: dp.cluster + "."}
-	key := allowKey(dp.dest)
-	rules, ok := t.networkRBACRules[key]
-	if !ok {
-		rules = t.encodeField(cfg, "rules", t.rbacRules(dp.dest))
-		if t.networkRBACRules == nil {
-			t.networkRBACRules = map[string]sharedField{}
+// sourceRanges are the addresses a destination's allow list admits, as
+// filter chain source matches (the peer address of the connection).
+func sourceRanges(d *intent.Destination) []*corev3.CidrRange {
+	var out []*corev3.CidrRange
+	for _, s := range *d.Allow {
+		if s.CIDR == "" {
+			continue
 		}
-		t.networkRBACRules[key] = rules
+		if pfx, err := intent.ParseCIDR(s.CIDR); err == nil {
+			out = append(out, cidrRange(pfx.Addr().String(), pfx.Bits()))
+		}
 	}
-	return &listenerv3.Filter{Name: networkRBACFilter, ConfigType: &listenerv3.Filter_TypedConfig{
-		TypedConfig: t.packWith(cfg, rules),
-	}}
+	return out
+}
+
+func cidrRange(addr string, bits int) *corev3.CidrRange {
+	return &corev3.CidrRange{AddressPrefix: addr, PrefixLen: u32(uint32(bits))}
 }
 
 // httpRBACBase is the connection manager's RBAC filter: no rules of its own,

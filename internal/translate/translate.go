@@ -144,8 +144,10 @@ type translator struct {
 	accessLogs   map[string][]*accesslogv3.AccessLog
 	rbacPerRoute map[string]*anypb.Any // by allow list
 	// Fields encoded once and shared by many typed configs (protos.go).
-	networkRBACRules map[string]sharedField // by allow list
-	tcpAccessLogs    map[string]sharedField // by listener
+	tcpAccessLogs map[string]sharedField // by listener
+	// refusing are the destination ports whose chains send refused
+	// sources to RefusedCluster.
+	refusing []*destPort
 	// dnsClusters are the packed DNS cluster configurations: strict, logical.
 	dnsClusters [2]*anypb.Any
 	// protocolOptions are packed upstream HTTP options by what they depend on.
@@ -267,6 +269,10 @@ func (t *translator) buildGateway() {
 		t.meshListener(t.ports)
 	}
 	wg.Wait()
+	if len(t.refusing) > 0 {
+		clusters = append(clusters, refusedCluster())
+		t.out.Sources.add(resourcev3.ClusterType, RefusedCluster, t.refusing...)
+	}
 	t.out.Clusters, t.out.Endpoints = clusters, endpoints
 	for _, cla := range endpoints {
 		t.out.Sources.copyFrom(resourcev3.EndpointType, resourcev3.ClusterType, cla.ClusterName)

@@ -17,6 +17,7 @@ import (
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -220,6 +221,38 @@ func sans(ctx *tlsv3.UpstreamTlsContext) []string {
 }
 
 // principals are the source CIDRs an RBAC policy allows.
+// sourceRanges are the source addresses a filter chain matches.
+func sourceRanges(fc *listenerv3.FilterChain) []string {
+	var out []string
+	for _, r := range fc.GetFilterChainMatch().GetSourcePrefixRanges() {
+		out = append(out, r.GetAddressPrefix()+"/"+strconv.Itoa(int(r.GetPrefixLen().GetValue())))
+	}
+	return out
+}
+
+func hasChain(l *listenerv3.Listener, name string) bool {
+	for _, fc := range l.GetFilterChains() {
+		if fc.GetName() == name {
+			return true
+		}
+	}
+	return false
+}
+
+// refusedChain is the cluster of the chain that takes the sources a
+// destination refuses; the chain matches the same names as the admitted
+// one, without the source ranges.
+func refusedChain(c *check, l *listenerv3.Listener, destination string) string {
+	fc := c.chain(l, destination+"/source_not_allowed")
+	if fc == nil {
+		return ""
+	}
+	if len(fc.GetFilterChainMatch().GetSourcePrefixRanges()) != 0 {
+		c.fail("the refusing chain of %s matches sources", destination)
+	}
+	return filter[*tcpproxyv3.TcpProxy](c, fc, tcpProxy).GetCluster()
+}
+
 func principals(r *rbacv3.RBAC) []string {
 	var out []string
 	for _, p := range r.GetPolicies() {

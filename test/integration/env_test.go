@@ -177,6 +177,16 @@ func (e *Env) upstreamPort(name string) string { return strconv.Itoa(int(e.Upstr
 func (e *Env) addr(name string) string { return e.Upstreams[name].String() }
 
 // allowClients is an allow list admitting the test traffic.
+// deniedSource is a local address the gateways see as a source outside
+// ClientCIDRs: on loopback every 127.x address is ours, so a local
+// gateway that admits 127.0.0.1 alone sees 127.0.0.2 as another source.
+func (e *Env) deniedSource() (string, bool) {
+	if e.Name == "local" && len(e.ClientCIDRs) == 1 && e.ClientCIDRs[0] == "127.0.0.1/32" {
+		return "127.0.0.2", true
+	}
+	return "", false
+}
+
 func (e *Env) allowClients() string {
 	var parts []string
 	for _, c := range e.ClientCIDRs {

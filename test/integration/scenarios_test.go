@@ -14,7 +14,6 @@ import (
 	lrlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	setfilterstatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/set_filter_state/v3"
 	lrlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
-	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
@@ -59,7 +58,6 @@ const (
 
 // Envoy filter names the assertions look up.
 const (
-	netRBAC       = "envoy.filters.network.rbac"
 	netRateLimit  = "envoy.filters.network.local_ratelimit"
 	tcpProxy      = "envoy.filters.network.tcp_proxy"
 	httpRBAC      = "envoy.filters.http.rbac"
@@ -82,7 +80,8 @@ var scenarios = []Scenario{{
 		cl := clusterName("passthrough", "github", 443)
 		fc := c.chain(c.listener(e.listener("tls", 443)), cl)
 		c.equal("SNI", fc.GetFilterChainMatch().GetServerNames(), []string{"api.github.com"})
-		c.equalSet("allowed sources", principals(filter[*rbacnetv3.RBAC](c, fc, netRBAC).GetRules()), e.ClientCIDRs)
+		c.equalSet("allowed sources", sourceRanges(fc), e.ClientCIDRs)
+		c.equal("refused sources' chain", refusedChain(c, c.listener(e.listener("tls", 443)), cl), translate.RefusedCluster)
 		c.equal("connection rate limit", filter[*lrlnetv3.LocalRateLimit](c, fc, netRateLimit).GetTokenBucket().GetMaxTokens(), uint32(100))
 		c.equal("tcp_proxy cluster", filter[*tcpproxyv3.TcpProxy](c, fc, tcpProxy).GetCluster(), cl)
 		c.equal("endpoints", c.endpoints(c.cluster(cl)), []string{e.addr(fakeservices.ServiceTLS)})
@@ -431,7 +430,7 @@ var scenarios = []Scenario{{
 		vh := c.vhost(c.routes(e.listener("http", 80)), clusterName("source-denied", "denied", 80))
 		c.equal("HTTP allowed sources", routeRBAC(c, c.route(vh)), []string{deniedCIDR})
 		fc := c.chain(c.listener(e.listener("tls", 443)), clusterName("source-denied", "denied-tls", 443))
-		c.equal("TLS allowed sources", principals(filter[*rbacnetv3.RBAC](c, fc, netRBAC).GetRules()), []string{deniedCIDR})
+		c.equal("TLS allowed sources", sourceRanges(fc), []string{deniedCIDR})
 	},
 	Traffic: func(t *testing.T, g *Traffic) {
 		if r := g.get(t, "denied.example.com", "/"); r.code != http.StatusForbidden || !strings.Contains(r.body, "RBAC: access denied") {
@@ -444,6 +443,58 @@ var scenarios = []Scenario{{
 		var verr *tls.CertificateVerificationError
 		if err == nil || errors.As(err, &verr) {
 			t.Fatalf("TLS from a denied source: %v, want the connection closed", err)
+		}
+		g.waitLog(t, g.gw, "the refused connection", func(e logEntry) bool {
+			return e.get("sni") == "denied-tls.example.com" && e.get("reason") == translate.SourceNotAllowedReason
+		})
+	},
+}, {
+	Name:  "denied-source-spends-nothing",
+	About: "a connection from a source outside the allow list takes no rate-limit token from the allowed sources and connects nowhere",
+	Intent: func(e *Env) string {
+		return `
+- name: budget
+  host: budget.example.com
+  ports: [{number: 443, protocol: TLS}]
+  endpoints: [` + e.ep(fakeservices.ServiceTLS) + `]
+  allow: ` + e.allowClients() + `
+  rateLimit: {maxTokens: 1, tokensPerFill: 1, fillInterval: 1h}`
+	},
+	Config: func(e *Env, c *check) {
+		cl := clusterName("denied-source-spends-nothing", "budget", 443)
+		l := c.listener(e.listener("tls", 443))
+		fc := c.chain(l, cl)
+		c.equalSet("admitted sources, matched before any filter runs", sourceRanges(fc), e.ClientCIDRs)
+		c.equal("the bucket is on the admitted chain", filter[*lrlnetv3.LocalRateLimit](c, fc, netRateLimit).GetTokenBucket().GetMaxTokens(), uint32(1))
+		c.equal("refused sources' chain", refusedChain(c, l, cl), translate.RefusedCluster)
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		denied, ok := g.env.deniedSource()
+		if !ok {
+			t.Skip("no source address outside the allowed ones in this environment")
+		}
+		cl := clusterName("denied-source-spends-nothing", "budget", 443)
+		for i := range 5 {
+			if _, err := g.passthroughFrom(denied, "budget.example.com", "/"); err == nil {
+				t.Fatalf("attempt %d from %s went through", i, denied)
+			}
+		}
+		g.eventually(t, "the refused connections counted", func() error {
+			if n := g.stat(t, g.gw, "tcp."+cl+"/source_not_allowed.downstream_cx_total"); n < 5 {
+				return fmt.Errorf("%d refused connections counted", n)
+			}
+			return nil
+		})
+		if n := g.stat(t, g.gw, "cluster."+cl+".upstream_cx_total"); n != 0 {
+			t.Fatalf("refused sources caused %d upstream connections", n)
+		}
+		// The allowed source still has the bucket's one token...
+		if rep, err := g.passthrough("budget.example.com", "/"); err != nil || rep.Service != fakeservices.ServiceTLS {
+			t.Fatalf("the allowed source after the refused ones: %+v %v", rep, err)
+		}
+		// ...and only one: the bucket is real.
+		if _, err := g.passthrough("budget.example.com", "/"); err == nil {
+			t.Fatal("a second connection passed a bucket of one token")
 		}
 	},
 }, {
@@ -576,8 +627,9 @@ var scenarios = []Scenario{{
 		c.equal("identities allowed on the mesh port", routeRBAC(c, c.route(vh)), identities)
 		// On the plain TLS port the same rules hold, and a plain
 		// connection carries no identity: only the mesh gets through.
-		fc := c.chain(c.listener(e.listener("tls", 443)), clusterName("mesh-identities", "mesh-api", 443))
-		c.equal("identities allowed on the TLS port", principals(filter[*rbacnetv3.RBAC](c, fc, netRBAC).GetRules()), identities)
+		tl, cl := c.listener(e.listener("tls", 443)), clusterName("mesh-identities", "mesh-api", 443)
+		c.equal("no admitted chain on the TLS port", hasChain(tl, cl), false)
+		c.equal("every source refused on the TLS port", refusedChain(c, tl, cl), translate.RefusedCluster)
 	},
 	Traffic: func(t *testing.T, g *Traffic) {
 		for _, id := range []string{fakeservices.WorkloadID("payments", "checkout"), fakeservices.WorkloadID("billing", "invoices")} {

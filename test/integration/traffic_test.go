@@ -142,6 +142,20 @@ func (g *Traffic) passthrough(sni, path string) (fakeservices.Reply, error) {
 	return tlsRequest(conn, sni, path, g.ca)
 }
 
+// passthroughFrom is passthrough from the local source address src.
+func (g *Traffic) passthroughFrom(src, sni, path string) (fakeservices.Reply, error) {
+	addr, err := g.gw.addr(g.env.listenerPort(443))
+	if err != nil {
+		return fakeservices.Reply{}, err
+	}
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return fakeservices.Reply{}, err
+	}
+	return tlsRequest(conn, sni, path, g.ca)
+}
+
 // tlsRequest sends GET path over TLS on conn, which it closes.
 func tlsRequest(conn net.Conn, sni, path string, ca *x509.CertPool) (fakeservices.Reply, error) {
 	defer conn.Close()

@@ -37,6 +37,7 @@ var DefaultNames = []string{
 	"api.external-service.com",
 	"secure-api.partner.com",
 	"denied-tls.example.com",
+	"budget.example.com",
 	MeshHost,
 	DynamicHost,
 	"*." + WildcardDomain,
