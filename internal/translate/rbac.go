@@ -13,8 +13,8 @@ import (
 )
 
 const (
-	httpRBACFilter    = "envoy.filters.http.rbac"
-	allowPolicyName   = "allowed-sources"
+	httpRBACFilter  = "envoy.filters.http.rbac"
+	allowPolicyName = "allowed-sources"
 )
 
 // rbacRules admits only the sources a destination allows; nil means every
