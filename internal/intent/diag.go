@@ -1,8 +1,9 @@
 package intent
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -104,8 +105,8 @@ func (ds Diagnostics) HasErrors() bool {
 // Dedupe drops repeated diagnostics (a Secret problem is found once per
 // gateway group), keeping the first of each.
 func (ds Diagnostics) Dedupe() Diagnostics {
-	seen := map[string]bool{}
-	var out Diagnostics
+	seen := make(map[string]bool, len(ds))
+	out := make(Diagnostics, 0, len(ds))
 	for _, d := range ds {
 		if k := d.Error(); !seen[k] {
 			seen[k] = true
@@ -117,17 +118,22 @@ func (ds Diagnostics) Dedupe() Diagnostics {
 
 // Sort orders diagnostics by origin, then path, then message; a summary
 // of omitted problems comes after the problems of its ConfigMap.
+// The keys are computed once each, not once per comparison.
 func (ds Diagnostics) Sort() {
-	sort.SliceStable(ds, func(i, j int) bool {
-		a, b := ds[i], ds[j]
-		if ka, kb := a.sortKey(), b.sortKey(); ka != kb {
-			return ka < kb
-		}
-		if a.Path != b.Path {
-			return a.Path < b.Path
-		}
-		return a.Message < b.Message
+	type keyed struct {
+		key string
+		d   Diagnostic
+	}
+	ks := make([]keyed, len(ds))
+	for i, d := range ds {
+		ks[i] = keyed{d.sortKey(), d}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		return cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.d.Path, b.d.Path), strings.Compare(a.d.Message, b.d.Message))
 	})
+	for i := range ks {
+		ds[i] = ks[i].d
+	}
 }
 
 // sortKey is the origin; a summary's sorts after every key of its
