@@ -59,14 +59,12 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	}
 	diags = diags.Dedupe()
 	diags.Sort()
+	diags = diags.Capped(intent.MaxDiagnosticsPerConfigMap)
 	errs, warns := 0, 0
 	for _, d := range diags {
 		fmt.Fprintln(stdout, d.Error())
-		if d.Severity == intent.SeverityWarning {
-			warns++
-		} else {
-			errs++
-		}
+		e, w := d.Counts() // a summary counts the problems it stands for
+		errs, warns = errs+e, warns+w
 	}
 	fmt.Fprintf(stdout, "%d error(s), %d warning(s); %d of %d intent ConfigMap(s) accepted, %d destination port(s)\n",
 		errs, warns, len(intents), countSelected(cms), len(destinations))
@@ -91,11 +89,7 @@ func load(path string) ([]compile.ConfigMap, []corev1.Secret, intent.Diagnostics
 		}
 		return compile.FromFolder(state)
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, intent.Diagnostics{compile.Diagnostic(path, err.Error())}
-	}
-	cms, secrets, err := watch.ParseManifests(data)
+	cms, secrets, err := watch.ParseFile(path)
 	var diags intent.Diagnostics
 	if err != nil {
 		diags = append(diags, compile.Diagnostic(path, err.Error()))

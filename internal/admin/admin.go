@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/egress-xds/egress-xds/internal/intent"
 	"github.com/egress-xds/egress-xds/internal/metrics"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
 	"github.com/egress-xds/egress-xds/internal/xds"
@@ -68,7 +69,14 @@ type ConfigView struct {
 	Source      string           `json:"source"`
 	Groups      []GroupView      `json:"groups"`
 	Diagnostics []DiagnosticView `json:"diagnostics"`
+	// DiagnosticsNotShown counts the diagnostics past MaxDiagnosticsShown.
+	DiagnosticsNotShown int `json:"diagnosticsNotShown,omitempty"`
 }
+
+// MaxDiagnosticsShown bounds the diagnostics /debug/config lists, after
+// at most intent.MaxDiagnosticsPerConfigMap per ConfigMap: the answer
+// stays small and quick however broken the input is.
+const MaxDiagnosticsShown = 1000
 
 // GroupView is one group's snapshot: per type, its version and resources.
 type GroupView struct {
@@ -111,7 +119,15 @@ func configView(s Sources, only string) ConfigView {
 		}
 		v.Groups = append(v.Groups, gv)
 	}
-	for _, d := range s.Builder.Diagnostics() {
+	diags := s.Builder.Diagnostics().Capped(intent.MaxDiagnosticsPerConfigMap)
+	if len(diags) > MaxDiagnosticsShown {
+		for _, d := range diags[MaxDiagnosticsShown:] {
+			e, w := d.Counts()
+			v.DiagnosticsNotShown += e + w
+		}
+		diags = diags[:MaxDiagnosticsShown]
+	}
+	for _, d := range diags {
 		cm := ""
 		if d.Origin.Name != "" {
 			cm = d.Origin.ConfigMap()

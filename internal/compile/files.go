@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,8 +11,9 @@ import (
 )
 
 // FromFolder lists the ConfigMaps and Secrets of a manifest folder, and one
-// diagnostic per file that failed to parse (its last good objects are still
-// listed, so a broken file never takes configuration away).
+// diagnostic per file that failed to be read or parsed (its last good
+// objects are still listed, so a broken file never takes configuration
+// away). A link to a folder is a warning: it is not followed, by design.
 func FromFolder(state watch.State) ([]ConfigMap, []corev1.Secret, intent.Diagnostics) {
 	var cms []ConfigMap
 	var secrets []corev1.Secret
@@ -22,7 +24,11 @@ func FromFolder(state watch.State) ([]ConfigMap, []corev1.Secret, intent.Diagnos
 			if f.Hash != "" {
 				msg += " (serving the last version of this file that parsed)"
 			}
-			diags = append(diags, Diagnostic(f.Path, msg))
+			d := Diagnostic(f.Path, msg)
+			if folderLink(f.Err) {
+				d.Severity = intent.SeverityWarning // not followed by design
+			}
+			diags = append(diags, d)
 		}
 		for i := range f.ConfigMaps {
 			cms = append(cms, ConfigMap{File: f.Path, ConfigMap: &f.ConfigMaps[i]})
@@ -33,6 +39,11 @@ func FromFolder(state watch.State) ([]ConfigMap, []corev1.Secret, intent.Diagnos
 		diags = append(diags, Diagnostic("", fmt.Sprintf("folder: %v", state.Err)))
 	}
 	return cms, secrets, diags
+}
+
+func folderLink(err error) bool {
+	var le *watch.LinkError
+	return errors.As(err, &le) && le.Folder
 }
 
 // Diagnostic is an error about a whole file, not one ConfigMap.

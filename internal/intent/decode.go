@@ -7,64 +7,69 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 )
 
 // Decode parses one intent document strictly: unknown fields, wrong types and
 // duplicate keys are reported with their field path, all of them, not only
-// the first. Decoding goes on past such errors so that Validate can still
-// report the document's other problems; the document is rejected anyway.
+// the first (up to MaxDiagnosticsPerConfigMap, then a count). Decoding goes
+// on past such errors so that Validate can still report the document's
+// other problems; the document is rejected anyway.
 func Decode(origin Origin, data []byte) (*Document, Diagnostics) {
-	r := &reporter{origin: origin}
+	r := &reporter{origin: origin, max: MaxDiagnosticsPerConfigMap}
+	doc := decode(r, data)
+	return doc, r.result()
+}
+
+func decode(r *reporter, data []byte) *Document {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		r.errorf("", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
-		return nil, r.diags
+		r.undecodedf("", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
-		r.errorf("", "empty intent document")
-		return nil, r.diags
+		r.undecodedf("", "empty intent document")
+		return nil
 	}
 	doc := root.Content[0]
 	if doc.Kind != yaml.MappingNode {
-		r.errorf("", "must be a mapping with gateways and destinations, got %s", kindName(doc))
-		return nil, r.diags
+		r.undecodedf("", "must be a mapping with gateways and destinations, got %s", kindName(doc))
+		return nil
 	}
 	var out Document
 	// One pass over the node tree checks and decodes: a value that fails
 	// its check is reported with its path and left at its zero value, so
 	// the rest of the document is still decoded and validated.
 	decodeNode(r, doc, reflect.ValueOf(&out).Elem(), "")
-	return &out, r.diags
+	return &out
 }
 
 // ParseDocument decodes and validates one document. Problems in fields that
 // failed to decode are reported once, by Decode, not again by Validate.
 func ParseDocument(origin Origin, data []byte) (*Document, Diagnostics) {
-	doc, diags := Decode(origin, data)
-	if doc == nil {
-		return nil, diags
-	}
-	structural := diags
-	for _, d := range Validate(origin, doc) {
-		if !coveredBy(d.Path, structural) {
-			diags = append(diags, d)
-		}
-	}
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	return doc, diags
+	r := &reporter{origin: origin, max: MaxDiagnosticsPerConfigMap}
+	doc := parseDocument(r, data)
+	return doc, r.result()
 }
 
-func coveredBy(path string, structural Diagnostics) bool {
-	for _, s := range structural {
-		if s.Path == "" || path == s.Path || strings.HasPrefix(path, s.Path+".") || strings.HasPrefix(path, s.Path+"[") {
-			return true
-		}
+// parseDocument decodes and validates one document into r; the document is
+// nil when it has errors.
+func parseDocument(r *reporter, data []byte) *Document {
+	errs := r.errs
+	r.undecoded = nil
+	doc := decode(r, data)
+	if doc == nil {
+		return nil
 	}
-	return false
+	r.validating = true
+	validate(r, doc)
+	r.validating = false
+	if r.errs > errs {
+		return nil
+	}
+	return doc
 }
 
 var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
@@ -74,7 +79,7 @@ var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 // that do not fit, each with its path.
 func decodeNode(r *reporter, node *yaml.Node, v reflect.Value, path string) {
 	if node.Kind == yaml.AliasNode {
-		r.errorf(path, "YAML aliases are not supported")
+		r.undecodedf(path, "YAML aliases are not supported")
 		return
 	}
 	if isNull(node) {
@@ -92,25 +97,26 @@ func decodeNode(r *reporter, node *yaml.Node, v reflect.Value, path string) {
 	t := v.Type()
 	if reflect.PointerTo(t).Implements(textUnmarshaler) || isScalarKind(t.Kind()) {
 		if node.Kind != yaml.ScalarNode {
-			r.errorf(path, "must be a %s, got %s", typeName(t), kindName(node))
+			r.undecodedf(path, "must be a %s, got %s", typeName(t), kindName(node))
 			return
 		}
 		if !decodeScalar(node, v) {
-			r.errorf(path, "%q is not a valid %s", node.Value, typeName(t))
+			r.undecodedf(path, "%s is not a valid %s", clip(node.Value), typeName(t))
 		}
 		return
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		if node.Kind != yaml.MappingNode {
-			r.errorf(path, "must be a mapping, got %s", kindName(node))
+			r.undecodedf(path, "must be a mapping, got %s", kindName(node))
 			return
 		}
-		if duplicateKeys(r, node, path) {
-			return
-		}
+		later := duplicateKeys(r, node, path)
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(node.Content); i += 2 {
+			if later[i] {
+				continue
+			}
 			key, val := node.Content[i].Value, node.Content[i+1]
 			index, ok := fields[key]
 			if !ok {
@@ -121,7 +127,7 @@ func decodeNode(r *reporter, node *yaml.Node, v reflect.Value, path string) {
 		}
 	case reflect.Slice:
 		if node.Kind != yaml.SequenceNode {
-			r.errorf(path, "must be a list, got %s", kindName(node))
+			r.undecodedf(path, "must be a list, got %s", kindName(node))
 			return
 		}
 		s := reflect.MakeSlice(t, len(node.Content), len(node.Content))
@@ -131,17 +137,18 @@ func decodeNode(r *reporter, node *yaml.Node, v reflect.Value, path string) {
 		v.Set(s)
 	case reflect.Map:
 		if node.Kind != yaml.MappingNode {
-			r.errorf(path, "must be a mapping, got %s", kindName(node))
+			r.undecodedf(path, "must be a mapping, got %s", kindName(node))
 			return
 		}
-		if duplicateKeys(r, node, path) {
-			return
-		}
+		later := duplicateKeys(r, node, path)
 		m := reflect.MakeMapWithSize(t, len(node.Content)/2)
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			k := node.Content[i]
+			if later[i] {
+				continue
+			}
 			if k.Kind != yaml.ScalarNode {
-				r.errorf(path, "keys must be strings")
+				r.undecodedf(path, "keys must be strings")
 				continue
 			}
 			e := reflect.New(t.Elem()).Elem()
@@ -150,7 +157,7 @@ func decodeNode(r *reporter, node *yaml.Node, v reflect.Value, path string) {
 		}
 		v.Set(m)
 	default:
-		r.errorf(path, "unsupported field type %s", t)
+		r.undecodedf(path, "unsupported field type %s", t)
 	}
 }
 
@@ -181,21 +188,58 @@ func decodeScalar(n *yaml.Node, v reflect.Value) bool {
 	return n.Decode(v.Addr().Interface()) == nil
 }
 
-// duplicateKeys reports keys given twice in a mapping (YAML forbids it);
-// the mapping is then left undecoded.
-func duplicateKeys(r *reporter, node *yaml.Node, path string) bool {
-	seen := map[string]int{}
-	dup := false
+// duplicateKeys reports each key given more than once in a mapping (YAML
+// forbids it) once, and returns the indexes of the later occurrences: the
+// first one is decoded and checked, so its own problems are still found
+// and the key is not reported missing as well.
+func duplicateKeys(r *reporter, node *yaml.Node, path string) map[int]bool {
+	var later map[int]bool
+	var lines map[string][]int
+	first := make(map[string]int, len(node.Content)/2)
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		k := node.Content[i]
-		if line, ok := seen[k.Value]; ok {
-			r.errorf(join(path, k.Value), "is defined twice (lines %d and %d)", line, k.Line)
-			dup = true
+		j, ok := first[k.Value]
+		if !ok {
+			first[k.Value] = i
 			continue
 		}
-		seen[k.Value] = k.Line
+		if later == nil {
+			later, lines = map[int]bool{}, map[string][]int{}
+		}
+		later[i] = true
+		if lines[k.Value] == nil {
+			lines[k.Value] = []int{node.Content[j].Line}
+		}
+		lines[k.Value] = append(lines[k.Value], k.Line)
 	}
-	return dup
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k := node.Content[i]
+		if ls := lines[k.Value]; ls != nil && first[k.Value] == i {
+			r.errorf(join(path, k.Value), "is defined %s (lines %s); checking the first", times(len(ls)), lineList(ls))
+		}
+	}
+	return later
+}
+
+func times(n int) string {
+	if n == 2 {
+		return "twice"
+	}
+	return strconv.Itoa(n) + " times"
+}
+
+// lineList is "1 and 2", or "1, 2 and 5"; a long list is cut short.
+func lineList(ls []int) string {
+	const most = 5
+	s := make([]string, 0, most+1)
+	for i, l := range ls {
+		if i == most {
+			s = append(s, fmt.Sprintf("%d more", len(ls)-most))
+			break
+		}
+		s = append(s, strconv.Itoa(l))
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
@@ -230,9 +274,23 @@ func kindName(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
-		return fmt.Sprintf("%q", n.Value)
+		return clip(n.Value)
 	}
 	return "nothing"
+}
+
+// clip quotes a value for a message, cut short when long: the message
+// says what is wrong, it need not repeat a megabyte of input.
+func clip(s string) string {
+	const most = 64
+	if len(s) <= most {
+		return strconv.Quote(s)
+	}
+	cut := most
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string]int

@@ -1,8 +1,9 @@
 package intent
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -48,7 +49,30 @@ type Diagnostic struct {
 	Path     string // e.g. destinations[2].ports[0].number; empty for the whole document
 	Message  string
 	Severity Severity
+
+	// omitted and omittedErrors are set on a summary that stands for that
+	// many problems (errors among them) not listed, so that capping again
+	// adds up instead of summarizing a summary.
+	omitted, omittedErrors int
 }
+
+// Counts is how many errors and warnings d stands for: itself, or, for a
+// summary of problems not listed, those problems.
+func (d Diagnostic) Counts() (errs, warns int) {
+	switch {
+	case d.omitted > 0:
+		return d.omittedErrors, d.omitted - d.omittedErrors
+	case d.Severity == SeverityWarning:
+		return 0, 1
+	}
+	return 1, 0
+}
+
+// MaxDiagnosticsPerConfigMap is how many problems of one ConfigMap (or one
+// file) are listed; the rest are counted in one summary. A broken input
+// can hold a million problems: listing them would flood the logs, the
+// Events and /debug/config, and the first ones are what to fix first.
+const MaxDiagnosticsPerConfigMap = 50
 
 func (d Diagnostic) Error() string {
 	var b strings.Builder
@@ -81,8 +105,8 @@ func (ds Diagnostics) HasErrors() bool {
 // Dedupe drops repeated diagnostics (a Secret problem is found once per
 // gateway group), keeping the first of each.
 func (ds Diagnostics) Dedupe() Diagnostics {
-	seen := map[string]bool{}
-	var out Diagnostics
+	seen := make(map[string]bool, len(ds))
+	out := make(Diagnostics, 0, len(ds))
 	for _, d := range ds {
 		if k := d.Error(); !seen[k] {
 			seen[k] = true
@@ -92,18 +116,104 @@ func (ds Diagnostics) Dedupe() Diagnostics {
 	return out
 }
 
-// Sort orders diagnostics by origin, then path, then message.
+// Sort orders diagnostics by origin, then path, then message; a summary
+// of omitted problems comes after the problems of its ConfigMap.
+// The keys are computed once each, not once per comparison.
 func (ds Diagnostics) Sort() {
-	sort.SliceStable(ds, func(i, j int) bool {
-		a, b := ds[i], ds[j]
-		if a.Origin.String() != b.Origin.String() {
-			return a.Origin.String() < b.Origin.String()
-		}
-		if a.Path != b.Path {
-			return a.Path < b.Path
-		}
-		return a.Message < b.Message
+	type keyed struct {
+		key string
+		d   Diagnostic
+	}
+	ks := make([]keyed, len(ds))
+	for i, d := range ds {
+		ks[i] = keyed{d.sortKey(), d}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		return cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.d.Path, b.d.Path), strings.Compare(a.d.Message, b.d.Message))
 	})
+	for i := range ks {
+		ds[i] = ks[i].d
+	}
+}
+
+// sortKey is the origin; a summary's sorts after every key of its
+// ConfigMap ("ns/name: key" < "ns/name:\U0010FFFF").
+func (d Diagnostic) sortKey() string {
+	if d.omitted > 0 {
+		return d.Origin.String() + ":\U0010FFFF"
+	}
+	return d.Origin.String()
+}
+
+// Capped keeps the first n diagnostics of each ConfigMap (of each file for
+// problems of a whole file) and replaces the rest with one summary per
+// ConfigMap, placed after its last kept diagnostic: sorted input stays
+// sorted. Summaries already in ds are added up, not counted as problems.
+func (ds Diagnostics) Capped(n int) Diagnostics {
+	type tally struct {
+		kept, more, errs int
+		at               int // where the summary goes: the last kept, else the last of the group
+		origin           Origin
+	}
+	groups := map[string]*tally{}
+	keep := make([]bool, len(ds))
+	for i, d := range ds {
+		k := d.Origin.group()
+		t := groups[k]
+		if t == nil {
+			t = &tally{origin: d.Origin.summary()}
+			groups[k] = t
+		}
+		switch {
+		case d.omitted > 0:
+			t.more += d.omitted
+			t.errs += d.omittedErrors
+		case t.kept < n:
+			t.kept++
+			keep[i] = true
+		default:
+			t.more++
+			if d.Severity != SeverityWarning {
+				t.errs++
+			}
+		}
+		if keep[i] || t.kept == 0 {
+			t.at = i
+		}
+	}
+	out := make(Diagnostics, 0, min(len(ds), len(groups)*(n+1)))
+	for i, d := range ds {
+		if keep[i] {
+			out = append(out, d)
+		}
+		if t := groups[d.Origin.group()]; i == t.at && t.more > 0 {
+			out = append(out, summary(t.origin, t.more, t.errs, n))
+		}
+	}
+	return out
+}
+
+// group is what Capped counts per: the ConfigMap, or the file.
+func (o Origin) group() string { return o.File + "\x00" + o.Namespace + "/" + o.Name }
+
+// summary is the origin of a summary: the ConfigMap, without a key.
+func (o Origin) summary() Origin {
+	o.Key = ""
+	return o
+}
+
+// summary stands for more problems (errs of them errors) not listed.
+func summary(o Origin, more, errs, shown int) Diagnostic {
+	where := "ConfigMap"
+	if o.Name == "" {
+		where = "file"
+	}
+	sev := SeverityWarning
+	if errs > 0 {
+		sev = SeverityError
+	}
+	return Diagnostic{Origin: o, Severity: sev, omitted: more, omittedErrors: errs,
+		Message: fmt.Sprintf("… and %d more problems in this %s (%d errors, %d warnings), not listed: only the first %d are", more, where, errs, more-errs, shown)}
 }
 
 func (ds Diagnostics) Error() string {
@@ -114,18 +224,80 @@ func (ds Diagnostics) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// reporter collects diagnostics for one origin.
+// reporter collects diagnostics for one origin (a ConfigMap's keys share
+// one reporter, switching origin).
 type reporter struct {
 	origin Origin
 	diags  Diagnostics
+	// max bounds the diagnostics kept (0: no bound); the others are only
+	// counted, so a huge broken document costs the memory of max of them.
+	max        int
+	more, errs int // problems beyond max; errors found, kept or not
+	moreErrs   int
+	// undecoded holds the paths Decode left at their zero value, and
+	// validating drops its problems under them: they would be follow-ons
+	// ("is required") of the problem already reported.
+	undecoded  map[string]bool
+	validating bool
 }
 
 func (r *reporter) errorf(path, format string, args ...any) {
-	r.diags = append(r.diags, Diagnostic{Origin: r.origin, Path: path, Message: fmt.Sprintf(format, args...), Severity: SeverityError})
+	r.add(path, SeverityError, format, args)
 }
 
 func (r *reporter) warnf(path, format string, args ...any) {
-	r.diags = append(r.diags, Diagnostic{Origin: r.origin, Path: path, Message: fmt.Sprintf(format, args...), Severity: SeverityWarning})
+	r.add(path, SeverityWarning, format, args)
+}
+
+// undecodedf reports a value Decode could not take and left at its zero
+// value.
+func (r *reporter) undecodedf(path, format string, args ...any) {
+	if r.undecoded == nil {
+		r.undecoded = map[string]bool{}
+	}
+	r.undecoded[path] = true
+	r.errorf(path, format, args...)
+}
+
+func (r *reporter) add(path string, sev Severity, format string, args []any) {
+	if r.validating && r.covered(path) {
+		return
+	}
+	if sev == SeverityError {
+		r.errs++
+	}
+	if r.max > 0 && len(r.diags) >= r.max {
+		r.more++
+		if sev == SeverityError {
+			r.moreErrs++
+		}
+		return
+	}
+	r.diags = append(r.diags, Diagnostic{Origin: r.origin, Path: path, Message: fmt.Sprintf(format, args...), Severity: sev})
+}
+
+// covered reports whether path is, or is under, a path left undecoded.
+func (r *reporter) covered(path string) bool {
+	if len(r.undecoded) == 0 {
+		return false
+	}
+	if r.undecoded[""] || r.undecoded[path] {
+		return true
+	}
+	for i := 0; i < len(path); i++ {
+		if (path[i] == '.' || path[i] == '[') && r.undecoded[path[:i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// result is what was kept, and a summary of the rest.
+func (r *reporter) result() Diagnostics {
+	if r.more == 0 {
+		return r.diags
+	}
+	return append(r.diags, summary(r.origin.summary(), r.more, r.moreErrs, r.max))
 }
 
 // HasErrorsWithoutOrigin reports errors that belong to no ConfigMap: the

@@ -1,6 +1,7 @@
 package intent
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -38,35 +39,52 @@ func IsIntentKey(key string) bool {
 	return strings.HasSuffix(key, ".yaml") || strings.HasSuffix(key, ".yml")
 }
 
+// MaxConfigMapBytes bounds a ConfigMap's data, keys and values together,
+// as the Kubernetes API server does (1 MiB). It is checked here too, so a
+// ConfigMap read from a file is held to what a cluster would accept, with
+// the same message in both modes, and so a huge one is never parsed.
+const MaxConfigMapBytes = 1 << 20
+
 // ParseConfigMap decodes and validates every intent key of a ConfigMap. The
 // Intent is nil when any error was found (warnings alone do not reject it).
+// At most MaxDiagnosticsPerConfigMap problems are listed, then a count.
 func ParseConfigMap(origin Origin, created time.Time, data map[string]string) (*Intent, Diagnostics) {
 	origin.Key = ""
+	if size := dataSize(data); size > MaxConfigMapBytes {
+		return nil, Diagnostics{{Origin: origin, Severity: SeverityError,
+			Message: fmt.Sprintf("data is %d bytes (keys and values), over the %d bytes (1 MiB) Kubernetes allows a ConfigMap: not parsed; split it into several ConfigMaps", size, MaxConfigMapBytes)}}
+	}
 	in := &Intent{Origin: origin, Created: created}
-	var diags Diagnostics
-	keys := sortedKeys(data)
-	for _, k := range keys {
-		o := origin
-		o.Key = k
+	r := &reporter{max: MaxDiagnosticsPerConfigMap}
+	for _, k := range sortedKeys(data) {
+		r.origin = origin
+		r.origin.Key = k
 		if !IsIntentKey(k) {
-			diags = append(diags, Diagnostic{Origin: o, Message: "ignored: intent keys end in .yaml or .yml", Severity: SeverityWarning})
+			r.warnf("", "ignored: intent keys end in .yaml or .yml")
 			continue
 		}
-		doc, ds := ParseDocument(o, []byte(data[k]))
-		diags = append(diags, ds...)
-		if doc == nil {
-			continue
+		if doc := parseDocument(r, []byte(data[k])); doc != nil {
+			in.Docs = append(in.Docs, Doc{Origin: r.origin, Document: doc})
 		}
-		in.Docs = append(in.Docs, Doc{Origin: o, Document: doc})
 	}
-	if len(in.Docs) == 0 && !diags.HasErrors() {
-		diags = append(diags, Diagnostic{Origin: origin, Message: "no intent document: put it under a data key ending in .yaml", Severity: SeverityError})
+	r.origin = origin
+	if len(in.Docs) == 0 && r.errs == 0 {
+		r.errorf("", "no intent document: put it under a data key ending in .yaml")
 	}
+	diags := r.result()
 	diags.Sort()
-	if diags.HasErrors() {
+	if r.errs > 0 {
 		return nil, diags
 	}
 	return in, diags
+}
+
+func dataSize(data map[string]string) int {
+	n := 0
+	for k, v := range data {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // ForGroup returns the documents of the accepted intents that apply to the

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 var (
@@ -25,6 +27,11 @@ const minFillInterval = 50 * time.Millisecond
 // problems found, each with its field path. Warnings do not reject it.
 func Validate(origin Origin, doc *Document) Diagnostics {
 	r := &reporter{origin: origin}
+	validate(r, doc)
+	return r.diags
+}
+
+func validate(r *reporter, doc *Document) {
 	seenGroup := map[string]bool{}
 	for i, g := range doc.Gateways {
 		p := fmt.Sprintf("gateways[%d]", i)
@@ -52,7 +59,6 @@ func Validate(origin Origin, doc *Document) Diagnostics {
 			}
 		}
 	}
-	return r.diags
 }
 
 func validateDestination(r *reporter, p string, d *Destination) {
@@ -354,27 +360,54 @@ func validateHost(r *reporter, p, host string) {
 		r.errorf(p, "%q is an IP address: give the destination a DNS name and list the address under endpoints", host)
 		return
 	}
-	name := strings.TrimPrefix(host, "*.")
-	if strings.Contains(name, "*") || !validDNSName(name) {
-		r.errorf(p, "%q is not a DNS name (a wildcard may only be a leading \"*.\")", host)
+	name, wildcard := strings.CutPrefix(host, "*.")
+	switch {
+	case strings.Contains(name, "*"):
+		r.errorf(p, "%s is not a DNS name (a wildcard may only be a leading \"*.\")", clip(host))
+	case len(host) > maxDNSName:
+		r.errorf(p, "%s is %d characters long: a DNS name has at most %d", clip(host), len(host), maxDNSName)
+	default:
+		if problem := nameProblem(name); problem != "" {
+			r.errorf(p, "%s %s", clip(host), problem)
+		} else if wildcard {
+			if problem := publicSuffixProblem(host, name); problem != "" {
+				r.errorf(p, "%s", problem)
+			}
+		}
 	}
 }
 
-func validDNSName(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
+// DNS limits (RFC 1035): a name's text form, a label.
+const (
+	maxDNSName  = 253
+	maxDNSLabel = 63
+)
+
+func validDNSName(s string) bool { return len(s) <= maxDNSName && nameProblem(s) == "" }
+
+// nameProblem says why s is not a DNS name, and is empty when it is one.
+// Length limits are named, with the length found.
+func nameProblem(s string) string {
+	if s == "" {
+		return "is not a DNS name"
 	}
-	for _, l := range strings.Split(s, ".") {
-		if !validLabel(l) {
-			return false
+	if len(s) > maxDNSName {
+		return fmt.Sprintf("is %d characters long: a DNS name has at most %d", len(s), maxDNSName)
+	}
+	for l := range strings.SplitSeq(s, ".") {
+		if len(l) > maxDNSLabel {
+			return fmt.Sprintf("has a label of %d characters (%s): a DNS label has at most %d", len(l), clip(l), maxDNSLabel)
+		}
+		if !dnsLabelRE.MatchString(l) {
+			return "is not a DNS name (lowercase letters, digits and '-' in labels separated by '.')"
 		}
 	}
-	return true
+	return ""
 }
 
 // validLabel: a DNS label, as destination names, Kubernetes namespaces and
 // each part of a host name are.
-func validLabel(s string) bool { return len(s) <= 63 && dnsLabelRE.MatchString(s) }
+func validLabel(s string) bool { return len(s) <= maxDNSLabel && dnsLabelRE.MatchString(s) }
 
 func validPort(p uint32) bool { return p >= 1 && p <= 65535 }
 
@@ -394,3 +427,39 @@ func allIPs(eps []Endpoint) bool {
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// probeLabel is a label no suffix rule names, to find wildcard rules of the
+// Public Suffix List ("*.kawasaki.jp": every name under it is a suffix).
+const probeLabel = "egress-xds-probe"
+
+// publicSuffixProblem refuses a wildcard "*.domain" that would open names
+// of unrelated owners: domain is a public suffix of the Public Suffix List,
+// or every name directly under it is one. Both sections of the list count:
+// the ICANN section (com, co.uk), where anyone registers a name, and the
+// private one (github.io), where a company hands names to its customers;
+// for egress control, "*.github.io" admits every GitHub Pages site. Names
+// under an unlisted top-level domain (cluster.local, corp) are private ones
+// the operator's DNS answers for, so they are not refused.
+func publicSuffixProblem(host, domain string) string {
+	const fix = "list the hosts, or use a wildcard under a domain of one owner (e.g. \"*.example.com\")"
+	if ps, icann := publicsuffix.PublicSuffix(domain); ps == domain && listed(ps, icann) {
+		return fmt.Sprintf("%q would admit every name under the public suffix %q (%s): %s", host, domain, whose(icann), fix)
+	}
+	probe := probeLabel + "." + domain
+	if ps, icann := publicsuffix.PublicSuffix(probe); ps == probe {
+		return fmt.Sprintf("%q would admit every name under %q, whose subdomains are all public suffixes (%s): %s", host, domain, whose(icann), fix)
+	}
+	return ""
+}
+
+// listed tells a rule of the list from its default rule "*", which makes
+// the last label of any unlisted name a suffix; private rules all have a
+// dot.
+func listed(suffix string, icann bool) bool { return icann || strings.Contains(suffix, ".") }
+
+func whose(icann bool) string {
+	if icann {
+		return "anyone can register a name under it"
+	}
+	return "listed in the private section of the Public Suffix List: its owner gives the names under it to unrelated users"
+}

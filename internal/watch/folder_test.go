@@ -514,7 +514,7 @@ func TestLoadDir(t *testing.T) {
 	for _, f := range s.Files {
 		paths = append(paths, f.Path)
 	}
-	if got, want := strings.Join(paths, " "), "a/b.yml a/c.JSON bad.yaml link.yaml z.yaml"; got != want {
+	if got, want := strings.Join(paths, " "), "a/b.yml a/c.JSON bad.yaml dangling.yaml link.yaml z.yaml"; got != want { // dangling.yaml: reported, see TestLinksReported
 		t.Fatalf("paths %q, want %q", got, want)
 	}
 	if f, _ := file(s, "bad.yaml"); f.Err == nil || !strings.Contains(f.Err.Error(), "metadata.name is required") {

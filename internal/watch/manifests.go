@@ -52,56 +52,60 @@ type parsed struct {
 
 type document struct {
 	data []byte
-	// line is the 1-based line of the document's first content, or of its
-	// separator when it has none.
-	line int
+	line int // the 1-based line of the document's first content
 }
 
+// MaxDocumentsPerFile bounds the documents (not counting empty ones) of a
+// manifest file. Each costs some 10µs and 5 KB to parse however small it
+// is: a file of a million tiny documents would take seconds and gigabytes,
+// where real files hold a few, or hundreds.
+const MaxDocumentsPerFile = 10000
+
 // splitDocuments splits a YAML stream at its "---" and "..." marker lines.
-// Content after "--- " on the marker line belongs to the new document.
-func splitDocuments(data []byte) []document {
+// Content after "--- " on the marker line belongs to the new document. It
+// stops once more than limit documents have content, and says so.
+func splitDocuments(data []byte, limit int) (docs []document, over bool) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
-	var docs []document
 	var buf bytes.Buffer
-	start, first := 1, 0
-	flush := func(next int) {
-		line := first
-		if line == 0 {
-			line = start
+	first := 0
+	flush := func() {
+		// Documents of nothing but comments are left out: there is
+		// nothing in them to parse or to count.
+		if first != 0 {
+			docs = append(docs, document{data: bytes.Clone(buf.Bytes()), line: first})
 		}
-		docs = append(docs, document{data: bytes.Clone(buf.Bytes()), line: line})
 		buf.Reset()
-		start, first = next, 0
+		first = 0
 	}
-	add := func(lineNo int, text string) {
-		if t := strings.TrimSpace(text); first == 0 && t != "" && !strings.HasPrefix(t, "#") {
+	add := func(lineNo int, text []byte) {
+		if t := bytes.TrimSpace(text); first == 0 && len(t) > 0 && t[0] != '#' {
 			first = lineNo
 		}
-		buf.WriteString(text)
+		buf.Write(text)
 		buf.WriteByte('\n')
 	}
 	lineNo := 0
-	for len(data) > 0 {
+	for len(data) > 0 && len(docs) <= limit {
 		lineNo++
-		var line []byte
+		var text []byte
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
+			text, data = data[:i], data[i+1:]
 		} else {
-			line, data = data, nil
+			text, data = data, nil
 		}
-		text := strings.TrimSuffix(string(line), "\r")
+		text = bytes.TrimSuffix(text, []byte("\r"))
 		switch {
-		case text == "---" || strings.HasPrefix(text, "--- ") || strings.HasPrefix(text, "---\t"):
-			flush(lineNo)
+		case bytes.HasPrefix(text, []byte("---")) && (len(text) == 3 || text[3] == ' ' || text[3] == '\t'):
+			flush()
 			add(lineNo, text[3:])
-		case strings.TrimRight(text, " \t") == "...":
-			flush(lineNo + 1)
+		case string(bytes.TrimRight(text, " \t")) == "...":
+			flush()
 		default:
 			add(lineNo, text)
 		}
 	}
-	flush(lineNo + 1)
-	return docs
+	flush()
+	return docs, len(docs) > limit
 }
 
 // objectHeader holds what is read of a document before it is decoded
@@ -167,8 +171,13 @@ func jsonKind(js []byte) string {
 
 func parseManifests(data []byte) parsed {
 	d := &decoder{seen: map[string]string{}}
+	docs, over := splitDocuments(data, MaxDocumentsPerFile)
+	if over {
+		d.errorf("%s", tooManyDocuments)
+		return d.done()
+	}
 	n := 0
-	for _, doc := range splitDocuments(data) {
+	for _, doc := range docs {
 		js, err := yaml.YAMLToJSONStrict(doc.data)
 		if err != nil {
 			n++
@@ -181,19 +190,51 @@ func parseManifests(data []byte) parsed {
 		n++
 		d.object(fmt.Sprintf("document %d (line %d)", n, doc.line), js, true)
 	}
-	d.out.err = errors.Join(d.errs...)
-	return d.out
+	return d.done()
 }
+
+var tooManyDocuments = fmt.Sprintf("the file holds more than %d documents: not read; split it into several files", MaxDocumentsPerFile)
+
+// maxFileProblems is how many problems (and notes) of one file are listed;
+// the rest are counted in one line, so a file of a million broken
+// documents gives a short report, not a flood of logs.
+const maxFileProblems = 50
 
 type decoder struct {
 	out  parsed
 	errs []error
 	// seen maps "Kind ns/name" to the location that defined it.
 	seen map[string]string
+	// moreErrs and moreNotes count what was not listed.
+	moreErrs, moreNotes int
 }
 
 func (d *decoder) errorf(format string, args ...any) {
+	if len(d.errs) >= maxFileProblems {
+		d.moreErrs++
+		return
+	}
 	d.errs = append(d.errs, fmt.Errorf(format, args...))
+}
+
+func (d *decoder) notef(format string, args ...any) {
+	if len(d.out.notes) >= maxFileProblems {
+		d.moreNotes++
+		return
+	}
+	d.out.notes = append(d.out.notes, fmt.Sprintf(format, args...))
+}
+
+// done sets the result's error, with the counts of what was not listed.
+func (d *decoder) done() parsed {
+	if d.moreErrs > 0 {
+		d.errs = append(d.errs, fmt.Errorf("… and %d more problems in this file, not listed: only the first %d are", d.moreErrs, maxFileProblems))
+	}
+	if d.moreNotes > 0 {
+		d.out.notes = append(d.out.notes, fmt.Sprintf("… and %d more documents ignored", d.moreNotes))
+	}
+	d.out.err = errors.Join(d.errs...)
+	return d.out
 }
 
 // object decodes one object, given in JSON. loc says where it is, e.g.
@@ -218,7 +259,7 @@ func (d *decoder) object(loc string, js []byte, allowList bool) {
 		return
 	}
 	if h.apiVersion != "v1" {
-		d.out.notes = append(d.out.notes, fmt.Sprintf("%s: ignored: only v1 ConfigMap and Secret objects are read, this is %s %s", where, h.apiVersion, h.kind))
+		d.notef("%s: ignored: only v1 ConfigMap and Secret objects are read, this is %s %s", where, h.apiVersion, h.kind)
 		return
 	}
 	switch h.kind {
@@ -254,7 +295,7 @@ func (d *decoder) object(loc string, js []byte, allowList bool) {
 			d.object(fmt.Sprintf("%s, item %d", loc, i+1), item, false)
 		}
 	default:
-		d.out.notes = append(d.out.notes, fmt.Sprintf("%s: ignored: only v1 ConfigMap and Secret objects are read, this is %s %s", where, h.apiVersion, h.kind))
+		d.notef("%s: ignored: only v1 ConfigMap and Secret objects are read, this is %s %s", where, h.apiVersion, h.kind)
 	}
 }
 

@@ -180,7 +180,7 @@ func TestParseManifestsReportsEveryBadDocument(t *testing.T) {
 }
 
 func TestSplitDocumentsLines(t *testing.T) {
-	docs := splitDocuments([]byte("a: 1\r\n---\r\nb: 2\n--- {c: 3}\n"))
+	docs, _ := splitDocuments([]byte("a: 1\r\n---\r\nb: 2\n--- {c: 3}\n"), MaxDocumentsPerFile)
 	if len(docs) != 3 {
 		t.Fatalf("%d documents", len(docs))
 	}

@@ -256,16 +256,16 @@ func (s *scanner) walk(abs, rel string, seen map[string]bool, dirErrs *[]error, 
 			s.walk(a, r, seen, dirErrs, changed)
 			continue
 		}
-		if !isManifestName(name) {
-			continue
-		}
 		switch t := e.Type(); {
 		case t&fs.ModeSymlink != 0:
-			fi, err := os.Stat(a)
-			if err != nil || !fi.Mode().IsRegular() {
-				continue // dangling, or a link to a folder or device
+			// A link is followed to a file; readFile reports one it cannot
+			// read (dangling, a loop, to a folder: not followed) instead of
+			// skipping it unseen. A link to a folder is reported whatever
+			// its name, as it may have been meant to be read.
+			if !isManifestName(name) && !linksToFolder(a) {
+				continue
 			}
-		case !t.IsRegular():
+		case !t.IsRegular() || !isManifestName(name):
 			continue
 		}
 		ch, present := s.readFile(a, r)
@@ -281,7 +281,7 @@ func (s *scanner) walk(abs, rel string, seen map[string]bool, dirErrs *[]error, 
 // readFile reads and parses one file if its content changed. It reports
 // whether the file's state changed and whether the file is there at all.
 func (s *scanner) readFile(abs, rel string) (changed, present bool) {
-	data, err := os.ReadFile(abs)
+	data, err := readManifest(abs) // at most MaxFileBytes
 	e, known := s.files[rel]
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -311,7 +311,7 @@ func (s *scanner) readFile(abs, rel string) (changed, present bool) {
 	}
 	seeded := e.seeded
 	e.contentHash, e.seeded = h, false
-	p := parseManifests(data)
+	p := parseFile(rel, data)
 	if len(data) == 0 && len(e.st.ConfigMaps)+len(e.st.Secrets) > 0 {
 		// Most likely truncated by a writer that has not written yet.
 		p.err = errEmpty

@@ -39,11 +39,11 @@ func line(d intent.Diagnostic) string {
 // the bounds, saying how many were left out.
 func denial(configMap string, errs intent.Diagnostics) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "egress intent ConfigMap %s is invalid (%d error(s)):", sanitize(configMap), len(errs))
+	fmt.Fprintf(&b, "egress intent ConfigMap %s is invalid (%d error(s)):", sanitize(configMap), problems(errs))
 	for i, d := range errs {
 		l := bounded(line(d), maxLineBytes)
 		if i == maxMessageLines || b.Len()+1+len(l) > maxMessageBytes {
-			fmt.Fprintf(&b, "\n... and %d more: xds-server validate lists them all", len(errs)-i)
+			fmt.Fprintf(&b, "\n... and %d more: xds-server validate lists more", problems(errs[i:]))
 			break
 		}
 		b.WriteString("\n")
@@ -52,13 +52,24 @@ func denial(configMap string, errs intent.Diagnostics) string {
 	return b.String()
 }
 
+// problems counts what ds stand for: a summary of problems not listed
+// (intent.MaxDiagnosticsPerConfigMap) counts them.
+func problems(ds intent.Diagnostics) int {
+	n := 0
+	for _, d := range ds {
+		e, w := d.Counts()
+		n += e + w
+	}
+	return n
+}
+
 // warnings are the warning diagnostics as kubectl prints them, within the
 // bounds.
 func warnings(ds intent.Diagnostics) []string {
 	var out []string
 	for i, d := range ds {
 		if i == maxWarnings {
-			out = append(out, fmt.Sprintf("... and %d more warning(s): xds-server validate lists them all", len(ds)-i))
+			out = append(out, fmt.Sprintf("... and %d more warning(s): xds-server validate lists more", problems(ds[i:])))
 			break
 		}
 		out = append(out, bounded(line(d), maxWarningBytes))
