@@ -144,7 +144,7 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 		// PrivateKeysInline false: xDS does not authenticate proxies.
 		PrivateKeysInline    *bool  `json:"privateKeysInline"`
 		OriginationSecretDir string `json:"originationSecretDir"`
-		Mesh *struct {
+		Mesh                 *struct {
 			TrustDomain        string `json:"trustDomain"`
 			GatewayCertificate string `json:"gatewayCertificate"`
 			TrustBundle        string `json:"trustBundle"`
