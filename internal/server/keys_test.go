@@ -180,4 +180,3 @@ func TestLoopbackOnly(t *testing.T) {
 		t.Error("PrivateKeysInline does not follow client authentication")
 	}
 }
-
