@@ -27,7 +27,7 @@ func runCmd(args ...string) (int, string, string) {
 // on loopback alone, or has the Secrets mounted, everything is accepted.
 func TestValidateExamples(t *testing.T) {
 	code, out, errOut := runCmd("validate", "../../examples")
-	if code != 1 || !strings.Contains(out, "1 error(s)") || !strings.Contains(out, "destinations[0].tls.clientCertificate.secret: the private key of Secret apps/partner-client-cert is not sent") ||
+	if code != 1 || !strings.Contains(out, "1 error(s)") || !strings.Contains(out, "destinations[0].tls.clientCertificate.secret: Secret apps/partner-client-cert: its private key is not sent") ||
 		!strings.Contains(out, "--xds-client-ca") || !strings.Contains(out, "--origination-secret-dir") {
 		t.Fatalf("defaults: exit %d\n%s%s", code, out, errOut)
 	}

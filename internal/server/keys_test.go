@@ -92,7 +92,7 @@ func TestPlaintextBeyondLoopbackSendsNoPrivateKey(t *testing.T) {
 		})
 	}
 	diags := r.Builder.Diagnostics().Error()
-	for _, want := range []string{"destinations[0].tls.clientCertificate.secret", "private key of Secret " + partnerKey,
+	for _, want := range []string{"destinations[0].tls.clientCertificate.secret", "Secret " + partnerKey + ": its private key is not sent",
 		"--xds-client-ca", "--origination-secret-dir", "destination partner is held back"} {
 		if !strings.Contains(diags, want) {
 			t.Errorf("diagnostics lack %q:\n%s", want, diags)

@@ -90,7 +90,9 @@ func TestOriginationKeyDelivery(t *testing.T) {
 			if held == c.served {
 				t.Errorf("served %v, diagnostics:\n%s", c.served, diags)
 			}
-			if !c.served && (!strings.Contains(diags, "--xds-client-ca") || !strings.Contains(diags, "--origination-secret-dir")) {
+			// "Secret ...": Kubernetes Events call it SecretNotUsable.
+			if !c.served && (!strings.Contains(diags, "clientCertificate.secret: Secret apps/partner-client-cert: its private key is not sent") ||
+				!strings.Contains(diags, "--xds-client-ca") || !strings.Contains(diags, "--origination-secret-dir")) {
 				t.Errorf("the diagnostic does not name the fixes:\n%s", diags)
 			}
 		})

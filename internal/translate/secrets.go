@@ -98,7 +98,7 @@ func (t *translator) keyDeliveryProblem(k SecretKey) string {
 	if t.opts.OriginationSecretDir != "" || t.opts.PrivateKeysInline {
 		return ""
 	}
-	return fmt.Sprintf("the private key of Secret %s is not sent over xDS that does not authenticate proxies "+
+	return fmt.Sprintf("Secret %s: its private key is not sent over xDS that does not authenticate proxies "+
 		"(plaintext or without client certificates, on an address beyond loopback): anyone reaching the xDS port could read it; "+
 		"turn on node authorization (--xds-tls-cert, --xds-tls-key, --xds-client-ca, --xds-trust-domain), "+
 		"or mount the Secret in the gateways at <dir>/%s/%s/ and set --origination-secret-dir <dir>", k, k.Namespace, k.Name)
