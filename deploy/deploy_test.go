@@ -2,7 +2,8 @@
 // strictly with the client-go scheme, RBAC grants exactly what the
 // Kubernetes source uses, and the pieces fit together (the Deployment
 // runs as the bound ServiceAccount, probes and Services name real ports,
-// the gateway's bootstrap ConfigMap is envoy/bootstrap/egress-gateway.yaml).
+// the gateway's bootstrap ConfigMap is what envoy/bootstrap renders, and
+// xDS is secured by the cert-manager Certificates of xds-certificates.yaml).
 package deploy_test
 
 import (
@@ -30,11 +31,10 @@ import (
 	"github.com/egress-xds/egress-xds/internal/watch"
 )
 
-var update = flag.Bool("update", false, "rewrite egress-gateway-bootstrap.yaml from envoy/bootstrap/egress-gateway.yaml")
+var update = flag.Bool("update", false, "rewrite egress-gateway-bootstrap.yaml from envoy/bootstrap (secure xDS)")
 
 const (
 	namespace      = "egress-xds"
-	bootstrapFile  = "../envoy/bootstrap/egress-gateway.yaml"
 	bootstrapCM    = "egress-gateway-bootstrap.yaml"
 	bootstrapKey   = "egress-gateway.yaml"
 	serviceAccount = "xds-server"
@@ -381,14 +381,16 @@ func TestGatewayDeployment(t *testing.T) {
 		}
 	}
 	cm := one[*corev1.ConfigMap](t, objs, cmName)
-	want, err := os.ReadFile(bootstrapFile)
-	if err != nil {
-		t.Fatal(err)
+	files := deployBootstrap(t)
+	for name, want := range files {
+		if cm.Data[name] != string(want) {
+			t.Errorf("%s: %s differs from what envoy/bootstrap renders: run go test ./deploy -update", bootstrapCM, name)
+		}
 	}
-	if cm.Data[bootstrapKey] != string(want) {
-		t.Errorf("%s differs from %s: run go test ./deploy -update", bootstrapCM, bootstrapFile)
+	if len(cm.Data) != len(files) {
+		t.Errorf("%s holds %d files, want %d", bootstrapCM, len(cm.Data), len(files))
 	}
-	if !strings.Contains(string(want), "address: xds-server") || !strings.Contains(string(want), "port_value: 18000") {
+	if want := string(files[bootstrapKey]); !strings.Contains(want, "address: xds-server") || !strings.Contains(want, "port_value: 18000") {
 		t.Error("the bootstrap no longer connects to xds-server:18000: update the Service")
 	}
 	checkService(t, one[*corev1.Service](t, objs, "egress-gateway"), d, map[int32]bool{3128: true})
@@ -400,13 +402,11 @@ func TestUpdateBootstrap(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to rewrite " + bootstrapCM)
 	}
-	data, err := os.ReadFile(bootstrapFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := deployBootstrap(t)
 	var b strings.Builder
-	b.WriteString(`# Generated from envoy/bootstrap/egress-gateway.yaml (deploy_test.go fails
-# when they differ; ` + "`go test ./deploy -update`" + ` rewrites this file).
+	b.WriteString(`# Generated from envoy/bootstrap/egress-gateway.yaml with secure xDS
+# (bootstrap.Params.XDSTLS) and its file-based SDS files (deploy_test.go
+# fails when they differ; ` + "`go test ./deploy -update`" + ` rewrites this file).
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -416,14 +416,21 @@ metadata:
     app.kubernetes.io/name: egress-gateway
     app.kubernetes.io/part-of: egress-xds
 data:
-  egress-gateway.yaml: |
 `)
-	for _, l := range strings.SplitAfter(string(data), "\n") {
-		if strings.TrimSpace(l) == "" {
-			b.WriteString(strings.TrimLeft(l, " \t"))
-			continue
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(&b, "  %s: |\n", name)
+		for _, l := range strings.SplitAfter(string(files[name]), "\n") {
+			if strings.TrimSpace(l) == "" {
+				b.WriteString(strings.TrimLeft(l, " \t"))
+				continue
+			}
+			fmt.Fprintf(&b, "    %s", l)
 		}
-		fmt.Fprintf(&b, "    %s", l)
 	}
 	if err := os.WriteFile(bootstrapCM, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

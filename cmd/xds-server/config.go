@@ -73,6 +73,7 @@ func diff(args []string, stdout, stderr io.Writer) int {
 	current := fs.String("config-dir", "", "folder (or file) of the current manifests")
 	var tf translateFlags
 	tf.register(fs)
+	tf.keys.registerOffline(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: xds-server diff [flags] --config-dir CURRENT PROPOSED")
 		fs.PrintDefaults()

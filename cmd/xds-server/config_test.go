@@ -41,14 +41,14 @@ func TestDiffGolden(t *testing.T) {
 	if err := os.Remove(filepath.Join(proposed, "passthrough.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := runCmd("diff", "--config-dir", current, proposed)
+	code, out, errOut := runCmd("diff", "--xds-client-auth", "--config-dir", current, proposed)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s%s", code, out, errOut)
 	}
 	out = strings.ReplaceAll(out, proposed, "PROPOSED")
 	golden(t, "diff.golden", out)
 
-	code, out, _ = runCmd("diff", "--config-dir", current, current)
+	code, out, _ = runCmd("diff", "--xds-client-auth", "--config-dir", current, current)
 	if code != 0 || !strings.Contains(out, "no change") {
 		t.Fatalf("same folder: exit %d\n%s", code, out)
 	}

@@ -48,6 +48,7 @@ type translateFlags struct {
 	mesh             meshFlags
 	// xdsTrustDomain is --xds-trust-domain, the mesh's default (serve).
 	xdsTrustDomain string
+	keys           keyFlags
 }
 
 // meshFlags turn on the mesh: mutual TLS from sidecars to the gateways.
@@ -68,6 +69,7 @@ func (t *translateFlags) register(fs *flag.FlagSet) {
 	fs.UintVar(&t.statsPort, "gateway-stats-port", 9902, "the gateways' Prometheus stats listener (envoy/bootstrap), kept out of intents; 0: none")
 	fs.StringVar(&t.listenerAddress, "listener-address", "0.0.0.0", "address the gateways' listeners bind (127.0.0.1 for a gateway on a laptop)")
 	fs.StringVar(&t.systemCA, "system-ca-bundle", translate.DefaultSystemCABundle, "CA bundle path inside the gateway, used to verify upstream servers when an intent names no CA Secret")
+	t.keys.register(fs)
 	m := &t.mesh
 	fs.UintVar(&m.port, "mesh-port", 0, fmt.Sprintf("gateway port of the mesh (mutual TLS from sidecars, e.g. %d); 0: no mesh, no sidecars", translate.DefaultMeshPort))
 	fs.StringVar(&m.trustDomain, "mesh-trust-domain", "", "with --mesh-port: SPIFFE trust domain of workload and gateway identities (default: --xds-trust-domain, else cluster.local)")
@@ -164,7 +166,10 @@ func (t *translateFlags) options() (translate.Options, error) {
 	if mesh != nil && (uint(mesh.Port) == t.forwardProxyPort || uint(mesh.Port) == t.statsPort) {
 		return translate.Options{}, fmt.Errorf("--mesh-port %d is the forward proxy or stats port", mesh.Port)
 	}
-	return translate.Options{
+	if err := t.keys.check(); err != nil {
+		return translate.Options{}, err
+	}
+	opts := translate.Options{
 		Mesh:             mesh,
 		Role:             translate.RoleGateway,
 		ForwardProxyPort: uint32(t.forwardProxyPort),
@@ -172,7 +177,9 @@ func (t *translateFlags) options() (translate.Options, error) {
 		SystemCABundle:   t.systemCA,
 		ListenerAddress:  t.listenerAddress,
 		StatsPort:        uint32(t.statsPort),
-	}, nil
+	}
+	t.keys.apply(&opts)
+	return opts, nil
 }
 
 // portMap is a flag.Value of declared=listener port pairs.

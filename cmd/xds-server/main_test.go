@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egress-xds/egress-xds/internal/testpki"
 )
 
 func runCmd(args ...string) (int, string, string) {
@@ -17,13 +21,27 @@ func runCmd(args ...string) (int, string, string) {
 	return code, out.String(), errOut.String()
 }
 
+// validate judges private keys as a server with the same settings would:
+// with the defaults (plaintext xDS on :18000) the MUTUAL example is held
+// back, naming the fixes; told the server authenticates proxies, listens
+// on loopback alone, or has the Secrets mounted, everything is accepted.
 func TestValidateExamples(t *testing.T) {
 	code, out, errOut := runCmd("validate", "../../examples")
-	if code != 0 {
-		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	if code != 1 || !strings.Contains(out, "1 error(s)") || !strings.Contains(out, "destinations[0].tls.clientCertificate.secret: Secret apps/partner-client-cert: its private key is not sent") ||
+		!strings.Contains(out, "--xds-client-ca") || !strings.Contains(out, "--origination-secret-dir") {
+		t.Fatalf("defaults: exit %d\n%s%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "0 error(s)") || !strings.Contains(out, "6 of 6 intent ConfigMap(s) accepted") {
-		t.Fatalf("summary:\n%s", out)
+	for _, flags := range [][]string{{"--xds-client-auth"}, {"--xds-address", "127.0.0.1:18000"}, {"--origination-secret-dir", "/etc/egress-xds/secrets"}} {
+		code, out, errOut := runCmd(append(append([]string{"validate"}, flags...), "../../examples")...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", flags, code, out, errOut)
+		}
+		if !strings.Contains(out, "0 error(s)") || !strings.Contains(out, "6 of 6 intent ConfigMap(s) accepted") {
+			t.Fatalf("%v: summary:\n%s", flags, out)
+		}
+	}
+	if code, _, errOut := runCmd("validate", "--origination-secret-dir", "secrets", "../../examples"); code != 2 || !strings.Contains(errOut, "not an absolute path") {
+		t.Fatalf("relative --origination-secret-dir: exit %d: %s", code, errOut)
 	}
 }
 
@@ -69,7 +87,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 }
 
 func TestPortMapFlag(t *testing.T) {
-	code, out, errOut := runCmd("validate", "--port-map", "443=8443,80=8080", "../../examples")
+	code, out, errOut := runCmd("validate", "--xds-client-auth", "--port-map", "443=8443,80=8080", "../../examples")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
@@ -111,7 +129,7 @@ func TestReadmeIntentExample(t *testing.T) {
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, out, _ := runCmd("validate", path)
+	_, out, _ := runCmd("validate", "--xds-client-auth", path)
 	// Only the Secrets the example names are missing here.
 	if !strings.Contains(out, "2 error(s), 0 warning(s); 1 of 1 intent ConfigMap(s) accepted") ||
 		strings.Count(out, "not found; destination partner is held back") != 2 {
@@ -185,5 +203,44 @@ func TestServeStopsOnSIGTERM(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop after SIGTERM")
+	}
+}
+
+// validate judges client certificates at the time it runs: an expired one
+// is an error, one expiring within --certificate-expiry-warning a warning.
+func TestValidateJudgesCertificateValidity(t *testing.T) {
+	ca, err := testpki.NewCA("ca", 30*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := func(name string, notAfter time.Time) string {
+		c, k, err := ca.Issue(testpki.Leaf{CommonName: name, Client: true, NotAfter: notAfter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: apps}\ndata: {tls.crt: %s, tls.key: %s}\n",
+			name, base64.StdEncoding.EncodeToString(c), base64.StdEncoding.EncodeToString(k))
+	}
+	manifest := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: egress, namespace: apps, labels: {egress-xds.io/intent: "true"}}
+data:
+  egress.yaml: |
+    destinations:
+      - {name: old, host: old.example.com, ports: [{number: 80, protocol: HTTP}], tls: {mode: MUTUAL, clientCertificate: {secret: old}}}
+      - {name: soon, host: soon.example.com, ports: [{number: 80, protocol: HTTP}], tls: {mode: MUTUAL, clientCertificate: {secret: soon}}}
+` + secret("old", time.Now().Add(-time.Minute)) + secret("soon", time.Now().Add(3*24*time.Hour))
+	path := filepath.Join(t.TempDir(), "certs.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCmd("validate", "--xds-client-auth", path)
+	if code != 1 || !strings.Contains(out, "Secret apps/old: tls.crt expired at") || !strings.Contains(out, "destination old is held back") ||
+		!strings.Contains(out, "warning: destinations[1].tls.clientCertificate.secret: Secret apps/soon: tls.crt expires at") ||
+		!strings.Contains(out, "1 error(s), 1 warning(s)") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if _, out, _ := runCmd("validate", "--xds-client-auth", "--certificate-expiry-warning", "48h", path); !strings.Contains(out, "1 error(s), 0 warning(s)") {
+		t.Fatalf("a 48h threshold still warns:\n%s", out)
 	}
 }

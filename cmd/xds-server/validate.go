@@ -21,6 +21,7 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var tf translateFlags
 	tf.register(fs)
+	tf.keys.registerOffline(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: xds-server validate [flags] FILE|DIR...")
 		fs.PrintDefaults()

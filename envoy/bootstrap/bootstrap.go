@@ -77,6 +77,10 @@ type Params struct {
 	// negative removes it (as does a negative AdminPort: the stats listener
 	// must know the admin port).
 	StatsPort int
+	// XDSTLS, when set, secures the xDS connection with TLS and the
+	// gateway's client certificate (xdstls.go); nil: plaintext, as
+	// egress-gateway.yaml ships for a laptop.
+	XDSTLS *XDSTLS
 }
 
 // Parse reads an Envoy bootstrap in YAML (or JSON) strictly: unknown fields
@@ -127,6 +131,11 @@ func Build(p Params) (*bootstrapv3.Bootstrap, error) {
 	}
 	if p.XDSPort != 0 {
 		sa.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(p.XDSPort)}
+	}
+	if p.XDSTLS != nil {
+		if err := secureXDS(xds, sa.Address, p.XDSTLS); err != nil {
+			return nil, err
+		}
 	}
 
 	admin := b.GetAdmin().GetAddress().GetSocketAddress()

@@ -20,7 +20,8 @@ import (
 	"github.com/egress-xds/egress-xds/internal/watch"
 )
 
-var opts = translate.Options{ForwardProxyPort: 3128}
+// opts are a server with authenticated xDS: private keys may go inline.
+var opts = translate.Options{ForwardProxyPort: 3128, PrivateKeysInline: true}
 
 func intentCM(ns, name, doc string) compile.ConfigMap {
 	return compile.ConfigMap{ConfigMap: &corev1.ConfigMap{

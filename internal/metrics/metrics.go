@@ -30,6 +30,7 @@ type Metrics struct {
 	Convergence      *prometheus.HistogramVec // group: change observed -> proxy ACK, seconds
 	PushSize         *prometheus.HistogramVec // group, type: payload bytes of one response
 	AdmissionReviews *prometheus.CounterVec   // operation, result: allowed, denied, error
+	SecretCertExpiry *prometheus.GaugeVec     // secret, key: NotAfter of a Secret's certificate, unix seconds
 }
 
 // New registers every metric, with the Go and process collectors, in a new
@@ -75,13 +76,15 @@ func New() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(256, 4, 10)}, []string{"group", "type"}),
 		AdmissionReviews: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "admission_reviews_total",
 			Help: "ConfigMap admission reviews answered by the validating webhook, by operation and result: allowed, denied, error (malformed, or not ready: the API server's failure policy applies)."}, []string{"operation", "result"}),
+		SecretCertExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "secret_certificate_expiry_timestamp_seconds",
+			Help: "Unix time a Secret's certificate expires, for each Secret the intents or mesh settings use (served or held back): the leaf of tls.crt, the earliest certificate of ca.crt."}, []string{"secret", "key"}),
 	}
 	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ConnectedProxies, m.Responses, m.PushedResources, m.ACKs, m.NACKs, m.Builds, m.BuildDuration,
 		m.GroupVersion, m.GroupResources, m.InvalidSources, m.Diagnostics, m.SourceUpdates, m.RefusedProxies, m.LastBuildSuccess,
-		m.Convergence, m.PushSize, m.AdmissionReviews,
+		m.Convergence, m.PushSize, m.AdmissionReviews, m.SecretCertExpiry,
 	)
 	return m
 }

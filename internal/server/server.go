@@ -47,6 +47,10 @@ type Config struct {
 	// Webhook, if set, serves the validating admission webhook of intent
 	// ConfigMaps over TLS; Kubernetes source only.
 	Webhook *webhook.Config
+
+	// listen opens the xDS listener (net.Listen; tests bind loopback
+	// while the configured address is not).
+	listen func(network, address string) (net.Listener, error)
 }
 
 // Server is a running control plane.
@@ -106,6 +110,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			kube.Follow(meshSecrets(m)...)
 		}
 	}
+	// Private keys travel inline only to proxies that proved who they are,
+	// or over loopback alone; whatever the caller set.
+	cfg.Translate.PrivateKeysInline = PrivateKeysInline(cfg.XDSAddress, xdsTLS.ClientAuth())
+	warnInsecureXDS(log, cfg.XDSAddress, xdsTLS != nil, xdsTLS.ClientAuth(), cfg.Translate)
 	m := metrics.New()
 	var builder *snapshot.Builder
 	cache := snapshot.NewCache(log, func(string) { builder.Trigger() })
@@ -134,7 +142,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 
-	xdsL, err := net.Listen("tcp", cfg.XDSAddress)
+	if cfg.listen == nil {
+		cfg.listen = net.Listen
+	}
+	xdsL, err := cfg.listen("tcp", cfg.XDSAddress)
 	if err != nil {
 		return nil, fmt.Errorf("xds listener: %w", err)
 	}
@@ -212,7 +223,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}()
 	hook.serve()
 	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "webhook", s.WebhookAddr, "source", description,
-		"forward_proxy_port", cfg.Translate.ForwardProxyPort, "mesh", cfg.Translate.Mesh != nil)
+		"forward_proxy_port", cfg.Translate.ForwardProxyPort, "mesh", cfg.Translate.Mesh != nil,
+		"origination_keys", keyDelivery(cfg.Translate))
 
 	go func() {
 		var runErr error

@@ -30,6 +30,9 @@ type Input struct {
 const (
 	DefaultQuiet    = 20 * time.Millisecond
 	DefaultMaxDelay = 250 * time.Millisecond
+	// DefaultRecheckEvery: certificates are judged again at least hourly,
+	// whatever happens to the wall clock.
+	DefaultRecheckEvery = time.Hour
 )
 
 // Builder rebuilds every group's snapshot when the input changes or a
@@ -42,6 +45,11 @@ type Builder struct {
 	metrics *metrics.Metrics
 
 	Quiet, MaxDelay time.Duration
+	// RecheckEvery bounds how long a build's judgement of certificate
+	// validity is trusted without a rebuild (the exact instants it changes
+	// are rebuilt at too); Clock is the time it judges at.
+	RecheckEvery time.Duration
+	Clock        func() time.Time
 
 	mu       sync.Mutex
 	input    Input
@@ -65,6 +73,10 @@ type Builder struct {
 	// generation last written, so an older one never overwrites it.
 	saveMu     sync.Mutex
 	writtenGen uint64
+	// recheckAt is when the last build's certificate judgement changes by
+	// itself; certExpiry the expiry series it exported.
+	recheckAt  time.Time
+	certExpiry map[[2]string]bool
 }
 
 // servedRecord is the state record of the served ConfigMap versions.
@@ -161,7 +173,7 @@ func NewBuilder(cache *Cache, opts translate.Options, m *metrics.Metrics, log *s
 	}
 	return &Builder{
 		cache: cache, opts: opts, log: log, metrics: m,
-		Quiet: DefaultQuiet, MaxDelay: DefaultMaxDelay,
+		Quiet: DefaultQuiet, MaxDelay: DefaultMaxDelay, RecheckEvery: DefaultRecheckEvery, Clock: time.Now,
 		store:   compile.NewStore(),
 		trigger: make(chan struct{}, 1),
 		ready:   make(chan struct{}),
@@ -206,13 +218,18 @@ func (b *Builder) Review(cm compile.ConfigMap) intent.Diagnostics {
 	return b.store.Review(cm, b.opts.ResolveOptions())
 }
 
-// Run rebuilds after triggers, collapsing bursts, until ctx is done.
+// Run rebuilds after triggers, collapsing bursts, until ctx is done, and
+// when time alone changes the judgement of a certificate. A rebuild that
+// changes nothing pushes nothing: versions are content hashes.
 func (b *Builder) Run(ctx context.Context) {
+	recheck := time.NewTimer(b.RecheckEvery)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.trigger:
+		case <-recheck.C:
 		}
 		first := time.Now()
 		quiet := time.NewTimer(b.Quiet)
@@ -233,7 +250,20 @@ func (b *Builder) Run(ctx context.Context) {
 		}
 		quiet.Stop()
 		b.Rebuild()
+		recheck.Reset(b.untilRecheck())
 	}
+}
+
+// untilRecheck is how long until the last build's certificate judgement
+// changes, at most RecheckEvery.
+func (b *Builder) untilRecheck() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d := b.RecheckEvery
+	if !b.recheckAt.IsZero() {
+		d = min(d, max(b.recheckAt.Sub(b.Clock()), 0))
+	}
+	return d
 }
 
 // Rebuild parses the current input and publishes every group's snapshot:
@@ -257,6 +287,10 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	}
 	in := b.input
 	observed := b.observed
+	opts := b.opts
+	opts.Now = b.Clock()
+	var certs []translate.Certificate
+	b.recheckAt = time.Time{}
 	b.observed = time.Time{}
 	intents, diags := b.store.Update(in.ConfigMaps, b.opts.ResolveOptions())
 	diags = append(append(intent.Diagnostics(nil), in.Diagnostics...), diags...)
@@ -269,8 +303,14 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	result := "unchanged"
 	failed := false
 	for _, group := range compile.Groups(intents, b.cache.Groups()...) {
-		res, tdiags, err := compile.Group(intents, group, secrets, b.opts)
+		res, tdiags, err := compile.Group(intents, group, secrets, opts)
 		diags = append(diags, tdiags...)
+		if res != nil {
+			certs = append(certs, res.Certificates...)
+			if r := res.RecheckAt; !r.IsZero() && (b.recheckAt.IsZero() || r.Before(b.recheckAt)) {
+				b.recheckAt = r
+			}
+		}
 		var gs *GroupSnapshot
 		if err == nil {
 			gs, err = NewGroupSnapshot(res)
@@ -300,6 +340,7 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	diags.Sort()
 	b.diags = diags
 	b.reportDiagnostics(diags)
+	b.recordCertificates(certs)
 	if b.metrics != nil {
 		b.metrics.Builds.WithLabelValues(result).Inc()
 		b.metrics.BuildDuration.Observe(time.Since(start).Seconds())

@@ -19,7 +19,7 @@ func examplesSnapshot(t *testing.T) *GroupSnapshot {
 		t.Fatal(err)
 	}
 	cms, secrets, _ := compile.FromFolder(st)
-	opts := translate.Options{ForwardProxyPort: 3128}
+	opts := translate.Options{ForwardProxyPort: 3128, PrivateKeysInline: true} // authenticated xDS
 	intents, diags := compile.NewStore().Update(cms, opts.ResolveOptions())
 	if diags.HasErrors() {
 		t.Fatal(diags)

@@ -89,13 +89,16 @@ type Leaf struct {
 	URIs []string
 	// Server and Client set the extended key usages.
 	Server, Client bool
+	// NotBefore and NotAfter bound its validity; zero: from an hour ago
+	// until the CA expires.
+	NotBefore, NotAfter time.Time
 }
 
 // SPIFFE is a certificate whose only SAN is the SPIFFE ID id, usable at
 // either end of a mutual TLS connection, as mesh certificates are.
 func SPIFFE(id string) Leaf { return Leaf{URIs: []string{id}, Server: true, Client: true} }
 
-// Issue signs a certificate for l, valid until the CA expires, and returns
+// Issue signs a certificate for l, by default valid until the CA expires, and returns
 // it and its key (PKCS#8) in PEM.
 func (ca *CA) Issue(l Leaf) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -110,6 +113,12 @@ func (ca *CA) Issue(l Leaf) (certPEM, keyPEM []byte, err error) {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     ca.Cert.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	if !l.NotBefore.IsZero() {
+		tmpl.NotBefore = l.NotBefore
+	}
+	if !l.NotAfter.IsZero() {
+		tmpl.NotAfter = l.NotAfter
 	}
 	for _, s := range l.URIs {
 		u, err := url.Parse(s)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -24,7 +25,10 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // goldenGroup is the gateway group every golden case is translated for.
 const goldenGroup = "egress-gateway"
 
-var goldenOptions = translate.Options{ForwardProxyPort: 3128}
+// goldenOptions are a server with authenticated xDS (keys may go inline),
+// judging certificates at a fixed instant.
+var goldenOptions = translate.Options{ForwardProxyPort: 3128, PrivateKeysInline: true,
+	Now: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), CertificateExpiryWarning: translate.DefaultCertificateExpiryWarning}
 
 // TestGolden translates testdata/<case>/in.yaml (ConfigMap and Secret
 // manifests) and compares every kind of resource, and the diagnostics, with
@@ -117,8 +121,9 @@ func translateFile(t *testing.T, path string, opts goldenCase) (*translate.Resou
 	return res, b.String()
 }
 
-// goldenCase is a case's options.yaml: the proxy role translated for and
-// the server's mesh settings; without the file, a gateway without mesh.
+// goldenCase is a case's options.yaml: the proxy role translated for, how
+// private keys reach the gateways, and the server's mesh settings; without
+// the file, a gateway without mesh, with authenticated xDS.
 type goldenCase struct {
 	Role translate.Role
 	translate.Options
@@ -136,7 +141,10 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 	}
 	var o struct {
 		Role string `json:"role"`
-		Mesh *struct {
+		// PrivateKeysInline false: xDS does not authenticate proxies.
+		PrivateKeysInline    *bool  `json:"privateKeysInline"`
+		OriginationSecretDir string `json:"originationSecretDir"`
+		Mesh                 *struct {
 			TrustDomain        string `json:"trustDomain"`
 			GatewayCertificate string `json:"gatewayCertificate"`
 			TrustBundle        string `json:"trustBundle"`
@@ -149,6 +157,10 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 	if o.Role != "" {
 		c.Role = translate.Role(o.Role)
 	}
+	if o.PrivateKeysInline != nil {
+		c.PrivateKeysInline = *o.PrivateKeysInline
+	}
+	c.OriginationSecretDir = o.OriginationSecretDir
 	if m := o.Mesh; m != nil {
 		c.Mesh = &translate.MeshOptions{
 			TrustDomain: m.TrustDomain, Port: translate.DefaultMeshPort, GatewayAddress: translate.DefaultGatewayAddress,

@@ -138,13 +138,15 @@ func (t *translator) meshSecrets(serving string) bool {
 		}
 		bundle = caSecret(*k, t.secrets)
 	}
-	cert := &tlsv3.Secret{Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-		CertificateChain: fileSource(m.certDir(), keyTLSCert), PrivateKey: fileSource(m.certDir(), keyTLSKey), WatchedDirectory: dir,
-	}}}
+	cert := fileCertificateSecret(m.certDir())
 	if k := m.GatewayCertificate; k != nil && serving == MeshGatewayCertSecret {
-		if problem := t.keyPairProblem(*k, " (the gateways' mesh certificate)"); problem != "" {
+		problem, warning := t.keyPairProblem(*k, " (the gateways' mesh certificate)")
+		if problem != "" {
 			t.meshProblem(problem)
 			ok = false
+		}
+		if warning != "" {
+			t.diags = append(t.diags, intent.Diagnostic{Origin: intent.Origin{File: "mesh settings"}, Message: warning, Severity: intent.SeverityWarning})
 		}
 		cert = tlsCertificateSecret(*k, t.secrets)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -61,6 +62,23 @@ type Options struct {
 	// Mesh, when set, serves mutual TLS from sidecars on the gateways'
 	// mesh port, and sidecars.
 	Mesh *MeshOptions
+	// PrivateKeysInline lets SDS carry origination client keys inline. The
+	// server sets it only when a proxy must prove its identity to get
+	// them (client certificates, node authorization) or xDS listens on
+	// loopback alone; otherwise a destination with a client certificate
+	// is held back, unless OriginationSecretDir is set.
+	PrivateKeysInline bool
+	// OriginationSecretDir, when set, is where gateways read origination
+	// client certificates: <dir>/<namespace>/<name>/tls.crt and tls.key,
+	// mounted Secrets, watched. SDS then carries only those paths, whatever
+	// PrivateKeysInline says: a key that never travels is safer still.
+	OriginationSecretDir string
+	// Now is when certificates are judged (expired, not yet valid,
+	// expiring); zero: validity is not judged.
+	Now time.Time
+	// CertificateExpiryWarning is how long before a client certificate
+	// expires a warning is given; 0: none.
+	CertificateExpiryWarning time.Duration
 }
 
 // ResolveOptions are the constraints these options put on intents.
@@ -97,6 +115,13 @@ type Resources struct {
 	// Sources lists the ConfigMaps each resource comes from, so problems
 	// (a NACK, a dump) can be traced back to them.
 	Sources Sources
+	// Certificates are the validity periods of the Secrets' certificates
+	// used (served or held back), by Secret and key, for expiry metrics.
+	Certificates []Certificate
+	// RecheckAt, when not zero, is the next instant at which the
+	// certificate judgement of this translation changes by itself (a
+	// certificate expires, nears expiry or becomes valid).
+	RecheckAt time.Time
 }
 
 // Translate builds the resources of one gateway group from the documents that
@@ -141,6 +166,7 @@ type translator struct {
 	errs         []error
 	ports        []*destPort
 	secretsOut   map[string]*tlsv3.Secret
+	certs        map[certKey]Certificate
 	accessLogs   map[string][]*accesslogv3.AccessLog
 	rbacPerRoute map[string]*anypb.Any // by allow list
 	// Fields encoded once and shared by many typed configs (protos.go).
@@ -301,6 +327,7 @@ func (t *translator) sortOutput() {
 		o.Secrets = append(o.Secrets, s)
 	}
 	sort.Slice(o.Secrets, func(i, j int) bool { return o.Secrets[i].Name < o.Secrets[j].Name })
+	o.Certificates = t.sortedCertificates()
 	o.Sources.normalize()
 }
 

@@ -130,6 +130,7 @@ func TestComposeFile(t *testing.T) {
 		slices.Contains(cmd, "--port-map") || slices.Contains(cmd, "--forward-proxy-port") || env.ForwardProxyPort != 3128 ||
 		flagValue(cmd, "--mesh-port") != strconv.Itoa(int(mesh.Port)) || flagValue(cmd, "--mesh-cert-dir") != mesh.CertDir ||
 		flagValue(cmd, "--mesh-gateway-address") != mesh.GatewayAddress || slices.Contains(cmd, "--mesh-trust-domain") ||
+		flagValue(cmd, "--origination-secret-dir") != env.OriginationSecretDir ||
 		mesh.TrustDomain != "cluster.local" {
 		t.Errorf("xds-server command %v disagrees with composeEnv %+v", cmd, env)
 	}

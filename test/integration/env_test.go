@@ -62,6 +62,11 @@ type Env struct {
 	// their mesh certificate and the CA (the certs folder's mesh/).
 	MeshPort    uint32
 	MeshCertDir string
+	// OriginationSecretDir, when set, is where the gateways read the mTLS
+	// client certificate files (xds-server --origination-secret-dir): the
+	// compose stack's xDS is plaintext beyond loopback, so its key may not
+	// travel inline. Empty: inline, as the loopback server allows.
+	OriginationSecretDir string
 }
 
 // composeEnv is docker-compose.yaml: fake services by their service name,
@@ -81,6 +86,8 @@ func composeEnv() *Env {
 		SystemCABundle:   "/certs/" + fakeservices.CACertFile,
 		MeshPort:         15443,
 		MeshCertDir:      "/certs/" + fakeservices.MeshDir,
+		// The gateways mount the certs volume at /certs.
+		OriginationSecretDir: "/certs/" + fakeservices.SecretsDir,
 	}
 }
 
@@ -129,7 +136,8 @@ func freePorts(t *testing.T, n int) []uint32 {
 
 func (e *Env) translateOptions() translate.Options {
 	return translate.Options{Role: translate.RoleGateway, ForwardProxyPort: e.ForwardProxyPort, PortMap: e.PortMap,
-		SystemCABundle: e.SystemCABundle, ListenerAddress: e.ListenerAddress, Mesh: e.meshOptions()}
+		SystemCABundle: e.SystemCABundle, ListenerAddress: e.ListenerAddress, Mesh: e.meshOptions(),
+		OriginationSecretDir: e.OriginationSecretDir}
 }
 
 // meshOptions are the mesh settings of xds-server for the env (the flags

@@ -220,6 +220,18 @@ var scenarios = []Scenario{{
 				ca = s.GetValidationContext().GetTrustedCa().GetInlineBytes()
 			}
 		}
+		if dir := e.OriginationSecretDir; dir != "" {
+			// The key stays in the gateway's files; SDS says where.
+			for _, s := range c.st.Secrets() {
+				if f := s.GetTlsCertificate().GetPrivateKey().GetFilename(); s.GetName() == certName && f != dir+"/"+certName+"/tls.key" {
+					c.fail("secret %s: key file %q, want it under %s", certName, f, dir)
+				}
+			}
+			if len(key) != 0 {
+				c.fail("secret %s: a private key delivered inline", certName)
+			}
+			return
+		}
 		if len(key) == 0 {
 			c.fail("secret %s: no private key delivered", certName)
 		}

@@ -18,6 +18,9 @@ const (
 	CACertFile  = "ca.crt"
 	CAKeyFile   = "ca.key"
 	SecretsFile = "partner-secrets.yaml"
+	// SecretsDir holds the client certificate Secret as the gateways mount
+	// it: SecretsDir/<namespace>/<name>/tls.crt and tls.key.
+	SecretsDir = "secrets"
 )
 
 // The Secrets of mutual TLS origination: the partner hands the gateway a
@@ -135,6 +138,15 @@ stringData:
 			return err
 		}
 		if err := writeAtomic(filepath.Join(dir, MeshDir, f.name), f.data); err != nil {
+			return err
+		}
+	}
+	clientDir := filepath.Join(dir, SecretsDir, SecretNamespace, ClientCertSecret)
+	if err := os.MkdirAll(clientDir, 0o755); err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{"tls.crt": clientCert, "tls.key": clientKey} {
+		if err := writeAtomic(filepath.Join(clientDir, name), data); err != nil {
 			return err
 		}
 	}
