@@ -137,3 +137,12 @@ func TestCheckTrustDomain(t *testing.T) {
 		}
 	}
 }
+
+// A wildcard destination originating TLS may name any upstream port: the
+// gateway connects to tls.port whatever the request names.
+func TestWildcardOriginationOnAnyPort(t *testing.T) {
+	doc, diags := ParseDocument(origin, []byte(`destinations: [{name: a, host: "*.example.com", ports: [{number: 80, protocol: HTTP}], tls: {mode: SIMPLE, port: 8443}}]`))
+	if doc == nil || diags.HasErrors() || doc.Destinations[0].TLS.Port != 8443 {
+		t.Fatalf("%v", diags)
+	}
+}

@@ -270,8 +270,6 @@ func validateTLS(r *reporter, p string, d *Destination, wildcard, hasHTTP bool) 
 	switch {
 	case wildcard && t.SNI != "":
 		r.errorf(p+".sni", "cannot be set for a wildcard host: the gateway sends each request's own host name")
-	case wildcard && d.Resolution == ResolutionDynamic && t.Port != 443:
-		r.errorf(p+".port", "must be 443 for resolution DYNAMIC (the forward proxy connects to port 443 for TLS)")
 	case t.SNI == "" && !wildcard:
 		t.SNI = d.Host
 	case t.SNI != "" && !validDNSName(strings.ToLower(t.SNI)):

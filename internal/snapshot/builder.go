@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,7 +56,9 @@ type Builder struct {
 	input    Input
 	hasInput bool
 	store    *compile.Store
-	diags    intent.Diagnostics
+	// diags are the problems of the last build; read without the lock,
+	// which a build holds for its whole duration.
+	diags    atomic.Pointer[intent.Diagnostics]
 	logged   string
 	trigger  chan struct{}
 	ready    chan struct{}
@@ -204,9 +207,11 @@ func (b *Builder) Ready() <-chan struct{} { return b.ready }
 
 // Diagnostics returns the problems found by the last build.
 func (b *Builder) Diagnostics() intent.Diagnostics {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append(intent.Diagnostics(nil), b.diags...)
+	d := b.diags.Load()
+	if d == nil {
+		return nil
+	}
+	return append(intent.Diagnostics(nil), (*d)...)
 }
 
 // Review judges a ConfigMap as the next rebuild would if it were stored
@@ -338,7 +343,10 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	}
 	diags = diags.Dedupe()
 	diags.Sort()
-	b.diags = diags
+	// Bounded, whatever the input: the log, the metrics, Events and the
+	// admin endpoints list at most so many problems per ConfigMap.
+	diags = diags.Capped(intent.MaxDiagnosticsPerConfigMap)
+	b.diags.Store(&diags)
 	b.reportDiagnostics(diags)
 	b.recordCertificates(certs)
 	if b.metrics != nil {
@@ -390,12 +398,11 @@ func (b *Builder) reportDiagnostics(diags intent.Diagnostics) {
 		errs, warns := 0, 0
 		invalid := map[string]bool{}
 		for _, d := range diags {
-			if d.Severity == intent.SeverityWarning {
-				warns++
-				continue
+			e, w := d.Counts()
+			errs, warns = errs+e, warns+w
+			if e > 0 {
+				invalid[d.Origin.File+"|"+d.Origin.ConfigMap()] = true
 			}
-			errs++
-			invalid[d.Origin.File+"|"+d.Origin.ConfigMap()] = true
 		}
 		b.metrics.Diagnostics.WithLabelValues("error").Set(float64(errs))
 		b.metrics.Diagnostics.WithLabelValues("warning").Set(float64(warns))

@@ -154,7 +154,7 @@ func newScanner(dir string) *scanner {
 // skipped.
 func (s *scanner) seed(saved map[string][]byte) {
 	for rel, data := range saved {
-		p := parseManifests(data)
+		p := parseFile(rel, data)
 		if p.err != nil {
 			s.logf(slog.LevelWarn, "saved content of a manifest file no longer parses, not restored", rel, p.err)
 			continue

@@ -2,11 +2,13 @@ package xds
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -157,6 +159,7 @@ func (p *Proxies) closed(k streamKey) {
 // NACKs. Without a nonce, version is what the proxy already holds (a
 // reconnection), if anything.
 func (p *Proxies) request(k streamKey, node *core.Node, typeURL, version, nonce string, errDetail string, nacked bool) {
+	errDetail = boundedDetail(errDetail)
 	p.mu.Lock()
 	s := p.streams[k]
 	if s == nil {
@@ -236,6 +239,21 @@ func (p *Proxies) request(k streamKey, node *core.Node, typeURL, version, nonce 
 			p.m.Convergence.WithLabelValues(group).Observe(time.Since(observed).Seconds())
 		}
 	}
+}
+
+// MaxNACKDetail bounds the error text of a NACK kept and logged: a proxy
+// may send megabytes, and the text is held per proxy and type.
+const MaxNACKDetail = 4 << 10
+
+func boundedDetail(s string) string {
+	if len(s) <= MaxNACKDetail {
+		return s
+	}
+	cut := MaxNACKDetail
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d more bytes not kept)", len(s)-cut)
 }
 
 // response records a response: its version, and what it carried (names is

@@ -1,6 +1,10 @@
 package xds
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
 
 func TestStateOf(t *testing.T) {
 	for _, c := range []struct {
@@ -19,5 +23,17 @@ func TestStateOf(t *testing.T) {
 		if got := StateOf(c.ts, c.current); got != c.want {
 			t.Errorf("%+v against %q: %s, want %s", c.ts, c.current, got, c.want)
 		}
+	}
+}
+
+// A NACK's error text is kept and logged bounded, cut on a character.
+func TestNACKDetailBounded(t *testing.T) {
+	long := strings.Repeat("é", MaxNACKDetail)
+	got := boundedDetail(long)
+	if len(got) > MaxNACKDetail+64 || !utf8.ValidString(got) || !strings.Contains(got, "more bytes not kept") {
+		t.Fatalf("%d bytes, valid %v: %q", len(got), utf8.ValidString(got), got[len(got)-40:])
+	}
+	if boundedDetail("short") != "short" {
+		t.Fatal("a short text changed")
 	}
 }
