@@ -12,9 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/egress-xds/egress-xds/envoy/bootstrap"
+	"github.com/egress-xds/egress-xds/internal/envoytest"
 	"github.com/egress-xds/egress-xds/internal/testpki"
 	"github.com/egress-xds/egress-xds/internal/translate"
-	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
 // Where the gateway pods of deploy/ have their files.
@@ -131,7 +131,7 @@ func TestSecureXDSByDefault(t *testing.T) {
 // files and the certificate files they name included (placed in a
 // temporary folder instead of the pod's).
 func TestShippedBootstrapEnvoyValidates(t *testing.T) {
-	bin := xdstest.EnvoyBinary(t)
+	bin := envoytest.Find(t)
 	cm := one[*corev1.ConfigMap](t, manifests(t), "egress-gateway-bootstrap")
 	dir := t.TempDir()
 	boot, certs := filepath.Join(dir, "envoy"), filepath.Join(dir, "xds")
@@ -152,7 +152,7 @@ func TestShippedBootstrapEnvoyValidates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	xdstest.EnvoyValidate(t, bin, filepath.Join(boot, bootstrapKey))
+	envoytest.MustValidateFile(t, bin, filepath.Join(boot, bootstrapKey))
 }
 
 type pemPair struct{ cert, key []byte }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
+	"github.com/egress-xds/egress-xds/internal/envoytest"
 	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/testpki"
 	"github.com/egress-xds/egress-xds/internal/translate"
@@ -149,12 +150,12 @@ func writeSecure(t *testing.T, dir string, p Params) string {
 // authorization: it loads the certificate files through SDS, passes the
 // server's checks and ACKs its group's configuration.
 func TestSecureXDSWithEnvoy(t *testing.T) {
-	bin := xdstest.EnvoyBinary(t)
+	bin := envoytest.Find(t)
 	dir := t.TempDir()
 	srvTLS, gwCerts := securePKI(t, dir, DefaultCluster)
 	file := writeSecure(t, dir, Params{NodeID: "validate", XDSHost: "127.0.0.1", AdminPort: -1,
 		XDSTLS: &XDSTLS{CertDir: gwCerts, SDSDir: dir, ServerName: DefaultXDSHost}})
-	xdstest.EnvoyValidate(t, bin, file)
+	envoytest.MustValidateFile(t, bin, file)
 	if t.Failed() {
 		return
 	}
@@ -181,7 +182,7 @@ func TestSecureXDSWithEnvoy(t *testing.T) {
 	file = writeSecure(t, dir, Params{NodeID: "gw-secure", XDSHost: "127.0.0.1", XDSPort: p, AdminPort: -1,
 		XDSTLS: &XDSTLS{CertDir: gwCerts, SDSDir: dir, ServerName: DefaultXDSHost}})
 	var stderr xdstest.LogBuffer
-	cmd := exec.CommandContext(ctx, bin, "-c", file, "--service-node", "gw-secure", "--service-cluster", DefaultCluster,
+	cmd := exec.CommandContext(ctx, bin.Path, "-c", file, "--service-node", "gw-secure", "--service-cluster", DefaultCluster,
 		"--concurrency", "1", "--disable-hot-restart", "--log-level", "warn")
 	cmd.Stderr, cmd.Stdout = &stderr, &stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

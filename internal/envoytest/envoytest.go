@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/egress-xds/egress-xds/envoy"
+	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
 // Install is how to get the pinned Envoy, for skip and failure messages.
@@ -224,9 +225,25 @@ func ValidateFile(ctx context.Context, bin, path string, args ...string) error {
 	cmdArgs := append([]string{"--mode", "validate", "-c", path, "--log-level", "warn", "--log-format", "%v"}, args...)
 	out, err := exec.CommandContext(ctx, bin, cmdArgs...).CombinedOutput()
 	if err == nil {
+		// A file that file-based SDS fails to load is only logged: the
+		// configuration is "OK" without its certificate.
+		if rejected := rejectionLogged(out); rejected != "" {
+			return fmt.Errorf("envoy --mode validate accepted %s but rejected what it read: %s", filepath.Base(path), rejected)
+		}
 		return nil
 	}
 	return fmt.Errorf("envoy --mode validate rejected %s: %s", filepath.Base(path), envoyError(out, err))
+}
+
+// rejectionLogged is the first line of Envoy's output that says it
+// rejected something, "" if none does.
+func rejectionLogged(out []byte) string {
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		if bytes.Contains(line, []byte("rejected")) {
+			return string(bytes.TrimSpace(line))
+		}
+	}
+	return ""
 }
 
 // envoyError is the reason Envoy gave, without the log noise around it.
@@ -246,6 +263,15 @@ func envoyError(out []byte, err error) string {
 		text = text[len(text)-2000:]
 	}
 	return fmt.Sprintf("%v: %s", err, text)
+}
+
+// MustValidateFile fails t with Envoy's error when it rejects the
+// bootstrap file path.
+func MustValidateFile(t testing.TB, bin Binary, path string, args ...string) {
+	t.Helper()
+	if err := ValidateFile(context.Background(), bin.Path, path, args...); err != nil {
+		t.Errorf("Envoy %s: %v", bin.Version, err)
+	}
 }
 
 // MustValidate fails t with Envoy's error when it rejects config; the
@@ -270,7 +296,7 @@ func Serve(t *testing.T, bin Binary, config string, args ...string) (adminAddr s
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out xdstest.LogBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin.Path, append([]string{"-c", path, "--admin-address-path", adminPath,
 		"--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"}, args...)...)
@@ -304,22 +330,4 @@ func Serve(t *testing.T, bin Binary, config string, args ...string) (adminAddr s
 			t.Fatalf("envoy did not write its admin address in 30s:\n%s", out.String())
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's two output streams.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,6 +1,7 @@
 package translate_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,9 +14,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/egress-xds/egress-xds/internal/compile"
+	"github.com/egress-xds/egress-xds/internal/envoytest"
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/watch"
-	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
 // inlineKeys lists the secrets that carry a private key in their bytes.
@@ -158,7 +159,7 @@ func TestCertificatesAndRecheck(t *testing.T) {
 // translated clusters and secrets of the mtls-secret-files case, as a
 // static bootstrap, with the client certificate files where it says.
 func TestOriginationFilesEnvoyValidates(t *testing.T) {
-	bin := xdstest.EnvoyBinary(t)
+	bin := envoytest.Find(t)
 	dir := t.TempDir()
 	data, err := os.ReadFile("testdata/mtls-secret-files/in.yaml")
 	if err != nil {
@@ -196,14 +197,14 @@ func TestOriginationFilesEnvoyValidates(t *testing.T) {
 	if err := os.WriteFile(file, js, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	xdstest.EnvoyValidate(t, bin, file)
+	envoytest.MustValidateFile(t, bin, file)
 
 	// And it does fail when the file is not there.
 	if err := os.Remove(filepath.Join(certDir, "tls.key")); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := xdstest.EnvoyCheck(bin, file); err == nil || !strings.Contains(out, "tls.key") {
-		t.Errorf("Envoy accepted a missing key file, or said something else: %v\n%s", err, out)
+	if err := envoytest.ValidateFile(context.Background(), bin.Path, file); err == nil || !strings.Contains(err.Error(), "tls.key") {
+		t.Errorf("Envoy accepted a missing key file, or said something else: %v", err)
 	}
 }
 
