@@ -21,6 +21,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -434,5 +435,44 @@ data:
 	}
 	if err := os.WriteFile(bootstrapCM, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The webhook fails closed, so voluntary disruptions keep one server.
+func TestServerDisruptionBudget(t *testing.T) {
+	objs := manifests(t)
+	pdb := one[*policyv1.PodDisruptionBudget](t, objs, "xds-server")
+	dep := one[*appsv1.Deployment](t, objs, "xds-server")
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() < 1 || *dep.Spec.Replicas <= int32(pdb.Spec.MinAvailable.IntValue()) {
+		t.Fatalf("minAvailable %v with %d replicas: a drain must keep one and be able to move one", pdb.Spec.MinAvailable, *dep.Spec.Replicas)
+	}
+	for k, v := range pdb.Spec.Selector.MatchLabels {
+		if dep.Spec.Template.Labels[k] != v {
+			t.Fatalf("the budget's selector %v does not select the server's pods %v", pdb.Spec.Selector.MatchLabels, dep.Spec.Template.Labels)
+		}
+	}
+}
+
+// The server keeps its state on a volume of the pod, writable although
+// the root file system is read-only.
+func TestServerStateDir(t *testing.T) {
+	dep := one[*appsv1.Deployment](t, manifests(t), "xds-server")
+	c := dep.Spec.Template.Spec.Containers[0]
+	dir := ""
+	for _, e := range c.Env {
+		if e.Name == "EGRESS_XDS_STATE_DIR" {
+			dir = e.Value
+		}
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == dir && !m.ReadOnly {
+			for _, v := range dep.Spec.Template.Spec.Volumes {
+				mounted = mounted || (v.Name == m.Name && v.EmptyDir != nil)
+			}
+		}
+	}
+	if dir == "" || !mounted {
+		t.Fatalf("state dir %q is not a writable emptyDir mount", dir)
 	}
 }
