@@ -14,9 +14,14 @@ ARG TARGETOS TARGETARCH
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
     go build -trimpath -ldflags="-s -w" -o /out/xds-server ./cmd/xds-server
+RUN mkdir -p /out/state
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/xds-server /xds-server
+# What a restart must not lose (--state-dir): owned by the server's user, so
+# that a volume mounted there starts writable.
+COPY --from=build --chown=65532:65532 /out/state /var/lib/egress-xds
+ENV EGRESS_XDS_STATE_DIR=/var/lib/egress-xds
 # The admin endpoints default to 127.0.0.1, unreachable from outside a
 # container; probes and scrapers need them on every interface.
 ENV EGRESS_XDS_ADMIN_ADDRESS=0.0.0.0:9090
