@@ -72,7 +72,7 @@ func skipOrFail(t *testing.T, why string) {
 	if envoytest.CI() {
 		t.Fatalf("CI=true: transparent capture cannot run here: %s", why)
 	}
-	t.Skipf("transparent capture cannot run here: %s; the explicit-proxy sidecars ran in TestSidecarEnvoy", why)
+	t.Skipf("transparent capture cannot run here: %s; TestSidecarEnvoy runs sidecars as explicit proxies without it", why)
 }
 
 func run(args ...string) error {
@@ -118,8 +118,9 @@ func newTestNetns(t *testing.T, capturePort uint32) *testNetns {
 		{"ip", "-n", n.name, "addr", "add", n.nsIP + "/30", "dev", peer},
 		{"ip", "-n", n.name, "link", "set", peer, "up"},
 		{"ip", "-n", n.name, "route", "add", "default", "via", n.hostIP},
-		// README "The mesh": the recipe of Istio's init container, by group.
-		{"ip", "netns", "exec", n.name, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp",
+		// README "The mesh": the recipe of Istio's init container, by
+		// group; loopback stays the pod's own (the explicit proxy too).
+		{"ip", "netns", "exec", n.name, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "!", "-d", "127.0.0.0/8",
 			"-m", "owner", "!", "--gid-owner", strconv.Itoa(sidecarGID), "-j", "REDIRECT", "--to-ports", capture},
 	} {
 		if err := run(step...); err != nil {
@@ -193,8 +194,8 @@ func (n *testNetns) get(addr, host, path string) (response, error) {
 // admits or refuses the sidecar's workload identity; what no intent
 // declares is closed (or 403) at the sidecar.
 func TestSidecarCapture(t *testing.T) {
-	bin := envoytest.Find(t)
 	ns := newTestNetns(t, translate.DefaultSidecarCapturePort)
+	bin := envoytest.Find(t)
 	s := newMeshStack(t, bin, meshStackOptions{host: ns.hostIP,
 		proxyPort: translate.DefaultSidecarProxyPort, capturePort: translate.DefaultSidecarCapturePort})
 	sc := s.startSidecar(t, "it-sidecar-capture", checkoutID, ns.nsIP, ns.exec(), sidecarGID)
@@ -286,6 +287,20 @@ func TestSidecarCapture(t *testing.T) {
 			t.Fatalf("HTTP to an undeclared host, captured: %d %q %v, want 403 %q", r.code, r.body, err, notDeclaredBody(notDeclaredHost))
 		}
 		s.neverReachedGateway(t, notDeclaredHost)
+	})
+	// Beside the capture, the explicit proxy on the pod's loopback.
+	t.Run("explicit-proxy", func(t *testing.T) {
+		conn, err := ns.dial(net.JoinHostPort("127.0.0.1", strconv.Itoa(translate.DefaultSidecarProxyPort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, tunnel, err := connectOn(conn, "external-db.example.com:5432")
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("CONNECT through the explicit proxy inside the namespace: %d %v", code, err)
+		}
+		if name, err := readGreeting(tunnel); err != nil || name != fakeservices.DBPrimary {
+			t.Fatalf("the database through the explicit proxy: %q %v", name, err)
+		}
 	})
 	t.Run("accepted", func(t *testing.T) { s.checkNoRejects(t, sc, s.gw) })
 }

@@ -508,22 +508,29 @@ func proxyConnect(proxy, authority string) (net.Conn, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	code, tunnel, err := connectOn(conn, authority)
+	return tunnel, code, err
+}
+
+// connectOn sends CONNECT authority on a connection to a proxy, which it
+// closes unless the tunnel is granted.
+func connectOn(conn net.Conn, authority string) (int, net.Conn, error) {
 	_ = conn.SetDeadline(time.Now().Add(requestTimeout))
 	if _, err := fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", authority, authority); err != nil {
 		conn.Close()
-		return nil, 0, err
+		return 0, nil, err
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		conn.Close()
-		return nil, 0, fmt.Errorf("CONNECT %s: %w", authority, err)
+		return 0, nil, fmt.Errorf("CONNECT %s: %w", authority, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		conn.Close()
-		return nil, resp.StatusCode, nil
+		return resp.StatusCode, nil, nil
 	}
-	return &bufferedConn{Conn: conn, r: br}, resp.StatusCode, nil
+	return resp.StatusCode, &bufferedConn{Conn: conn, r: br}, nil
 }
 
 // proxyRequest sends an absolute-form GET through an explicit proxy, as
