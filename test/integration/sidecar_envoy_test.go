@@ -114,7 +114,6 @@ type meshStack struct {
 	gw                   *envoyProc
 	proxyPort            uint32
 	capturePort          uint32
-	dir                  string
 }
 
 type meshStackOptions struct {
@@ -136,10 +135,10 @@ func newMeshStack(t *testing.T, bin envoytest.Binary, o meshStackOptions) *meshS
 	}
 	t.Cleanup(func() { cancel(); fakes.Wait() })
 
-	dir := shareableTempDir(t)
+	dir := t.TempDir()
 	config := filepath.Join(dir, "config")
 	certs := filepath.Join(config, "certs")
-	s := &meshStack{bin: bin, ca: ca, host: o.host, dir: dir, meshDir: filepath.Join(dir, "mesh"),
+	s := &meshStack{bin: bin, ca: ca, host: o.host, meshDir: filepath.Join(dir, "mesh"),
 		proxyPort: o.proxyPort, capturePort: o.capturePort}
 	for _, d := range []string{certs, s.meshDir, filepath.Join(config, "intents"), filepath.Join(dir, "xds")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -225,22 +224,6 @@ stringData:
 		t.Fatalf("gateway not ready: %v\n%s", err, tail(s.gw.stderr.String(), 40))
 	}
 	return s
-}
-
-// shareableTempDir is a t.TempDir that other users may read (a sidecar
-// Envoy may run with another group); nothing secret for real is in it.
-func shareableTempDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if filepath.Dir(d) == os.TempDir() {
-			break
-		}
-	}
-	return dir
 }
 
 func writeFile(t *testing.T, path string, data []byte) {
@@ -453,7 +436,7 @@ func startEnvoy(t *testing.T, bin envoytest.Binary, p envoyProcess) *envoyProc {
 	if p.cluster == "" {
 		p.cluster = group
 	}
-	dir := shareableTempDir(t)
+	dir := t.TempDir()
 	bootPath, adminPath := filepath.Join(dir, "bootstrap.yaml"), filepath.Join(dir, "admin-address")
 	writeFile(t, bootPath, p.boot)
 	gw := &envoyProc{localGateway: &localGateway{id: p.id, stdout: &syncBuffer{}, stderr: &syncBuffer{}}}
