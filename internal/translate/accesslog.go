@@ -82,3 +82,19 @@ func asMessages(logs []*accesslogv3.AccessLog) []proto.Message {
 	}
 	return out
 }
+
+// notDeclaredLog is the access log of a listener routing by SNI or port
+// (the gateways' TLS ports, the sidecars' capture listener), for the
+// connections no intent declares. Envoy writes a listener's access log for
+// every connection it closes, served or not (seen with Envoy 1.40: each
+// tunnelled connection was also logged as not declared); the filter keeps
+// those that matched no filter chain (response flag NR).
+func (t *translator) notDeclaredLog(listener string) []*accesslogv3.AccessLog {
+	var out []*accesslogv3.AccessLog
+	for _, l := range t.accessLog(listener, notDeclaredRoute, map[string]string{"reason": NotDeclaredReason}) {
+		out = append(out, &accesslogv3.AccessLog{Name: l.GetName(), ConfigType: l.GetConfigType(), Filter: &accesslogv3.AccessLogFilter{
+			FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"NR"}}},
+		}})
+	}
+	return out
+}

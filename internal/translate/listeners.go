@@ -42,7 +42,7 @@ func (t *translator) listenerAt(address, name string, port uint32) *listenerv3.L
 // tlsListener routes TLS by SNI without terminating it: one filter chain per
 // declared host (wildcards included). A connection whose SNI matches no chain
 // is closed by Envoy: that is the default deny, and the listener's access log
-// (emitted only for connections that match no filter chain) records it.
+// (filtered to the connections that matched no filter chain) records it.
 func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Listener {
 	name := listenerName(kindTLS, port)
 	l := t.listener(name, port)
@@ -50,7 +50,7 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 		Name:       "envoy.filters.listener.tls_inspector",
 		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: t.pack(&tlsinspectorv3.TlsInspector{})},
 	}}
-	l.AccessLog = t.accessLog(name, notDeclaredRoute, map[string]string{"reason": NotDeclaredReason})
+	l.AccessLog = t.notDeclaredLog(name)
 	for _, dp := range dps {
 		l.FilterChains = append(l.FilterChains, t.admissionChains(name, dp, []string{dp.dest.Host})...)
 	}

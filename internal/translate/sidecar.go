@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -203,21 +202,6 @@ func (t *translator) captureListener(port uint32) {
 		}}
 	}
 	t.addListener(l, nil, t.ports)
-}
-
-// notDeclaredLog is the capture listener's own access log, for the
-// connections no intent declares. Envoy writes a listener's access log for
-// every connection it closes, served or not (seen with Envoy 1.40: each
-// tunnelled connection was also logged as not declared); the filter keeps
-// those that matched no filter chain (response flag NR).
-func (t *translator) notDeclaredLog(listener string) []*accesslogv3.AccessLog {
-	var out []*accesslogv3.AccessLog
-	for _, l := range t.accessLog(listener, notDeclaredRoute, map[string]string{"reason": NotDeclaredReason}) {
-		out = append(out, &accesslogv3.AccessLog{Name: l.GetName(), ConfigType: l.GetConfigType(), Filter: &accesslogv3.AccessLogFilter{
-			FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"NR"}}},
-		}})
-	}
-	return out
 }
 
 // tlsInspectorOn reads the SNI only on the given destination ports: on

@@ -70,7 +70,9 @@ func startLocalGateway(t *testing.T, bin, id, xdsAddr string) *localGateway {
 	gw := &localGateway{id: id, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-c", bootPath, "--admin-address-path", adminPath,
-		"--service-node", id, "--service-cluster", group, "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn")
+		"--service-node", id, "--service-cluster", group, "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn",
+		// Access logs reach stdout within 100 ms, not Envoy's 10 s.
+		"--file-flush-interval-msec", "100")
 	cmd.Stdout, cmd.Stderr = gw.stdout, gw.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second

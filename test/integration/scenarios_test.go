@@ -96,6 +96,18 @@ var scenarios = []Scenario{{
 		if rep.Service != fakeservices.ServiceTLS || rep.SNI != "api.github.com" || rep.Path != "/repos/egress-xds" {
 			t.Fatalf("reply %+v", rep)
 		}
+		// Logged once, as served: the listener's not-declared log keeps
+		// only connections that matched no chain (Envoy writes a
+		// listener's access log for every connection).
+		cl := clusterName("passthrough", "github", 443)
+		g.waitLog(t, g.gw, "the passed connection", func(e logEntry) bool {
+			return e.get("destination") == cl && e.get("sni") == "api.github.com"
+		})
+		if bad, err := logged(g.gw, func(e logEntry) bool {
+			return e.get("sni") == "api.github.com" && strings.HasPrefix(e.get("reason"), "egress_not_declared")
+		}); err != nil || bad {
+			t.Fatalf("a served connection was also logged as not declared (%v)", err)
+		}
 	},
 }, {
 	Name:  "not-declared",

@@ -315,20 +315,34 @@ func (g *Traffic) waitLog(t *testing.T, gw gateway, what string, match func(logE
 	t.Helper()
 	var found logEntry
 	g.eventually(t, what+" in the access log of "+gw.name(), func() error {
-		out, err := gw.logs()
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(out, "\n") {
-			var e logEntry
-			if i := strings.IndexByte(line, '{'); i >= 0 && json.Unmarshal([]byte(line[i:]), &e) == nil && match(e) {
+		ok, err := logged(gw, func(e logEntry) bool {
+			if match(e) {
 				found = e
-				return nil
+				return true
 			}
+			return false
+		})
+		if err == nil && !ok {
+			err = errors.New("no such line")
 		}
-		return errors.New("no such line")
+		return err
 	})
 	return found
+}
+
+// logged reports whether the access log of gw holds a line that matches.
+func logged(gw gateway, match func(logEntry) bool) (bool, error) {
+	out, err := gw.logs()
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		var e logEntry
+		if i := strings.IndexByte(line, '{'); i >= 0 && json.Unmarshal([]byte(line[i:]), &e) == nil && match(e) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // eventually retries f until it succeeds, for waitTimeout at most.
