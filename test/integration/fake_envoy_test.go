@@ -40,6 +40,7 @@ func fakeEnvoy(args []string) int {
 	fs.Int("concurrency", 0, "")
 	fs.Bool("disable-hot-restart", false, "")
 	fs.String("log-level", "info", "")
+	fs.Int("file-flush-interval-msec", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
