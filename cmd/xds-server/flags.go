@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,6 +46,7 @@ type translateFlags struct {
 	systemCA         string
 	listenerAddress  string
 	statsPort        uint
+	dnsResolvers     resolverList
 	mesh             meshFlags
 	// xdsTrustDomain is --xds-trust-domain, the mesh's default (serve).
 	xdsTrustDomain string
@@ -68,6 +70,7 @@ func (t *translateFlags) register(fs *flag.FlagSet) {
 	fs.Var(&t.portMap, "port-map", "listener port for a declared port, e.g. 443=8443,80=8080 for gateways running without privileges")
 	fs.UintVar(&t.statsPort, "gateway-stats-port", 9902, "the gateways' Prometheus stats listener (envoy/bootstrap), kept out of intents; 0: none")
 	fs.StringVar(&t.listenerAddress, "listener-address", "0.0.0.0", "address the gateways' listeners bind (127.0.0.1 for a gateway on a laptop)")
+	fs.Var(&t.dnsResolvers, "dns-resolver", "DNS servers the gateways resolve upstream names with, IP[:port] (default port 53), comma-separated, in order, e.g. 10.0.0.10:53,[fd00::53]:53 (default: each gateway's system resolver, /etc/resolv.conf)")
 	fs.StringVar(&t.systemCA, "system-ca-bundle", translate.DefaultSystemCABundle, "CA bundle path inside the gateway, used to verify upstream servers when an intent names no CA Secret")
 	t.keys.register(fs)
 	m := &t.mesh
@@ -177,9 +180,60 @@ func (t *translateFlags) options() (translate.Options, error) {
 		SystemCABundle:   t.systemCA,
 		ListenerAddress:  t.listenerAddress,
 		StatsPort:        uint32(t.statsPort),
+		DNSResolvers:     t.dnsResolvers,
 	}
 	t.keys.apply(&opts)
 	return opts, nil
+}
+
+// resolverList is a flag.Value of DNS server addresses, IP[:port] with
+// port 53 by default ([v6]:port, or a bare v6 address).
+type resolverList []netip.AddrPort
+
+func (l *resolverList) String() string {
+	if l == nil {
+		return ""
+	}
+	parts := make([]string, 0, len(*l))
+	for _, ap := range *l {
+		parts = append(parts, ap.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set replaces the list: the flag given twice keeps the last value, as an
+// environment variable and a flag would.
+func (l *resolverList) Set(s string) error {
+	var out resolverList
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		ap, err := parseResolver(part)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(out, ap) {
+			return fmt.Errorf("%s is listed twice", ap)
+		}
+		out = append(out, ap)
+	}
+	if len(out) == 0 {
+		return fmt.Errorf("%q names no DNS server", s)
+	}
+	*l = out
+	return nil
+}
+
+func parseResolver(s string) (netip.AddrPort, error) {
+	if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" {
+		return netip.AddrPortFrom(ip.Unmap(), 53), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("%q is not a DNS server address: want IP or IP:port, e.g. 10.0.0.10:53 or [fd00::53]:53", s)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 // portMap is a flag.Value of declared=listener port pairs.

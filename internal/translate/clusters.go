@@ -52,7 +52,7 @@ func (t *translator) cluster(dp *destPort) (*clusterv3.Cluster, *endpointv3.Clus
 		c.ClusterDiscoveryType = &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
 			Name: "envoy.clusters.dynamic_forward_proxy",
 			TypedConfig: t.pack(&dfpclusterv3.ClusterConfig{
-				ClusterImplementationSpecifier: &dfpclusterv3.ClusterConfig_DnsCacheConfig{DnsCacheConfig: dnsCacheConfig()},
+				ClusterImplementationSpecifier: &dfpclusterv3.ClusterConfig_DnsCacheConfig{DnsCacheConfig: t.dnsCacheConfig()},
 				// Envoy refuses a forward proxy cluster that does not check
 				// each host's certificate, unless told it is meant.
 				AllowInsecureClusterOptions: dp.originatesTLS() && d.TLS.InsecureSkipVerify,
@@ -293,6 +293,7 @@ func (t *translator) dnsCluster(logical bool) *clusterv3.Cluster_ClusterType {
 			DnsMinRefreshRate:            dur(5 * time.Second),
 			DnsLookupFamily:              dnscommonv3.DnsLookupFamily_V4_PREFERRED,
 			AllAddressesInSingleEndpoint: logical,
+			TypedDnsResolverConfig:       t.dnsResolver(),
 		})
 		t.dnsClusters[i] = a
 	}
@@ -300,11 +301,13 @@ func (t *translator) dnsCluster(logical bool) *clusterv3.Cluster_ClusterType {
 }
 
 // dnsCacheConfig is shared by every dynamic forward proxy filter and cluster:
-// Envoy requires all users of one cache name to agree on its configuration.
-func dnsCacheConfig() *dnscachev3.DnsCacheConfig {
+// Envoy requires all users of one cache name to agree on its configuration,
+// the DNS resolver included.
+func (t *translator) dnsCacheConfig() *dnscachev3.DnsCacheConfig {
 	return &dnscachev3.DnsCacheConfig{
-		Name:            dnsCacheName,
-		DnsLookupFamily: clusterv3.Cluster_V4_PREFERRED,
-		MaxHosts:        u32(4096),
+		Name:                   dnsCacheName,
+		DnsLookupFamily:        clusterv3.Cluster_V4_PREFERRED,
+		MaxHosts:               u32(4096),
+		TypedDnsResolverConfig: t.dnsResolver(),
 	}
 }

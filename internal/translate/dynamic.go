@@ -53,7 +53,7 @@ func (t *translator) dynamicFilters() []*hcmv3.HttpFilter {
 		{Name: "envoy.filters.http.header_to_metadata", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(hostOnly)}},
 		{Name: setFilterStateFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&setfilterstatehttpv3.Config{})}},
 		{Name: "envoy.filters.http.dynamic_forward_proxy", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&dfphttpv3.FilterConfig{
-			ImplementationSpecifier:         &dfphttpv3.FilterConfig_DnsCacheConfig{DnsCacheConfig: dnsCacheConfig()},
+			ImplementationSpecifier:         &dfphttpv3.FilterConfig_DnsCacheConfig{DnsCacheConfig: t.dnsCacheConfig()},
 			AllowDynamicHostFromFilterState: true,
 		})}},
 	}

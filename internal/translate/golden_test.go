@@ -3,6 +3,7 @@ package translate_test
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,7 +141,8 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 		t.Fatal(err)
 	}
 	var o struct {
-		Role string `json:"role"`
+		Role         string   `json:"role"`
+		DNSResolvers []string `json:"dnsResolvers"`
 		// PrivateKeysInline false: xDS does not authenticate proxies.
 		PrivateKeysInline    *bool  `json:"privateKeysInline"`
 		OriginationSecretDir string `json:"originationSecretDir"`
@@ -161,6 +163,13 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 		c.PrivateKeysInline = *o.PrivateKeysInline
 	}
 	c.OriginationSecretDir = o.OriginationSecretDir
+	for _, r := range o.DNSResolvers {
+		ap, err := netip.ParseAddrPort(r)
+		if err != nil {
+			t.Fatalf("%s/options.yaml: dnsResolvers: %v", dir, err)
+		}
+		c.DNSResolvers = append(c.DNSResolvers, ap)
+	}
 	if m := o.Mesh; m != nil {
 		c.Mesh = &translate.MeshOptions{
 			TrustDomain: m.TrustDomain, Port: translate.DefaultMeshPort, GatewayAddress: translate.DefaultGatewayAddress,

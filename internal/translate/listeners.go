@@ -83,7 +83,7 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 	if dp.dynamic() {
 		filters = append(filters, &listenerv3.Filter{Name: "envoy.filters.network.sni_dynamic_forward_proxy",
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(&snidfpv3.FilterConfig{
-				DnsCacheConfig: dnsCacheConfig(),
+				DnsCacheConfig: t.dnsCacheConfig(),
 				PortSpecifier:  &snidfpv3.FilterConfig_PortValue{PortValue: dp.upstreamPort()},
 			})}})
 	}

@@ -6,6 +6,7 @@ package translate
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -59,6 +60,11 @@ type Options struct {
 	// StatsPort is the gateways' own Prometheus stats listener (a static
 	// listener of the bootstrap): intents may not use it. 0: none.
 	StatsPort uint32
+	// DNSResolvers are the DNS servers gateways resolve upstream names
+	// with (DNS clusters and the dynamic forward proxy's cache), in order;
+	// empty: the gateway's system resolver (/etc/resolv.conf). Sidecars
+	// keep theirs: they only resolve the gateways' address.
+	DNSResolvers []netip.AddrPort
 	// Mesh, when set, serves mutual TLS from sidecars on the gateways'
 	// mesh port, and sidecars.
 	Mesh *MeshOptions
@@ -176,6 +182,9 @@ type translator struct {
 	refusing []*destPort
 	// dnsClusters are the packed DNS cluster configurations: strict, logical.
 	dnsClusters [2]*anypb.Any
+	// resolver is the packed DNS resolver configuration (dns.go), once built.
+	resolver     *anypb.Any
+	resolverDone bool
 	// protocolOptions are packed upstream HTTP options by what they depend on.
 	protocolOptions map[protocolOptionsKey]*anypb.Any
 	// dynamicUpstreams are packed per-route filter states by upstream port.
