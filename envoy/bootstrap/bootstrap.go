@@ -81,6 +81,11 @@ type Params struct {
 	// gateway's client certificate (xdstls.go); nil: plaintext, as
 	// egress-gateway.yaml ships for a laptop.
 	XDSTLS *XDSTLS
+	// Delta subscribes with incremental xDS (ads_config.api_type
+	// DELTA_GRPC: Envoy asks for and gets only what changed) instead of
+	// the shipped state of the world (GRPC: every resource of a type on
+	// each change). egress-xds serves both on the same port.
+	Delta bool
 }
 
 // Parse reads an Envoy bootstrap in YAML (or JSON) strictly: unknown fields
@@ -136,6 +141,13 @@ func Build(p Params) (*bootstrapv3.Bootstrap, error) {
 		if err := secureXDS(xds, sa.Address, p.XDSTLS); err != nil {
 			return nil, err
 		}
+	}
+	if p.Delta {
+		ads := b.GetDynamicResources().GetAdsConfig()
+		if ads == nil {
+			return nil, errors.New("bootstrap: egress-gateway.yaml has no dynamic_resources.ads_config")
+		}
+		ads.ApiType = corev3.ApiConfigSource_DELTA_GRPC
 	}
 
 	admin := b.GetAdmin().GetAddress().GetSocketAddress()
@@ -200,8 +212,12 @@ func Render(p Params) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
-	header := fmt.Sprintf("# Envoy bootstrap of egress gateway node %q (cluster %q), rendered from egress-gateway.yaml.\n",
-		b.GetNode().GetId(), b.GetNode().GetCluster())
+	protocol := "state-of-the-world xDS"
+	if p.Delta {
+		protocol = "delta xDS"
+	}
+	header := fmt.Sprintf("# Envoy bootstrap of egress gateway node %q (cluster %q), %s, rendered from egress-gateway.yaml.\n",
+		b.GetNode().GetId(), b.GetNode().GetCluster(), protocol)
 	return append([]byte(header), y...), nil
 }
 

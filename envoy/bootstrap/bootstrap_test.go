@@ -33,7 +33,7 @@ import (
 type want struct {
 	node, cluster, host string
 	port, admin         uint32
-	static              bool
+	static, delta       bool
 }
 
 // check parses a bootstrap the way the brief asks (YAMLToJSON, protojson
@@ -56,8 +56,12 @@ func check(t *testing.T, data []byte, w want) *bootstrapv3.Bootstrap {
 	}
 
 	ads := b.GetDynamicResources().GetAdsConfig()
-	if ads.GetApiType() != corev3.ApiConfigSource_GRPC || ads.GetTransportApiVersion() != corev3.ApiVersion_V3 {
-		t.Errorf("ads_config %v", ads)
+	api := corev3.ApiConfigSource_GRPC
+	if w.delta {
+		api = corev3.ApiConfigSource_DELTA_GRPC
+	}
+	if ads.GetApiType() != api || ads.GetTransportApiVersion() != corev3.ApiVersion_V3 {
+		t.Errorf("ads_config %v, want %v over transport V3", ads, api)
 	}
 	if gs := ads.GetGrpcServices(); len(gs) != 1 || gs[0].GetEnvoyGrpc().GetClusterName() != XDSClusterName {
 		t.Errorf("ads grpc_services %v", gs)
@@ -196,6 +200,8 @@ func TestRender(t *testing.T) {
 			want{node: "it-a", cluster: DefaultCluster, host: "127.0.0.1", port: 40123, admin: 0, static: true}},
 		{Params{NodeID: "it-b", XDSHost: "::1", XDSPort: 40124},
 			want{node: "it-b", cluster: DefaultCluster, host: "::1", port: 40124, admin: DefaultAdminPort, static: true}},
+		{Params{NodeID: "gw-delta", Delta: true},
+			want{node: "gw-delta", cluster: DefaultCluster, host: DefaultXDSHost, port: DefaultXDSPort, admin: DefaultAdminPort, delta: true}},
 	}
 	for _, c := range cases {
 		t.Run(c.p.NodeID, func(t *testing.T) {
@@ -256,7 +262,15 @@ func TestEnvoyValidates(t *testing.T) {
 	if err := os.WriteFile(path, rendered, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, file := range []string{"egress-gateway.yaml", "sidecar.yaml", path} {
+	delta, err := Render(Params{NodeID: "validate", XDSHost: "127.0.0.1", AdminPort: -1, Delta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deltaPath := filepath.Join(t.TempDir(), "delta.yaml")
+	if err := os.WriteFile(deltaPath, delta, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"egress-gateway.yaml", "sidecar.yaml", path, deltaPath} {
 		if err := envoytest.ValidateFile(context.Background(), bin.Path, file, "--service-node", "validate"); err != nil {
 			t.Errorf("Envoy %s: %v", bin.Version, err)
 		}
@@ -428,5 +442,33 @@ func TestShippedSidecarFile(t *testing.T) {
 	}
 	if a := b.GetAdmin().GetAddress().GetSocketAddress(); a.GetAddress() != "127.0.0.1" {
 		t.Errorf("admin on %v, want loopback only", a)
+	}
+}
+
+// The shipped bootstraps subscribe with state-of-the-world xDS, and the
+// switch their comment documents (api_type GRPC to DELTA_GRPC, one word)
+// is exactly what Render's Delta does: the rest of dynamic_resources
+// (ADS config sources of CDS and LDS, V3) serves both.
+func TestDeltaSwitch(t *testing.T) {
+	for name, data := range map[string][]byte{"egress-gateway.yaml": EgressGatewayYAML, "sidecar.yaml": SidecarYAML} {
+		sotw := parseValid(t, data)
+		if got := sotw.GetDynamicResources().GetAdsConfig().GetApiType(); got != corev3.ApiConfigSource_GRPC {
+			t.Errorf("%s subscribes with %v, the README says GRPC (state of the world)", name, got)
+		}
+		if !strings.Contains(string(data), "DELTA_GRPC") {
+			t.Errorf("%s does not say how to switch to delta xDS", name)
+		}
+		switched := strings.Replace(string(data), "api_type: GRPC\n", "api_type: DELTA_GRPC\n", 1)
+		if switched == string(data) {
+			t.Fatalf("%s has no line api_type: GRPC to switch", name)
+		}
+		b := parseValid(t, []byte(switched))
+		if name != "egress-gateway.yaml" {
+			continue
+		}
+		rendered := must(Build(Params{NodeID: b.GetNode().GetId(), Delta: true}))
+		if !proto.Equal(b.GetDynamicResources(), rendered.GetDynamicResources()) {
+			t.Errorf("the documented switch gives\n%v\nRender with Delta gives\n%v", b.GetDynamicResources(), rendered.GetDynamicResources())
+		}
 	}
 }

@@ -44,7 +44,21 @@ var DefaultNames = []string{
 	MeshHost,
 	DynamicHost,
 	"*." + WildcardDomain,
+	// Names under DNSZone, which only the test DNS server knows.
+	"rr." + DNSZone,
+	"ports." + DNSZone,
+	"origin." + DNSZone,
+	"both." + DNSZone,
+	"dynamic." + DNSZone,
+	"sni." + DNSZone,
+	"*.sni." + DNSZone,
+	"other." + DNSZone,
 }
+
+// DNSZone holds the names of the scenarios that resolve through DNS: only
+// the test DNS server (StartDNS) knows them, and local gateways ask it
+// (xds-server --dns-resolver). RFC 6761 keeps .test out of the real DNS.
+const DNSZone = "resolved.test"
 
 // Hosts of the scenario of names resolved per request (DYNAMIC): Envoy's
 // resolver answers loopback for every name under localhost (RFC 6761), so

@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,5 +276,59 @@ func TestStopsWithOpenConnections(t *testing.T) {
 	<-slow
 	if _, err := net.DialTimeout("tcp", s.HTTP, time.Second); err == nil {
 		t.Fatal("still listening")
+	}
+}
+
+// The test DNS answers its names, exact and under a wildcard, over UDP
+// and TCP, says NXDOMAIN for the rest, and follows changes.
+func TestDNS(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDNS(ctx, "127.0.0.1", map[string][]netip.Addr{
+		"web.example.test":     {netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")},
+		"*.wild.example.test.": {netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("::1")},
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); d.Wait() })
+	for _, network := range []string{"udp", "tcp"} {
+		r := d.Resolver(network)
+		lookup := func(name string) ([]string, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			addrs, err := r.LookupHost(ctx, name)
+			slices.Sort(addrs)
+			return addrs, err
+		}
+		for name, want := range map[string][]string{
+			"web.example.test.":         {"127.0.0.2", "127.0.0.3"},
+			"WEB.example.test.":         {"127.0.0.2", "127.0.0.3"},
+			"a.wild.example.test.":      {"127.0.0.3", "::1"},
+			"a.b.wild.example.test.":    {"127.0.0.3", "::1"},
+			"wild.example.test.":        nil,
+			"other.example.test.":       nil,
+			"web.example.test.example.": nil,
+		} {
+			got, err := lookup(name)
+			var dnsErr *net.DNSError
+			switch {
+			case want == nil && (!errors.As(err, &dnsErr) || !dnsErr.IsNotFound):
+				t.Errorf("%s %s: %v %v, want not found", network, name, got, err)
+			case want != nil && (err != nil || !slices.Equal(got, want)):
+				t.Errorf("%s %s: %v %v, want %v", network, name, got, err, want)
+			}
+		}
+	}
+	if n := d.Queries("web.example.test"); n < 2 {
+		t.Errorf("%d questions about web.example.test counted", n)
+	}
+	d.Set("web.example.test", netip.MustParseAddr("127.0.0.4"))
+	if got, err := d.Resolver("udp").LookupHost(context.Background(), "web.example.test."); err != nil || !slices.Equal(got, []string{"127.0.0.4"}) {
+		t.Errorf("after Set: %v %v", got, err)
+	}
+	d.Set("web.example.test")
+	if _, err := d.Resolver("udp").LookupHost(context.Background(), "web.example.test."); err == nil {
+		t.Error("a removed name still resolves")
 	}
 }

@@ -44,7 +44,8 @@ const (
 // MaxDelay bounds the ?delay= of a request, so no test can hang a server.
 const MaxDelay = 10 * time.Second
 
-// Config says where each fake service listens.
+// Config says where each fake service listens; a service without an
+// address does not run.
 type Config struct {
 	CA *CA
 	// Names the TLS servers' certificate is valid for; DefaultNames if nil.
@@ -83,6 +84,9 @@ type Reply struct {
 	// Client is the common name of the client certificate, if any.
 	Client  string `json:"client,omitempty"`
 	Failing bool   `json:"failing,omitempty"`
+	// Addr is the address the request came in on: which instance of a
+	// service listening on several answered.
+	Addr string `json:"addr,omitempty"`
 }
 
 // Services are running fake services.
@@ -120,7 +124,7 @@ func Start(ctx context.Context, cfg Config) (*Services, error) {
 	}
 	var ls []net.Listener
 	listen := func(addr string, out *string) net.Listener {
-		if err != nil {
+		if err != nil || addr == "" {
 			return nil
 		}
 		var l net.Listener
@@ -233,6 +237,9 @@ func (s *Services) Failing() bool { return s.failing.Load() }
 func (s *Services) handler(service string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rep := Reply{Service: service, Host: r.Host, Method: r.Method, Path: r.URL.Path}
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			rep.Addr = a.String()
+		}
 		if r.TLS != nil {
 			rep.TLS, rep.SNI = true, r.TLS.ServerName
 			if len(r.TLS.PeerCertificates) > 0 {
