@@ -87,19 +87,25 @@ func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
 // authority a proxy client sends (host:port for CONNECT, host or host:port
 // for absolute-form HTTP). TLS and TCP ports accept CONNECT and tunnel the
 // bytes to the destination's cluster; HTTP ports take absolute-form requests.
+// The other kind of request for the same authority (CONNECT to an HTTP
+// port, a plain request to a TLS or TCP port) is not declared either: it
+// gets the default deny's 403, where Envoy would answer 404 for a virtual
+// host without a matching route.
 func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	refuse := notDeclaredVirtualHost().GetRoutes()
 	for _, dp := range dps {
 		http := dp.port.Protocol == intent.ProtocolHTTP
 		domains := proxyDomains(dp, http && dp.port.Number == 80)
-		var r *routev3.Route
+		var routes []*routev3.Route
 		if http {
-			r = t.httpRoute(dp)
+			routes = []*routev3.Route{t.httpRoute(dp), refuse[1]}
 		} else {
-			r = connectRoute(dp.cluster, dp.cluster, true)
+			r := connectRoute(dp.cluster, dp.cluster, true)
 			r.TypedPerFilterConfig = t.perRouteFilters(dp)
+			routes = []*routev3.Route{r, refuse[0]}
 		}
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: []*routev3.Route{r}})
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: routes})
 	}
 	rc.VirtualHosts = append(rc.VirtualHosts, notDeclaredVirtualHost())
 	return rc
@@ -138,6 +144,7 @@ func connectRoute(name, cluster string, terminate bool) *routev3.Route {
 
 // notDeclaredVirtualHost is the default deny of HTTP: any host no intent
 // declares gets a 403 and an access-log line with route egress_not_declared.
+// Its routes are the refusal of requests with a path, then of CONNECT.
 func notDeclaredVirtualHost() *routev3.VirtualHost {
 	return &routev3.VirtualHost{
 		Name:    notDeclaredRoute,

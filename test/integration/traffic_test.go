@@ -50,8 +50,9 @@ type Traffic struct {
 	proxy    gateway // takes explicit-proxy traffic
 	gateways []gateway
 	ca       *x509.CertPool
-	issuer   *fakeservices.CA // issues the workload certificates of the mesh
-	fakes    string           // fake services' control URL
+	issuer   *fakeservices.CA  // issues the workload certificates of the mesh
+	fakes    string            // fake services' control URL
+	dns      *fakeservices.DNS // the test DNS server; nil where there is none
 	// state is what the control plane serves, as an ADS client holds it.
 	state func() *xdstest.State
 }
