@@ -212,11 +212,11 @@ func Render(p Params) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
-	protocol := "state-of-the-world xDS"
+	protocol := ""
 	if p.Delta {
-		protocol = "delta xDS"
+		protocol = ", delta xDS"
 	}
-	header := fmt.Sprintf("# Envoy bootstrap of egress gateway node %q (cluster %q), %s, rendered from egress-gateway.yaml.\n",
+	header := fmt.Sprintf("# Envoy bootstrap of egress gateway node %q (cluster %q)%s, rendered from egress-gateway.yaml.\n",
 		b.GetNode().GetId(), b.GetNode().GetCluster(), protocol)
 	return append([]byte(header), y...), nil
 }
