@@ -175,8 +175,23 @@ func (e *Env) listener(kind string, declared uint32) string {
 func (e *Env) forwardProxy() string { return fmt.Sprintf("forward_proxy_%d", e.ForwardProxyPort) }
 
 // listeners are every listener the scenario intents give a gateway.
-func (e *Env) listeners() []string {
-	return []string{e.listener("http", 80), e.listener("tls", 443), e.listener("tcp", 5432), e.listener("tcp", 6379), e.forwardProxy(), e.mesh()}
+func (e *Env) listeners() []string { return e.listenersOf(declaredPorts...) }
+
+// listenersOf are the listeners of intents declaring these ports (80 HTTP,
+// 443 TLS, others TCP), with the forward proxy and the mesh port.
+func (e *Env) listenersOf(declared ...uint32) []string {
+	var out []string
+	for _, p := range declared {
+		switch p {
+		case 80:
+			out = append(out, e.listener("http", p))
+		case 443:
+			out = append(out, e.listener("tls", p))
+		default:
+			out = append(out, e.listener("tcp", p))
+		}
+	}
+	return append(out, e.forwardProxy(), e.mesh())
 }
 
 // ep is the YAML endpoint of a fake service, with optional labels.

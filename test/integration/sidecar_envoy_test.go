@@ -220,7 +220,7 @@ stringData:
 		t.Fatal(err)
 	}
 	s.gw = startEnvoy(t, bin, envoyProcess{id: "it-mesh-gateway", boot: boot})
-	if err := waitReady(s.gw, len(s.env.listeners())); err != nil {
+	if err := waitReady(s.gw, len(s.env.listenersOf(80, 443, 5432))); err != nil {
 		t.Fatalf("gateway not ready: %v\n%s", err, tail(s.gw.stderr.String(), 40))
 	}
 	return s
