@@ -124,6 +124,7 @@ func (t *translator) meshGatewayCluster() (*clusterv3.Cluster, error) {
 // the absolute-form authority of an explicit proxy (host for port 80).
 func (t *translator) sidecarRoutes(name string, dps []*destPort, connect bool) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	refuse := notDeclaredVirtualHost().GetRoutes()
 	for _, dp := range dps {
 		http := dp.port.Protocol == intent.ProtocolHTTP
 		if !http && !connect {
@@ -139,7 +140,16 @@ func (t *translator) sidecarRoutes(name string, dps []*destPort, connect bool) *
 			r = &routev3.Route{Name: dp.cluster, Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 				Action: &routev3.Route_Route{Route: action}}
 		}
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: []*routev3.Route{r}})
+		routes := []*routev3.Route{r}
+		// As on the gateway's forward proxy: the other kind of request for
+		// the authority gets the default deny's 403, not Envoy's 404.
+		switch {
+		case connect && http:
+			routes = append(routes, refuse[1])
+		case connect:
+			routes = append(routes, refuse[0])
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: routes})
 	}
 	rc.VirtualHosts = append(rc.VirtualHosts, notDeclaredVirtualHost())
 	return rc

@@ -674,6 +674,12 @@ func TestSidecarEnvoy(t *testing.T) {
 			return e.get("authority") == notDeclaredHost+":443" && e.get("response_code") == "403" && e.get("destination") == "egress_not_declared"
 		})
 		s.neverReachedGateway(t, notDeclaredHost)
+		// The other kind of request to a declared authority: 403 from the
+		// sidecar, not an empty 404.
+		refusedConnect(t, "api.external-service.com:80")
+		if r, err := proxyRequest(proxy, "http://api.github.com:443/"); err != nil || r.code != http.StatusForbidden {
+			t.Fatalf("plain request to a TLS destination's authority: %d %q %v, want 403", r.code, r.body, err)
+		}
 		s.checkNoRejects(t, sc, s.gw)
 	})
 	t.Run("invoices", func(t *testing.T) {
