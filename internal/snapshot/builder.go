@@ -80,6 +80,8 @@ type Builder struct {
 	// itself; certExpiry the expiry series it exported.
 	recheckAt  time.Time
 	certExpiry map[[2]string]bool
+	// inject is set by tests only (InjectForTest, inject.go).
+	inject Injection
 }
 
 // servedRecord is the state record of the served ConfigMap versions.
@@ -315,6 +317,9 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 			if r := res.RecheckAt; !r.IsZero() && (b.recheckAt.IsZero() || r.Before(b.recheckAt)) {
 				b.recheckAt = r
 			}
+		}
+		if err == nil {
+			err = b.injectInto(group, res)
 		}
 		var gs *GroupSnapshot
 		if err == nil {
