@@ -210,7 +210,7 @@ func diffType(a, b *snapshot.TypeSnapshot) []change {
 			switch {
 			case a == nil || a.Items[n] == nil:
 				out = append(out, change{"+", n})
-			case a.Items[n].Version != b.Items[n].Version:
+			case !a.Items[n].SameContent(b.Items[n]):
 				out = append(out, change{"~", n})
 			}
 		}

@@ -289,7 +289,7 @@ func MustValidate(t *testing.T, bin Binary, config string, args ...string) {
 // ends, and returns the address of its admin interface once it listens
 // (config's admin port may be 0: Envoy writes the one it picked). Its
 // output is logged when the test fails.
-func Serve(t *testing.T, bin Binary, config string, args ...string) (adminAddr string) {
+func Serve(t testing.TB, bin Binary, config string, args ...string) (adminAddr string) {
 	t.Helper()
 	dir := t.TempDir()
 	path, adminPath := filepath.Join(dir, "bootstrap.yaml"), filepath.Join(dir, "admin-address")

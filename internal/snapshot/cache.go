@@ -155,14 +155,16 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 		}
 	}
 	sent := 0
-	for id, w := range st.sotw {
+	for _, id := range inTypeOrder(st.sotw, func(w *sotwWatch) string { return w.req.GetTypeUrl() }) {
+		w := st.sotw[id]
 		if resp := sotwResponse(gs, w.req, w.sub); resp != nil {
 			c.deliverSotw(w, resp)
 			delete(st.sotw, id)
 			sent++
 		}
 	}
-	for id, w := range st.delta {
+	for _, id := range inTypeOrder(st.delta, func(w *deltaWatch) string { return w.req.GetTypeUrl() }) {
+		w := st.delta[id]
 		if resp := deltaResponse(gs, w.req, w.sub, false, st); resp != nil {
 			c.deliverDelta(w, resp)
 			delete(st.delta, id)
@@ -170,6 +172,29 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 		}
 	}
 	return sent
+}
+
+// inTypeOrder lists the watches by type, in Types order, then by ID. A
+// proxy's ADS stream sends responses in the order they are delivered, and
+// Envoy must get a cluster before the endpoints it waits for (and a
+// listener before its routes).
+func inTypeOrder[W any](watches map[int64]W, typeOf func(W) string) []int64 {
+	ids := make([]int64, 0, len(watches))
+	rank := make(map[int64]int, len(watches))
+	for id, w := range watches {
+		ids = append(ids, id)
+		rank[id] = slices.Index(Types, typeOf(w))
+		if rank[id] < 0 {
+			rank[id] = len(Types)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		if rank[ids[i]] != rank[ids[j]] {
+			return rank[ids[i]] < rank[ids[j]]
+		}
+		return ids[i] < ids[j]
+	})
+	return ids
 }
 
 // The server's response channels are buffered for one response per type

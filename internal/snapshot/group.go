@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -105,7 +107,9 @@ func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
 	gs := &GroupSnapshot{types: map[string]*TypeSnapshot{}, sources: res.Sources}
 	snap := &cachev3.Snapshot{}
 	for _, typ := range Types {
-		ts, err := newTypeSnapshot(typ, byType[typ])
+		// Clusters come before endpoints in Types: each endpoint set's
+		// version covers its cluster's (see newTypeSnapshot).
+		ts, err := newTypeSnapshot(typ, byType[typ], gs.types[coveredBy[typ]])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", typ, err)
 		}
@@ -118,7 +122,20 @@ func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
 	return gs, nil
 }
 
-func newTypeSnapshot(typeURL string, items []types.Resource) (*TypeSnapshot, error) {
+// coveredBy names, per type, the type whose resource of the same name its
+// versions cover.
+var coveredBy = map[string]string{resourcev3.EndpointType: resourcev3.ClusterType}
+
+// newTypeSnapshot marshals the resources of one type and versions them.
+// With cover, a resource's version also covers the version of cover's
+// resource of the same name: an endpoint set (ClusterLoadAssignment) moves
+// with its EDS cluster. Envoy re-creates a cluster it is sent and the new
+// one waits, warming, for its endpoints, which Envoy does not ask for
+// again (envoyproxy/envoy#13009): were they unchanged, nothing would be
+// sent and the cluster would be applied only after the 15 s initial fetch
+// timeout. A moved version sends them again, after the cluster (Types
+// order, kept by SetSnapshot), over SotW and delta.
+func newTypeSnapshot(typeURL string, items []types.Resource, cover *TypeSnapshot) (*TypeSnapshot, error) {
 	ts := &TypeSnapshot{Items: make(map[string]*Item, len(items))}
 	opts := proto.MarshalOptions{Deterministic: true}
 	h := sha256.New()
@@ -132,6 +149,9 @@ func newTypeSnapshot(typeURL string, items []types.Resource) (*TypeSnapshot, err
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		sum := sha256.Sum256(b)
+		if c := cover.item(name); c != nil {
+			sum = sha256.Sum256(append(sum[:], c.Version...))
+		}
 		a := &anypb.Any{TypeUrl: typeURL, Value: b}
 		it := &Item{Name: name, Version: hex.EncodeToString(sum[:8]), Resource: r, any: a}
 		it.delta = &discovery.Resource{Name: name, Version: it.Version, Resource: a}
@@ -148,6 +168,21 @@ func newTypeSnapshot(typeURL string, items []types.Resource) (*TypeSnapshot, err
 	}
 	ts.Version = hex.EncodeToString(h.Sum(nil))[:16]
 	return ts, nil
+}
+
+// SameContent reports whether two items are the same resource, byte for
+// byte. Versions may differ for the same content (an endpoint set's
+// version covers its cluster's).
+func (it *Item) SameContent(o *Item) bool {
+	return it != nil && o != nil && it.Name == o.Name && bytes.Equal(it.any.GetValue(), o.any.GetValue())
+}
+
+// item is the named resource, nil if none (or ts is nil).
+func (ts *TypeSnapshot) item(name string) *Item {
+	if ts == nil {
+		return nil
+	}
+	return ts.Items[name]
 }
 
 // Type returns one type of the snapshot; an unknown type is empty.
@@ -168,6 +203,6 @@ func (gs *GroupSnapshot) Versions() map[string]string {
 }
 
 var emptyType = func() *TypeSnapshot {
-	ts, _ := newTypeSnapshot("", nil)
+	ts, _ := newTypeSnapshot("", nil, nil)
 	return ts
 }()

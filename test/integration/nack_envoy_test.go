@@ -28,9 +28,9 @@ import (
 	"github.com/egress-xds/egress-xds/internal/xds"
 )
 
-// nackStack is one xds-server in-process on a folder, one real Envoy
+// gatewayStack is one xds-server in-process on a folder, one real Envoy
 // gateway, and the upstream its destinations reach.
-type nackStack struct {
+type gatewayStack struct {
 	srv      *server.Server
 	gw       *localGateway
 	dir      string
@@ -40,11 +40,12 @@ type nackStack struct {
 	tcpPort  uint32 // of declared port 5432
 }
 
-const nackNode = "nack-gateway"
+const stackNode = "nack-gateway"
 
 // webIntent declares web.example.com over HTTP, and with tcp also a TCP
-// destination on port 5432, both to the upstream at up.
-func webIntent(up *net.TCPAddr, tcp bool) string {
+// destination on port 5432, both to the upstream at up; webExtra are
+// more fields of web (YAML flow, e.g. "connectionPool: {connectTimeout: 2s}").
+func webIntent(up *net.TCPAddr, tcp bool, webExtra string) string {
 	s := fmt.Sprintf(`apiVersion: v1
 kind: ConfigMap
 metadata: {name: web, namespace: apps, labels: {egress-xds.io/intent: "true"}}
@@ -57,6 +58,9 @@ data:
         ports: [{number: 80, protocol: HTTP}]
         endpoints: [{address: 127.0.0.1, port: %d}]
 `, group, up.Port)
+	if webExtra != "" {
+		s += "        " + webExtra + "\n"
+	}
 	if tcp {
 		s += fmt.Sprintf(`      - name: db
         host: db.example.com
@@ -67,19 +71,19 @@ data:
 	return s
 }
 
-func newNACKStack(t *testing.T, bin envoytest.Binary) *nackStack {
+func newGatewayStack(t *testing.T, bin envoytest.Binary) *gatewayStack {
 	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "upstream answered %s", r.Host)
 	}))
 	t.Cleanup(up.Close)
 	ports := freePorts(t, 3)
-	s := &nackStack{dir: filepath.Join(t.TempDir(), "config"), up: up.Listener.Addr().(*net.TCPAddr), logs: &syncBuffer{},
+	s := &gatewayStack{dir: filepath.Join(t.TempDir(), "config"), up: up.Listener.Addr().(*net.TCPAddr), logs: &syncBuffer{},
 		httpPort: ports[0], tcpPort: ports[1]}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeIntent(t, s.dir, "web", webIntent(s.up, false))
+	writeIntent(t, s.dir, "web", webIntent(s.up, false, ""))
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Start(ctx, server.Config{
 		ConfigDir: s.dir, XDSAddress: "127.0.0.1:0", AdminAddress: "127.0.0.1:0", ShutdownGrace: time.Second,
@@ -101,7 +105,7 @@ func newNACKStack(t *testing.T, bin envoytest.Binary) *nackStack {
 		}
 	})
 	s.srv = srv
-	s.gw = startLocalGateway(t, bin.Path, nackNode, srv.XDSAddr)
+	s.gw = startLocalGateway(t, bin.Path, stackNode, srv.XDSAddr)
 	if err := waitReady(s.gw, 2); err != nil {
 		t.Fatalf("gateway not ready: %v\n%s", err, tail(s.gw.stderr.String(), 40))
 	}
@@ -109,7 +113,7 @@ func newNACKStack(t *testing.T, bin envoytest.Binary) *nackStack {
 }
 
 // get sends one request for web.example.com through the gateway's port.
-func (s *nackStack) get(port uint32) (string, error) {
+func (s *gatewayStack) get(port uint32) (string, error) {
 	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(int(port))+"/", nil)
 	if err != nil {
 		return "", err
@@ -130,7 +134,7 @@ func (s *nackStack) get(port uint32) (string, error) {
 	return string(body), nil
 }
 
-func (s *nackStack) mustPass(t *testing.T, port uint32, when string) {
+func (s *gatewayStack) mustPass(t *testing.T, port uint32, when string) {
 	t.Helper()
 	if err := retry(waitTimeout, func() error { _, err := s.get(port); return err }); err != nil {
 		t.Fatalf("%s: traffic through the gateway's port %d: %v", when, port, err)
@@ -138,19 +142,19 @@ func (s *nackStack) mustPass(t *testing.T, port uint32, when string) {
 }
 
 // listenerStatus is the gateway's Listener status as /debug/status serves it.
-func (s *nackStack) listenerStatus(t *testing.T) xds.TypeSyncStatus {
+func (s *gatewayStack) listenerStatus(t *testing.T) xds.TypeSyncStatus {
 	t.Helper()
 	var out []xds.ProxyStatus
-	if err := json.Unmarshal([]byte(httpGet(t, "http://"+s.srv.AdminAddr+"/debug/status?node="+nackNode)), &out); err != nil {
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+s.srv.AdminAddr+"/debug/status?node="+stackNode)), &out); err != nil {
 		t.Fatal(err)
 	}
 	if len(out) != 1 {
-		t.Fatalf("/debug/status lists %d proxies for node %s, want 1", len(out), nackNode)
+		t.Fatalf("/debug/status lists %d proxies for node %s, want 1", len(out), stackNode)
 	}
 	return out[0].Types["Listener"]
 }
 
-func (s *nackStack) waitListener(t *testing.T, what string, ok func(xds.TypeSyncStatus) bool) xds.TypeSyncStatus {
+func (s *gatewayStack) waitListener(t *testing.T, what string, ok func(xds.TypeSyncStatus) bool) xds.TypeSyncStatus {
 	t.Helper()
 	var st xds.TypeSyncStatus
 	err := retry(waitTimeout, func() error {
@@ -218,7 +222,7 @@ func listenersOf(gw gateway) (envoyListeners, error) {
 // accepted before; without the injection the next version is ACKed.
 func TestEnvoyNACK(t *testing.T) {
 	bin := envoytest.Find(t)
-	s := newNACKStack(t, bin)
+	s := newGatewayStack(t, bin)
 	s.mustPass(t, s.httpPort, "before the injection")
 	good := s.waitListener(t, "SYNCED", func(st xds.TypeSyncStatus) bool { return st.State == xds.Synced })
 	listener := fmt.Sprintf("http_%d", s.httpPort)
@@ -276,7 +280,7 @@ func TestEnvoyNACK(t *testing.T) {
 	out := xdsServer(t, "status", "--admin-address", s.srv.AdminAddr)
 	for _, want := range []string{
 		"NACKED (" + nacked.NACKedVersion[:8] + ")",
-		nackNode + " (" + group + ") LDS version " + nacked.NACKedVersion[:8] + ": " + nacked.NACKError,
+		stackNode + " (" + group + ") LDS version " + nacked.NACKedVersion[:8] + ": " + nacked.NACKError,
 		"from ConfigMaps: apps/web",
 	} {
 		if !strings.Contains(out, want) {
@@ -287,7 +291,7 @@ func TestEnvoyNACK(t *testing.T) {
 	logged := false
 	for _, line := range strings.Split(s.logs.String(), "\n") {
 		if strings.Contains(line, `msg="proxy rejected configuration (NACK)"`) && strings.Contains(line, "error="+strconv.Quote(nacked.NACKError)) &&
-			strings.Contains(line, "configmaps=[apps/web]") && strings.Contains(line, "node="+nackNode) {
+			strings.Contains(line, "configmaps=[apps/web]") && strings.Contains(line, "node="+stackNode) {
 			logged = true
 		}
 	}
@@ -304,7 +308,7 @@ func TestEnvoyNACK(t *testing.T) {
 	remove()
 	s.waitListener(t, "SYNCED again", func(st xds.TypeSyncStatus) bool { return st.State == xds.Synced && st.Acked == good.Acked })
 	// The next version, a TCP destination added, is ACKed and applied.
-	writeIntent(t, s.dir, "web", webIntent(s.up, true))
+	writeIntent(t, s.dir, "web", webIntent(s.up, true, ""))
 	next := s.waitListener(t, "SYNCED at a new version", func(st xds.TypeSyncStatus) bool {
 		return st.State == xds.Synced && st.Acked != good.Acked
 	})
