@@ -98,7 +98,7 @@ func TestConfigCommand(t *testing.T) {
 		}
 	}
 	docs := strings.Split(out, "\n---\n")
-	if len(docs) != 1+9+4+2+1+2 { // clusters: 8 destinations and source_not_allowed
+	if len(docs) != 1+10+4+2+2+2 { // clusters: 9 destinations and source_not_allowed
 		t.Errorf("%d documents", len(docs))
 	}
 	for _, d := range docs[1:] {

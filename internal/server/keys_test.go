@@ -86,7 +86,7 @@ func TestPlaintextBeyondLoopbackSendsNoPrivateKey(t *testing.T) {
 				t.Errorf("secret %s was served", partnerKey)
 			}
 			clusters := r.Cache.Snapshot(group).Type(resourcev3.ClusterType).Names
-			if strings.Contains(strings.Join(clusters, " "), "apps/partner/") || len(clusters) != 8 { // 7 destinations and source_not_allowed
+			if strings.Contains(strings.Join(clusters, " "), "apps/partner/") || len(clusters) != 9 { // 8 destinations and source_not_allowed
 				t.Errorf("clusters %v: want the examples without partner", clusters)
 			}
 		})

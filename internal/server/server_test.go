@@ -145,8 +145,8 @@ func TestGatewayGetsTheExamples(t *testing.T) {
 				t.Fatalf("%v\n%s", err, c.State())
 			}
 			st := c.State()
-			want := map[string]int{resourcev3.ClusterType: 9, resourcev3.ListenerType: 4, resourcev3.RouteType: 2,
-				resourcev3.EndpointType: 1, resourcev3.SecretType: 2}
+			want := map[string]int{resourcev3.ClusterType: 10, resourcev3.ListenerType: 4, resourcev3.RouteType: 2,
+				resourcev3.EndpointType: 2, resourcev3.SecretType: 2}
 			for typ, n := range want {
 				if got := len(st.Type(typ).Resources); got != n {
 					t.Errorf("%s: %d resources, want %d", xdstest.ShortType(typ), got, n)

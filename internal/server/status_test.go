@@ -99,7 +99,7 @@ func TestNACKAttributionSotW(t *testing.T) {
 	if err := c.WaitFor(timeout(t), func(s *xdstest.State) bool { return s.Type(resourcev3.ListenerType).NACKs >= 1 }); err != nil {
 		t.Fatal(err)
 	}
-	all := []string{"apps/docs", "apps/external-api", "apps/external-db", "apps/github", "apps/partner", "platform/cloud-apis"}
+	all := []string{"apps/docs", "apps/external-api", "apps/external-db", "apps/github", "apps/local-web", "apps/partner", "platform/cloud-apis"}
 	var lds xds.TypeSyncStatus
 	waitFor(t, "NACKED in the status", func() bool {
 		st := status(t, r, "?node=gw-nack-sotw")

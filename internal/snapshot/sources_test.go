@@ -45,8 +45,8 @@ func TestSources(t *testing.T) {
 		{resourcev3.ClusterType, "apps/github/github/443", []string{"apps/github"}},
 		{resourcev3.SecretType, "apps/partner-client-cert", []string{"apps/partner"}},
 		{resourcev3.SecretType, "apps/partner-ca/ca", []string{"apps/partner"}},
-		{resourcev3.RouteType, "http_80", []string{"apps/docs", "apps/external-api", "apps/partner", "platform/cloud-apis"}},
-		{resourcev3.ListenerType, "http_80", []string{"apps/docs", "apps/external-api", "apps/partner", "platform/cloud-apis"}},
+		{resourcev3.RouteType, "http_80", []string{"apps/docs", "apps/external-api", "apps/local-web", "apps/partner", "platform/cloud-apis"}},
+		{resourcev3.ListenerType, "http_80", []string{"apps/docs", "apps/external-api", "apps/local-web", "apps/partner", "platform/cloud-apis"}},
 		{resourcev3.ListenerType, "tcp_5432", []string{"apps/external-db"}},
 	} {
 		if got := gs.Sources(c.typ, c.name); !reflect.DeepEqual(got, c.want) {
