@@ -46,7 +46,7 @@ func TestEndpointsVersionCoversCluster(t *testing.T) {
 	const name = "ns/cm/db/443"
 	a := staticSnapshot(t, "")
 	b := staticSnapshot(t, ", connectionPool: {connectTimeout: 2s}")
-	c := staticSnapshot(t, ", allow: [{cidr: 10.0.0.0/8}]")
+	c := staticSnapshot(t, ", rateLimit: {maxTokens: 5, fillInterval: 1s}")
 	claA, claB := a.Type(resourcev3.EndpointType).Items[name], b.Type(resourcev3.EndpointType).Items[name]
 	if claA == nil || claB == nil {
 		t.Fatalf("no endpoints %s: %v", name, a.Type(resourcev3.EndpointType).Names)
@@ -62,7 +62,7 @@ func TestEndpointsVersionCoversCluster(t *testing.T) {
 	}
 	if a.Type(resourcev3.ClusterType).Version != c.Type(resourcev3.ClusterType).Version ||
 		a.Type(resourcev3.ListenerType).Version == c.Type(resourcev3.ListenerType).Version {
-		t.Fatal("an allow list should change the listener only")
+		t.Fatal("a rate limit should change the listener, not the cluster")
 	}
 	if a.Type(resourcev3.EndpointType).Version != c.Type(resourcev3.EndpointType).Version {
 		t.Error("a listener change moved the endpoints' version")
