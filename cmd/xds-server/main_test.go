@@ -172,7 +172,7 @@ func TestServeStopsOnSIGTERM(t *testing.T) {
 	admin := freeAddr(t)
 	done := make(chan int, 1)
 	go func() {
-		code, _, _ := runCmd("serve", "--config-dir", "../../examples", "--xds-address", freeAddr(t),
+		code, _, _ := runCmd("serve", "--config-dir", "../../examples", "--state-dir", t.TempDir(), "--xds-address", freeAddr(t),
 			"--admin-address", admin, "--shutdown-grace", "2s")
 		done <- code
 	}()
