@@ -54,6 +54,9 @@ type testNetns struct {
 // captureUnavailable says why this machine cannot make a namespace with
 // iptables, "" when it can.
 func captureUnavailable() string {
+	if why := os.Getenv("EGRESS_XDS_CAPTURE_UNAVAILABLE"); why != "" {
+		return why // said by .ci/run, which warned about it
+	}
 	if os.Geteuid() != 0 {
 		return "not root: a network namespace, a veth link and iptables rules need it"
 	}
@@ -69,7 +72,7 @@ func captureUnavailable() string {
 // development ones, where transparent capture runs.
 func skipOrFail(t *testing.T, why string) {
 	t.Helper()
-	if envoytest.CI() {
+	if envoytest.CI() && os.Getenv("EGRESS_XDS_CAPTURE_UNAVAILABLE") == "" {
 		t.Fatalf("CI=true: transparent capture cannot run here: %s", why)
 	}
 	t.Skipf("transparent capture cannot run here: %s; TestSidecarEnvoy runs sidecars as explicit proxies without it", why)
