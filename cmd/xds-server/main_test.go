@@ -36,7 +36,7 @@ func TestValidateExamples(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%v: exit %d\n%s%s", flags, code, out, errOut)
 		}
-		if !strings.Contains(out, "0 error(s)") || !strings.Contains(out, "7 of 7 intent ConfigMap(s) accepted") {
+		if !strings.Contains(out, "0 error(s), 0 warning(s); 7 of 7 intent ConfigMap(s) accepted") {
 			t.Fatalf("%v: summary:\n%s", flags, out)
 		}
 	}

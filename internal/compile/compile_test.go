@@ -31,7 +31,8 @@ func intentCM(ns, name, doc string) compile.ConfigMap {
 }
 
 // TestExamples proves every example the README shows translates cleanly for
-// the gateway group they name, into resources that pass every check.
+// the gateway group they name, into resources that pass every check, with
+// no warning either: an example is copied, and warns on every start.
 func TestExamples(t *testing.T) {
 	state, err := watch.LoadDir("../../examples")
 	if err != nil {
@@ -52,14 +53,14 @@ func TestExamples(t *testing.T) {
 		secrets = append(secrets, f.Secrets...)
 	}
 	intents, diags := compile.NewStore().Update(cms, opts.ResolveOptions())
-	if diags.HasErrors() {
-		t.Fatalf("examples have errors:\n%v", diags)
+	if len(diags) > 0 {
+		t.Fatalf("examples have problems:\n%v", diags)
 	}
 	if len(intents) != len(cms) {
 		t.Fatalf("accepted %d of %d example ConfigMaps", len(intents), len(cms))
 	}
 	res, tdiags, err := compile.Group(intents, "egress-gateway", compile.Secrets(secrets), opts)
-	if err != nil || tdiags.HasErrors() {
+	if err != nil || len(tdiags) > 0 {
 		t.Fatalf("translation: %v\n%v", err, tdiags)
 	}
 	if err := translate.CheckDeep(res); err != nil {
