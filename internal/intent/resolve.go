@@ -68,13 +68,18 @@ func (k claimKey) String() string {
 	return fmt.Sprintf("port %d", k.port)
 }
 
-// owner is the field path of the claiming destination or port.
-func (c claim) owner() string {
+// path is the field path of the claiming destination or port, within its
+// document.
+func (c claim) path() string {
 	if c.portAt < 0 {
-		return fmt.Sprintf("%s: destinations[%d].name", c.doc.Origin.Key, c.dest)
+		return fmt.Sprintf("destinations[%d].name", c.dest)
 	}
-	return fmt.Sprintf("%s: destinations[%d].ports[%d]", c.doc.Origin.Key, c.dest, c.portAt)
+	return fmt.Sprintf("destinations[%d].ports[%d]", c.dest, c.portAt)
 }
+
+// owner names the claiming field for another ConfigMap's message: its
+// data key and field path.
+func (c claim) owner() string { return c.doc.Origin.Key + ": " + c.path() }
 
 // Candidate is one ConfigMap for Resolve: the version to serve if it can
 // be, and the version served until now.
@@ -388,8 +393,10 @@ func overlap(a, b []string) bool {
 	return false
 }
 
+// diag is a problem of the claim, on its document's key and field path,
+// like every other problem of a document.
 func (c claim) diag(msg string) Diagnostic {
-	return Diagnostic{Origin: c.intent.Origin, Path: c.owner(), Message: msg, Severity: SeverityError}
+	return Diagnostic{Origin: c.doc.Origin, Path: c.path(), Message: msg, Severity: SeverityError}
 }
 
 // message tells the loser of a conflict who won, and why (empty: the

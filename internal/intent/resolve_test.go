@@ -135,3 +135,28 @@ func TestResolveIgnoresInputOrder(t *testing.T) {
 		}
 	}
 }
+
+// A conflict is a problem of one document like any other: its origin
+// names the data key, its path is the field path alone, so every
+// consumer (the log, /debug/config, Events, the webhook) shows
+// "key: path: message" once, and /debug/config's key and field are right.
+func TestConflictDiagnosticNamesKeyAndPath(t *testing.T) {
+	winner := intentOf(t, "a", "x", time.Time{}, githubOpen)
+	in, diags := ParseConfigMap(Origin{Namespace: "b", Name: "y"}, time.Time{}, map[string]string{"z.yaml": docsOpen, "gh.yaml": githubOpen})
+	if in == nil {
+		t.Fatal(diags)
+	}
+	_, diags = Resolve(append(served(winner), newcomers(in)...), ResolveOptions{})
+	if len(diags) != 1 {
+		t.Fatalf("want one conflict:\n%v", diags)
+	}
+	d := diags[0]
+	want := Diagnostic{Origin: Origin{Namespace: "b", Name: "y", Key: "gh.yaml"}, Path: "destinations[0].ports[0]", Severity: SeverityError,
+		Message: "host api.github.com port 443 is already declared by a/x (egress.yaml: destinations[0].ports[0]), which is served and keeps it: a served claim is never taken over"}
+	if d != want {
+		t.Fatalf("got  %#v\nwant %#v", d, want)
+	}
+	if !IsConflict(d) {
+		t.Error("IsConflict is false")
+	}
+}

@@ -443,7 +443,7 @@ func TestKubeEvents(t *testing.T) {
 	r.next(t)
 
 	invalid := diag("bad", "egress.yaml", "destinations[2].ports[0].number", "70000 is not a valid port")
-	conflict := diag("loser", "", "egress.yaml: destinations[0].ports[0]",
+	conflict := diag("loser", "egress.yaml", "destinations[0].ports[0]",
 		"host api.github.com port 443 is already declared by apps/good (egress.yaml: destinations[0].ports[0]), which wins as the older ConfigMap (ties go to namespace/name order)")
 	report := intent.Diagnostics{invalid, conflict}
 	r.Report(report, []string{"apps/good"})
