@@ -75,31 +75,23 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// load reads a file or a folder of manifests as the folder source would.
 func load(path string) ([]compile.ConfigMap, []corev1.Secret, intent.Diagnostics) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, nil, intent.Diagnostics{compile.Diagnostic(path, err.Error())}
 	}
-	if st.IsDir() {
-		state, err := watch.LoadDir(path)
-		if err != nil {
-			return nil, nil, intent.Diagnostics{compile.Diagnostic(path, err.Error())}
-		}
-		for i := range state.Files {
-			state.Files[i].Path = path + "/" + state.Files[i].Path
-		}
-		return compile.FromFolder(state)
+	if !st.IsDir() {
+		return compile.FromFolder(watch.State{Files: []watch.FileState{watch.LoadFile(path)}})
 	}
-	cms, secrets, err := watch.ParseFile(path)
-	var diags intent.Diagnostics
+	state, err := watch.LoadDir(path)
 	if err != nil {
-		diags = append(diags, compile.Diagnostic(path, err.Error()))
+		return nil, nil, intent.Diagnostics{compile.Diagnostic(path, err.Error())}
 	}
-	var out []compile.ConfigMap
-	for i := range cms {
-		out = append(out, compile.ConfigMap{File: path, ConfigMap: &cms[i]})
+	for i := range state.Files {
+		state.Files[i].Path = path + "/" + state.Files[i].Path
 	}
-	return out, secrets, diags
+	return compile.FromFolder(state)
 }
 
 func countSelected(cms []compile.ConfigMap) int {

@@ -22,6 +22,9 @@ import (
 type ConfigMap struct {
 	File string
 	*corev1.ConfigMap
+	// KeyLines are the file lines where data values start, for messages
+	// (see intent.ParseConfigMapLines); nil in Kubernetes mode.
+	KeyLines map[string]int
 }
 
 // Selected reports whether a ConfigMap carries the intent label.
@@ -243,12 +246,13 @@ func (s *Store) parseAll(cms []ConfigMap) []parsed {
 }
 
 func parseOne(cm ConfigMap, hash [32]byte) parsed {
-	in, ds := intent.ParseConfigMap(cm.Origin(), cm.CreationTimestamp.Time, cm.Data)
+	in, ds := intent.ParseConfigMapLines(cm.Origin(), cm.CreationTimestamp.Time, cm.Data, cm.KeyLines)
 	return parsed{hash: hash, intent: in, diags: ds}
 }
 
 // contentHash covers everything parsing depends on: where the ConfigMap
-// comes from (for messages), its creation time (conflict order), its data.
+// comes from (for messages: the file and its lines), its creation time
+// (conflict order), its data.
 func contentHash(cm ConfigMap) [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", cm.File, cm.Origin().ConfigMap(), cm.CreationTimestamp.UnixNano())
@@ -258,7 +262,7 @@ func contentHash(cm ConfigMap) [32]byte {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(cm.Data[k]), cm.Data[k])
+		fmt.Fprintf(h, "%d:%s%d:%s%d\x00", len(k), k, len(cm.Data[k]), cm.Data[k], cm.KeyLines[k])
 	}
 	var sum [32]byte
 	copy(sum[:], h.Sum(nil))

@@ -31,7 +31,8 @@ func FromFolder(state watch.State) ([]ConfigMap, []corev1.Secret, intent.Diagnos
 			diags = append(diags, d)
 		}
 		for i := range f.ConfigMaps {
-			cms = append(cms, ConfigMap{File: f.Path, ConfigMap: &f.ConfigMaps[i]})
+			cm := &f.ConfigMaps[i]
+			cms = append(cms, ConfigMap{File: f.Path, ConfigMap: cm, KeyLines: f.KeyLines[cm.Namespace+"/"+cm.Name]})
 		}
 		secrets = append(secrets, f.Secrets...)
 	}

@@ -25,8 +25,8 @@ func TestDuplicateKeyNoFollowOns(t *testing.T) {
 		got = append(got, d.Path+": "+d.Message)
 	}
 	want := []string{
-		"destinations[0].name: is defined twice (lines 2 and 3); checking the first",
-		"destinations[0].ports: is defined 3 times (lines 5, 6 and 7); checking the first",
+		"destinations[0].name: is defined twice (lines 2 and 3 of data key egress.yaml); checking the first",
+		"destinations[0].ports: is defined 3 times (lines 5, 6 and 7 of data key egress.yaml); checking the first",
 		"destinations[0].ports[0].number: 70000 is not a valid port",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

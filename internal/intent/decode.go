@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,7 @@ func Decode(origin Origin, data []byte) (*Document, Diagnostics) {
 func decode(r *reporter, data []byte) *Document {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		r.undecodedf("", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		r.undecodedf("", "%s", r.syntaxError(err))
 		return nil
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
@@ -161,6 +162,43 @@ func decodeNode(r *reporter, node *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
+// syntaxLine matches yaml.v3's syntax errors that name a line.
+var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// syntaxError is a YAML syntax error with its line as the reader finds it
+// (see reporter.lines): yaml.v3 counts lines within the document only.
+func (r *reporter) syntaxError(err error) string {
+	msg := err.Error()
+	m := syntaxLine.FindStringSubmatch(msg)
+	if m == nil {
+		return "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
+	}
+	line, _ := strconv.Atoi(m[1])
+	problem := msg[len(m[0]):]
+	if parserProblems[problem] {
+		line++
+	}
+	return fmt.Sprintf("invalid YAML at %s: %s", r.lines(line), problem)
+}
+
+// parserProblems are the errors of yaml.v3's parser (as opposed to its
+// scanner): it names their line counted from 0, the scanner's from 1.
+// The line is where the construct being parsed starts (a flow list left
+// open, a mapping).
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected key":              true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+	"found duplicate %TAG directive":         true,
+}
+
 // decodeScalar sets v from a scalar node. The common cases are decoded
 // here; everything else (hexadecimal integers, YAML 1.1 spellings) is left
 // to yaml.v3, so values mean what they mean to any YAML tool.
@@ -215,7 +253,7 @@ func duplicateKeys(r *reporter, node *yaml.Node, path string) map[int]bool {
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		k := node.Content[i]
 		if ls := lines[k.Value]; ls != nil && first[k.Value] == i {
-			r.errorf(join(path, k.Value), "is defined %s (lines %s); checking the first", times(len(ls)), lineList(ls))
+			r.errorf(join(path, k.Value), "is defined %s (%s); checking the first", times(len(ls)), r.lines(ls...))
 		}
 	}
 	return later
@@ -228,8 +266,11 @@ func times(n int) string {
 	return strconv.Itoa(n) + " times"
 }
 
-// lineList is "1 and 2", or "1, 2 and 5"; a long list is cut short.
+// lineList is "1", "1 and 2", or "1, 2 and 5"; a long list is cut short.
 func lineList(ls []int) string {
+	if len(ls) == 1 {
+		return strconv.Itoa(ls[0])
+	}
 	const most = 5
 	s := make([]string, 0, most+1)
 	for i, l := range ls {

@@ -239,6 +239,37 @@ type reporter struct {
 	// ("is required") of the problem already reported.
 	undecoded  map[string]bool
 	validating bool
+	// firstLine is the file line of the document's first line, when its
+	// lines are the file's (0: unknown); see ParseConfigMapLines.
+	firstLine int
+}
+
+// lines names lines of the document (1-based) as a reader finds them:
+// "bad.yaml:11 (line 2 of data key egress.yaml)" when the file line is
+// known, else "line 2 of data key egress.yaml", counted within the key.
+func (r *reporter) lines(ls ...int) string {
+	list := func(add int) string {
+		s := make([]int, len(ls))
+		for i, l := range ls {
+			s[i] = l + add
+		}
+		return lineList(s)
+	}
+	word := "line "
+	if len(ls) > 1 {
+		word = "lines "
+	}
+	inKey := word + list(0)
+	if r.origin.Key != "" {
+		inKey += " of data key " + r.origin.Key
+	}
+	if r.firstLine <= 0 || r.origin.File == "" {
+		return inKey
+	}
+	if len(ls) == 1 {
+		return fmt.Sprintf("%s:%d (%s)", r.origin.File, r.firstLine+ls[0]-1, inKey)
+	}
+	return fmt.Sprintf("%s%s of %s; %s", word, list(r.firstLine-1), r.origin.File, inKey)
 }
 
 func (r *reporter) errorf(path, format string, args ...any) {

@@ -48,7 +48,19 @@ const MaxConfigMapBytes = 1 << 20
 // ParseConfigMap decodes and validates every intent key of a ConfigMap. The
 // Intent is nil when any error was found (warnings alone do not reject it).
 // At most MaxDiagnosticsPerConfigMap problems are listed, then a count.
+// Lines in messages count from a key's first line (see ParseConfigMapLines).
 func ParseConfigMap(origin Origin, created time.Time, data map[string]string) (*Intent, Diagnostics) {
+	return ParseConfigMapLines(origin, created, data, nil)
+}
+
+// ParseConfigMapLines is ParseConfigMap for a ConfigMap read from
+// origin.File, where the value of data key k starts on file line
+// keyLines[k] (a literal block, "k: |", whose lines are the file's): a
+// YAML syntax error or a duplicate key is then reported at the line an
+// editor shows, with the line within the key beside it. Keys not in
+// keyLines (Kubernetes mode, JSON or quoted values) are reported by the
+// line within the key, and say so.
+func ParseConfigMapLines(origin Origin, created time.Time, data map[string]string, keyLines map[string]int) (*Intent, Diagnostics) {
 	origin.Key = ""
 	if size := dataSize(data); size > MaxConfigMapBytes {
 		return nil, Diagnostics{{Origin: origin, Severity: SeverityError,
@@ -59,6 +71,7 @@ func ParseConfigMap(origin Origin, created time.Time, data map[string]string) (*
 	for _, k := range sortedKeys(data) {
 		r.origin = origin
 		r.origin.Key = k
+		r.firstLine = keyLines[k]
 		if !IsIntentKey(k) {
 			r.warnf("", "ignored: intent keys end in .yaml or .yml")
 			continue
@@ -67,7 +80,7 @@ func ParseConfigMap(origin Origin, created time.Time, data map[string]string) (*
 			in.Docs = append(in.Docs, Doc{Origin: r.origin, Document: doc})
 		}
 	}
-	r.origin = origin
+	r.origin, r.firstLine = origin, 0
 	if len(in.Docs) == 0 && r.errs == 0 {
 		r.errorf("", "no intent document: put it under a data key ending in .yaml")
 	}

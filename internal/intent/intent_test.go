@@ -20,7 +20,7 @@ func TestParseDocumentErrors(t *testing.T) {
 		{"wrong type for a list", `destinations: {name: a}`, []string{"destinations: must be a list"}},
 		{"duration", `destinations: [{name: a, host: a.example.com, ports: [{number: 80, protocol: HTTP}], timeout: 5}]`,
 			[]string{`destinations[0].timeout: "5" is not a valid duration`}},
-		{"duplicate key", "destinations: []\ndestinations: []", []string{"destinations: is defined twice (lines 1 and 2)"}},
+		{"duplicate key", "destinations: []\ndestinations: []", []string{"destinations: is defined twice (lines 1 and 2 of data key egress.yaml)"}},
 		{"wildcard only leading", `destinations: [{name: a, host: "a.*.example.com", ports: [{number: 443, protocol: TLS}]}]`,
 			[]string{`destinations[0].host: "a.*.example.com" is not a DNS name`}},
 		{"ip host", `destinations: [{name: a, host: 10.1.2.3, ports: [{number: 443, protocol: TLS}]}]`,

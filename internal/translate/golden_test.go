@@ -96,18 +96,12 @@ func noDeprecated(t *testing.T, res *translate.Resources) {
 // diagnostic as text.
 func translateFile(t *testing.T, path string, opts goldenCase) (*translate.Resources, string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	f := watch.LoadFile(path)
+	if f.Err != nil {
+		return nil, "manifest: " + f.Err.Error() + "\n"
 	}
-	cms, secrets, err := watch.ParseManifests(data)
-	if err != nil {
-		return nil, "manifest: " + err.Error() + "\n"
-	}
-	var sources []compile.ConfigMap
-	for i := range cms {
-		sources = append(sources, compile.ConfigMap{File: filepath.Base(path), ConfigMap: &cms[i]})
-	}
+	f.Path = filepath.Base(path)
+	sources, secrets, _ := compile.FromFolder(watch.State{Files: []watch.FileState{f}})
 	intents, diags := compile.NewStore().Update(sources, opts.Options.ResolveOptions())
 	res, tdiags, err := compile.Group(intents, compile.Key(opts.Role, goldenGroup), compile.Secrets(secrets), opts.Options)
 	diags = append(diags, tdiags...)

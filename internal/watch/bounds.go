@@ -32,6 +32,21 @@ func ParseFile(name string) ([]corev1.ConfigMap, []corev1.Secret, error) {
 	return p.configMaps, p.secrets, nil
 }
 
+// LoadFile reads and parses one manifest file as the folder source does,
+// as the state of a folder holding that file alone: Path is name, and a
+// problem is in Err (with no objects).
+func LoadFile(name string) FileState {
+	data, err := readManifest(name)
+	if err != nil {
+		return FileState{Path: name, Err: err}
+	}
+	p := parseFile(name, data)
+	if p.err != nil {
+		return FileState{Path: name, Err: p.err}
+	}
+	return FileState{Path: name, ConfigMaps: p.configMaps, Secrets: p.secrets, Notes: p.notes, KeyLines: p.keyLines}
+}
+
 // readManifest reads a manifest file, refusing one over MaxFileBytes from
 // its size, without reading it, and one that grows past it while read. A
 // symbolic link that cannot be read is a *LinkError.

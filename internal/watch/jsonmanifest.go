@@ -54,7 +54,7 @@ func parseJSON(data []byte) parsed {
 			}
 			continue
 		}
-		d.object(loc, raw, true)
+		d.object(loc, raw, true, nil)
 	}
 	return d.done()
 }

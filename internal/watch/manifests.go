@@ -48,11 +48,15 @@ type parsed struct {
 	// notes tell about documents that were skipped on purpose (other kinds).
 	notes []string
 	err   error
+	// keyLines are the file lines of the ConfigMaps' data values, by
+	// namespace/name (see KeyLines).
+	keyLines map[string]KeyLines
 }
 
 type document struct {
-	data []byte
-	line int // the 1-based line of the document's first content
+	data  []byte
+	line  int // the 1-based line of the document's first content
+	start int // the file line of data's first line
 }
 
 // MaxDocumentsPerFile bounds the documents (not counting empty ones) of a
@@ -67,17 +71,20 @@ const MaxDocumentsPerFile = 10000
 func splitDocuments(data []byte, limit int) (docs []document, over bool) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
 	var buf bytes.Buffer
-	first := 0
+	first, start := 0, 0
 	flush := func() {
 		// Documents of nothing but comments are left out: there is
 		// nothing in them to parse or to count.
 		if first != 0 {
-			docs = append(docs, document{data: bytes.Clone(buf.Bytes()), line: first})
+			docs = append(docs, document{data: bytes.Clone(buf.Bytes()), line: first, start: start})
 		}
 		buf.Reset()
-		first = 0
+		first, start = 0, 0
 	}
 	add := func(lineNo int, text []byte) {
+		if start == 0 {
+			start = lineNo
+		}
 		if t := bytes.TrimSpace(text); first == 0 && len(t) > 0 && t[0] != '#' {
 			first = lineNo
 		}
@@ -188,7 +195,7 @@ func parseManifests(data []byte) parsed {
 			continue // empty document (only comments or nothing)
 		}
 		n++
-		d.object(fmt.Sprintf("document %d (line %d)", n, doc.line), js, true)
+		d.object(fmt.Sprintf("document %d (line %d)", n, doc.line), js, true, &yamlNode{data: doc.data, start: doc.start})
 	}
 	return d.done()
 }
@@ -238,8 +245,8 @@ func (d *decoder) done() parsed {
 }
 
 // object decodes one object, given in JSON. loc says where it is, e.g.
-// "document 2 (line 7)".
-func (d *decoder) object(loc string, js []byte, allowList bool) {
+// "document 2 (line 7)"; y is its YAML, nil for a JSON file.
+func (d *decoder) object(loc string, js []byte, allowList bool, y *yamlNode) {
 	h, err := readHeader(js)
 	if err != nil {
 		d.errorf("%s: %v", loc, err)
@@ -266,6 +273,12 @@ func (d *decoder) object(loc string, js []byte, allowList bool) {
 	case "ConfigMap":
 		if cm, ok := decodeObject(d, loc, where, "ConfigMap", js, normalizeConfigMap); ok {
 			d.out.configMaps = append(d.out.configMaps, *cm)
+			if lines := y.keyLines(); lines != nil {
+				if d.out.keyLines == nil {
+					d.out.keyLines = map[string]KeyLines{}
+				}
+				d.out.keyLines[cm.Namespace+"/"+cm.Name] = lines
+			}
 		}
 	case "Secret":
 		if s, ok := decodeObject(d, loc, where, "Secret", js, normalizeSecret); ok {
@@ -292,7 +305,7 @@ func (d *decoder) object(loc string, js []byte, allowList bool) {
 				// Typed lists from the API server leave kind out of items.
 				item = defaultTypeMeta(item, itemKind)
 			}
-			d.object(fmt.Sprintf("%s, item %d", loc, i+1), item, false)
+			d.object(fmt.Sprintf("%s, item %d", loc, i+1), item, false, y.itemNode(i))
 		}
 	default:
 		d.notef("%s: ignored: only v1 ConfigMap and Secret objects are read, this is %s %s", where, h.apiVersion, h.kind)

@@ -33,6 +33,10 @@ type FileState struct {
 	// Notes tell about documents of the last good content that were skipped
 	// on purpose (objects of other kinds).
 	Notes []string
+	// KeyLines are the file lines of the ConfigMaps' data values, by
+	// namespace/name, so that problems name the line an editor shows. Not
+	// modified once set: copies share them.
+	KeyLines map[string]KeyLines
 	// Deleted is set while a file that went away is kept for the deletion
 	// grace, so that a delete-and-write-again (a git checkout, config
 	// management) does not flap the gateways. Its objects are listed
@@ -161,7 +165,7 @@ func (s *scanner) seed(saved map[string][]byte) {
 		}
 		sum := sha256.Sum256(data)
 		s.files[rel] = &fileEntry{good: data, seeded: true, st: FileState{
-			Path: rel, ConfigMaps: p.configMaps, Secrets: p.secrets, Notes: p.notes, Hash: hex.EncodeToString(sum[:]),
+			Path: rel, ConfigMaps: p.configMaps, Secrets: p.secrets, Notes: p.notes, KeyLines: p.keyLines, Hash: hex.EncodeToString(sum[:]),
 		}}
 	}
 }
@@ -326,6 +330,7 @@ func (s *scanner) readFile(abs, rel string) (changed, present bool) {
 			ConfigMaps: p.configMaps,
 			Secrets:    p.secrets,
 			Notes:      p.notes,
+			KeyLines:   p.keyLines,
 			Hash:       h,
 		}
 	}
@@ -358,9 +363,11 @@ func (s *scanner) logf(level slog.Level, msg, rel string, err error, args ...any
 }
 
 // sameResult compares what a file yields, ignoring its content hash: an edit
-// of comments or layout alone is no change.
+// of comments or layout alone is no change, unless it moves the lines
+// problems are reported at.
 func sameResult(a, b FileState) bool {
 	return errString(a.Err) == errString(b.Err) &&
+		reflect.DeepEqual(a.KeyLines, b.KeyLines) &&
 		reflect.DeepEqual(a.ConfigMaps, b.ConfigMaps) &&
 		reflect.DeepEqual(a.Secrets, b.Secrets) &&
 		slices.Equal(a.Notes, b.Notes)
