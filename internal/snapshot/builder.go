@@ -58,8 +58,10 @@ type Builder struct {
 	store    *compile.Store
 	// diags are the problems of the last build; read without the lock,
 	// which a build holds for its whole duration.
-	diags    atomic.Pointer[intent.Diagnostics]
-	logged   string
+	diags atomic.Pointer[intent.Diagnostics]
+	// logged are the problems logged as current, by their text: each is
+	// logged when it appears and when it is fixed, not at every rebuild.
+	logged   map[string]intent.Diagnostic
 	trigger  chan struct{}
 	ready    chan struct{}
 	readyOne sync.Once
@@ -395,10 +397,10 @@ func (b *Builder) recordGroup(group string, gs *GroupSnapshot) {
 	}
 }
 
-// reportDiagnostics logs the problems when they change, not on every
-// rebuild, and exports their counts.
+// reportDiagnostics logs each problem once when it appears and once when
+// it is fixed (not every current problem at every rebuild: /debug/config
+// lists them), and exports their counts.
 func (b *Builder) reportDiagnostics(diags intent.Diagnostics) {
-	text := diags.Error()
 	if b.metrics != nil {
 		errs, warns := 0, 0
 		invalid := map[string]bool{}
@@ -413,11 +415,30 @@ func (b *Builder) reportDiagnostics(diags intent.Diagnostics) {
 		b.metrics.Diagnostics.WithLabelValues("warning").Set(float64(warns))
 		b.metrics.InvalidSources.Set(float64(len(invalid)))
 	}
-	if text == b.logged {
-		return
-	}
-	b.logged = text
+	current := make(map[string]intent.Diagnostic, len(diags))
+	var appeared []intent.Diagnostic
 	for _, d := range diags {
+		k := d.Error()
+		if _, dup := current[k]; dup {
+			continue
+		}
+		current[k] = d
+		if _, known := b.logged[k]; !known {
+			appeared = append(appeared, d)
+		}
+	}
+	var fixed intent.Diagnostics
+	for k, d := range b.logged {
+		if _, still := current[k]; !still {
+			fixed = append(fixed, d)
+		}
+	}
+	fixed.Sort()
+	for i, d := range appeared {
+		if i == MaxLoggedChanges {
+			b.log.Warn("more intent problems appeared, not logged one by one: /debug/config lists the current ones", "count", len(appeared)-i)
+			break
+		}
 		attrs := []any{"source", d.Origin.String(), "field", d.Path, "problem", d.Message}
 		if d.Severity == intent.SeverityWarning {
 			b.log.Warn("intent warning", attrs...)
@@ -425,7 +446,20 @@ func (b *Builder) reportDiagnostics(diags intent.Diagnostics) {
 			b.log.Error("invalid intent", attrs...)
 		}
 	}
+	for i, d := range fixed {
+		if i == MaxLoggedChanges {
+			b.log.Info("more intent problems fixed, not logged one by one", "count", len(fixed)-i)
+			break
+		}
+		b.log.Info("intent problem fixed", "source", d.Origin.String(), "field", d.Path, "problem", d.Message, "severity", string(d.Severity))
+	}
+	b.logged = current
 }
+
+// MaxLoggedChanges bounds the problems logged one by one per rebuild, as
+// appeared and as fixed: a folder replaced by a broken one logs a page, not
+// thousands of lines.
+const MaxLoggedChanges = 100
 
 func sameVersions(a, b *GroupSnapshot) bool {
 	for _, typ := range Types {
