@@ -92,10 +92,14 @@ func TestConfigCommand(t *testing.T) {
 		"# Listener http_80 (",
 		"name: apps/github/github/443\n",
 		"'@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+		"connect_timeout: 5s\n", // Envoy's proto names, as in its docs and config dump
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+	if strings.Contains(out, "connectTimeout") || strings.Contains(out, "clusterName") {
+		t.Error("camelCase JSON names in the Envoy YAML")
 	}
 	docs := strings.Split(out, "\n---\n")
 	if len(docs) != 1+10+4+2+2+2 { // clusters: 9 destinations and source_not_allowed
@@ -103,7 +107,7 @@ func TestConfigCommand(t *testing.T) {
 	}
 	for _, d := range docs[1:] {
 		var v map[string]any
-		if err := yaml.Unmarshal([]byte(d), &v); err != nil || v["name"] == nil && v["cluster_name"] == nil && v["clusterName"] == nil {
+		if err := yaml.Unmarshal([]byte(d), &v); err != nil || v["name"] == nil && v["cluster_name"] == nil {
 			t.Errorf("document does not parse as a named resource (%v):\n%s", err, d)
 		}
 	}

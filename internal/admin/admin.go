@@ -28,7 +28,9 @@ type Sources struct {
 // /debug/config_dump?group=G (the group's resources as Envoy JSON, with
 // their source ConfigMaps), /debug/proxies and /debug/status (per proxy
 // and type: SYNCED, STALE or NACKED, with the last NACK and the ConfigMaps
-// it traces to).
+// it traces to). Every JSON answer has one style, documented in the
+// README: camelCase names, lists [] when empty (never null), strings that
+// do not apply left out; Envoy resources keep Envoy's proto field names.
 func Handler(s Sources) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -47,14 +49,7 @@ func Handler(s Sources) http.Handler {
 		writeJSON(w, configView(s, r.URL.Query().Get("group")))
 	})
 	mux.HandleFunc("GET /debug/proxies", func(w http.ResponseWriter, r *http.Request) {
-		group := r.URL.Query().Get("group")
-		var out []xds.Proxy
-		for _, p := range s.Proxies.List() {
-			if group == "" || p.Group == group {
-				out = append(out, p)
-			}
-		}
-		writeJSON(w, out)
+		writeJSON(w, proxiesView(s.Proxies.List(), r.URL.Query().Get("group")))
 	})
 	mux.HandleFunc("GET /debug/config_dump", func(w http.ResponseWriter, r *http.Request) { configDump(s, w, r) })
 	mux.HandleFunc("GET /debug/status", func(w http.ResponseWriter, r *http.Request) {

@@ -32,7 +32,7 @@ type TypeDump struct {
 type ResourceDump struct {
 	Name       string          `json:"name"`
 	Version    string          `json:"version"`
-	ConfigMaps []string        `json:"configMaps,omitempty"`
+	ConfigMaps []string        `json:"configMaps"`
 	Resource   json.RawMessage `json:"resource"`
 }
 
@@ -52,10 +52,12 @@ func configDump(s Sources, w http.ResponseWriter, r *http.Request) {
 }
 
 // DumpGroup renders a group snapshot, type by type in ADS order, each
-// resource as protojson (typed configs expanded).
+// resource as protojson (typed configs expanded) with Envoy's proto field
+// names (cluster_type, not clusterType), as Envoy's own /config_dump and
+// its documentation spell them.
 func DumpGroup(group string, gs *snapshot.GroupSnapshot) (ConfigDump, error) {
 	d := ConfigDump{Group: group, Types: []TypeDump{}}
-	opts := protojson.MarshalOptions{}
+	opts := protojson.MarshalOptions{UseProtoNames: true}
 	for _, typ := range snapshot.Types {
 		ts := gs.Type(typ)
 		td := TypeDump{Type: metrics.TypeLabel(typ), TypeURL: typ, Version: ts.Version, Resources: []ResourceDump{}}
@@ -71,7 +73,7 @@ func DumpGroup(group string, gs *snapshot.GroupSnapshot) (ConfigDump, error) {
 				return d, err
 			}
 			td.Resources = append(td.Resources, ResourceDump{Name: name, Version: it.Version,
-				ConfigMaps: gs.Sources(typ, name), Resource: json.RawMessage(b)})
+				ConfigMaps: nonNil(gs.Sources(typ, name)), Resource: json.RawMessage(b)})
 		}
 		d.Types = append(d.Types, td)
 	}

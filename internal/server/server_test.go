@@ -377,7 +377,7 @@ func TestAdminEndpoints(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("metric %s: %s", p.Metric, p.Text)
 	}
-	if body := get(t, "http://"+r.AdminAddr+"/debug/proxies"); !strings.Contains(body, `"NodeID": "gw-admin"`) {
+	if body := get(t, "http://"+r.AdminAddr+"/debug/proxies"); !strings.Contains(body, `"node": "gw-admin"`) {
 		t.Fatalf("/debug/proxies:\n%s", body)
 	}
 }

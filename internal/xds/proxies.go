@@ -71,7 +71,7 @@ type TypeStatus struct {
 	NACKedVer string // version that was rejected
 	// NACKSources are the ConfigMaps (namespace/name) whose resources were
 	// in the rejected response.
-	NACKSources []string `json:",omitempty"`
+	NACKSources []string
 
 	// What the last response carried, to trace a NACK to its sources: the
 	// group snapshot it came from (nil if it was replaced meanwhile), and

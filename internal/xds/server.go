@@ -40,6 +40,9 @@ type Options struct {
 
 // NewServer builds the gRPC server with the ADS service (SotW and delta).
 func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, log *slog.Logger, o Options) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if o.MaxConcurrentStreams == 0 {
 		o.MaxConcurrentStreams = 16
 	}

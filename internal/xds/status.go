@@ -42,7 +42,7 @@ type TypeSyncStatus struct {
 	// The last rejection, whatever version it was of.
 	NACKedVersion string   `json:"nackedVersion,omitempty"`
 	NACKError     string   `json:"nackError,omitempty"`
-	NACKSources   []string `json:"nackConfigMaps,omitempty"`
+	NACKSources   []string `json:"nackConfigMaps"`
 }
 
 // StateOf compares a type's status with the group's current version.
@@ -84,10 +84,18 @@ func (p *Proxies) Status(group, node string) []ProxyStatus {
 			}
 			st.Types[metrics.TypeLabel(typ)] = TypeSyncStatus{
 				State: StateOf(ts, current), Current: current, Sent: ts.Sent, Acked: ts.Acked,
-				NACKedVersion: ts.NACKedVer, NACKError: ts.LastNACK, NACKSources: ts.NACKSources,
+				NACKedVersion: ts.NACKedVer, NACKError: ts.LastNACK, NACKSources: nonNil(ts.NACKSources),
 			}
 		}
 		out = append(out, st)
 	}
 	return out
+}
+
+// nonNil keeps lists [] rather than null in JSON.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
