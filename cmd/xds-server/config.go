@@ -1,9 +1,10 @@
 package main
 
 import (
-	"flag"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"sort"
 	"strings"
@@ -23,16 +24,28 @@ import (
 // stream of Envoy resources, each headed by its type, version and source
 // ConfigMaps.
 func config(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCmdLine("config", stdout, stderr)
 	var server adminClient
-	server.register(fs, 5*time.Second)
-	group := fs.String("group", "", "gateway group (Envoy node.cluster)")
-	if !parseFlags(fs, args, stderr) {
-		return 2
+	server.register(c.FlagSet, 5*time.Second)
+	group := c.String("group", "", "gateway group (Envoy node.cluster); sidecar/G: the sidecars of group G")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	switch {
+	case len(c.args) == 1 && *group == "":
+		return c.misuse("unexpected argument %q: the group is a flag: --group %s", c.args[0], c.args[0])
+	case len(c.args) > 0:
+		return c.misuse("unexpected argument %q: config takes flags only (--group G)", c.args[0])
+	case *group == "":
+		return c.misuse("--group is required: the gateway group (Envoy's node.cluster) to print%s", server.groupsServed())
 	}
 	var dump admin.ConfigDump
 	if err := server.getJSON("/debug/config_dump?group="+url.QueryEscape(*group), &dump); err != nil {
+		var he *httpError
+		if errors.As(err, &he) && he.code == http.StatusNotFound {
+			fmt.Fprintf(stderr, "%v%s\n", err, server.groupsServed())
+			return 1
+		}
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
@@ -68,23 +81,24 @@ func renderConfig(w io.Writer, dump admin.ConfigDump) error {
 // current one: a ConfigMap that is invalid in it keeps its current version.
 // Exit 0 when nothing changes, 1 when something does, 2 on trouble.
 func diff(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("diff", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	current := fs.String("config-dir", "", "folder (or file) of the current manifests")
+	c := newCmdLine("diff", stdout, stderr)
+	current := c.String("config-dir", "", "folder (or file) of the current manifests: what the gateways are served now")
 	var tf translateFlags
-	tf.register(fs)
-	tf.keys.registerOffline(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xds-server diff [flags] --config-dir CURRENT PROPOSED")
-		fs.PrintDefaults()
-	}
-	opts, ok := parseTranslateFlags(fs, args, &tf, stderr)
+	tf.register(c.FlagSet)
+	tf.keys.registerOffline(c.FlagSet)
+	opts, code, ok := parseTranslateFlags(c, args, &tf)
 	if !ok {
-		return 2
+		return code
 	}
-	if *current == "" || fs.NArg() != 1 {
-		fs.Usage()
-		return 2
+	switch {
+	case *current == "" && len(c.args) == 2:
+		return c.misuse("--config-dir is required: the current manifests; to compare %s with %s: xds-server diff --config-dir %s %s", c.args[0], c.args[1], c.args[0], c.args[1])
+	case *current == "":
+		return c.misuse("--config-dir CURRENT is required: the folder (or file) of the manifests served now, compared with PROPOSED: xds-server diff --config-dir CURRENT PROPOSED")
+	case len(c.args) == 0:
+		return c.misuse("PROPOSED is missing: the folder (or file) of manifests to compare with --config-dir %s: xds-server diff --config-dir %s PROPOSED", *current, *current)
+	case len(c.args) > 1:
+		return c.misuse("one PROPOSED folder or file is compared with --config-dir, got %d: %s", len(c.args), strings.Join(c.args, " "))
 	}
 	store := compile.NewStore()
 	before, _, err := served(store, *current, opts, nil)
@@ -92,7 +106,7 @@ func diff(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "current:", err)
 		return 2
 	}
-	after, diags, err := served(store, fs.Arg(0), opts, keys(before))
+	after, diags, err := served(store, c.args[0], opts, keys(before))
 	if err != nil {
 		fmt.Fprintln(stderr, "proposed:", err)
 		return 2

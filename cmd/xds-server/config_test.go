@@ -111,7 +111,13 @@ func TestConfigCommand(t *testing.T) {
 			t.Errorf("document does not parse as a named resource (%v):\n%s", err, d)
 		}
 	}
-	if code, _, errOut := runCmd("config", "--admin-address", srv.AdminAddr, "--group", "nobody"); code != 1 || !strings.Contains(errOut, "no snapshot") {
+	served := "; the server at " + srv.AdminAddr + " serves: egress-gateway\n"
+	if code, _, errOut := runCmd("config", "--admin-address", srv.AdminAddr, "--group", "nobody"); code != 1 || !strings.Contains(errOut, "no snapshot") || !strings.HasSuffix(errOut, served) {
 		t.Errorf("unknown group: exit %d: %s", code, errOut)
+	}
+	// Without --group: what is wrong, and the groups to choose from.
+	if code, _, errOut := runCmd("config", "--admin-address", srv.AdminAddr); code != 2 ||
+		!strings.Contains(errOut, "xds-server config: --group is required: the gateway group (Envoy's node.cluster) to print"+served) {
+		t.Errorf("no group: exit %d: %s", code, errOut)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -28,7 +27,7 @@ func applyEnv(fs *flag.FlagSet) error {
 		if set[f.Name] || err != nil {
 			return
 		}
-		env := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v, ok := os.LookupEnv(env); ok {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("%s: %w", env, e)
@@ -36,6 +35,11 @@ func applyEnv(fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// envName is the environment variable of a flag.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // translateFlags are the gateway-level translation settings shared by
@@ -270,17 +274,16 @@ func (m *portMap) Set(s string) error {
 	return nil
 }
 
-// parseTranslateFlags parses a command line whose flags include tf, applies
-// the environment, and returns the translation options; false means the
-// problem was printed and the command exits 2.
-func parseTranslateFlags(fs *flag.FlagSet, args []string, tf *translateFlags, stderr io.Writer) (translate.Options, bool) {
-	if !parseFlags(fs, args, stderr) {
-		return translate.Options{}, false
+// parseTranslateFlags parses a command line whose flags include tf and
+// returns the translation options; false means the command is done, with
+// the exit code (see cmdLine.parse).
+func parseTranslateFlags(c *cmdLine, args []string, tf *translateFlags) (translate.Options, int, bool) {
+	if code, ok := c.parse(args); !ok {
+		return translate.Options{}, code, false
 	}
 	opts, err := tf.options()
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return translate.Options{}, false
+		return translate.Options{}, c.misuse("%v", err), false
 	}
-	return opts, true
+	return opts, 0, true
 }

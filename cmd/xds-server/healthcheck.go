@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -10,12 +9,14 @@ import (
 // healthcheck asks a running server's /readyz and exits 0 when it is ready:
 // a probe for images without a shell or curl (distroless).
 func healthcheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCmdLine("healthcheck", stdout, stderr)
 	var server adminClient
-	server.register(fs, 3*time.Second)
-	if !parseFlags(fs, args, stderr) {
-		return 2
+	server.register(c.FlagSet, 3*time.Second)
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(" (--admin-address ADDR)"); !ok {
+		return code
 	}
 	body, err := server.get("/readyz")
 	if err != nil {

@@ -36,15 +36,17 @@ type serveFlags struct {
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f serveFlags
+	return serveCommand(args, stdout, stderr, false)
+}
+
+// registerServe declares serve's flags (also listed by xds-server --help).
+func registerServe(fs *flag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.configDir, "config-dir", "", "folder of ConfigMap and Secret manifests to serve (watched: edits apply without restart)")
 	fs.BoolVar(&f.kubernetes, "kubernetes", false, "watch intent ConfigMaps (label egress-xds.io/intent=true) and the Secrets they reference in Kubernetes, and report problems as Events")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "with --kubernetes: kubeconfig file (default: $KUBECONFIG or ~/.kube/config when present, else the in-cluster ServiceAccount)")
 	fs.StringVar(&f.namespaces, "namespaces", "", "with --kubernetes: comma-separated namespaces to watch (default: all)")
 	fs.StringVar(&f.xdsAddress, "xds-address", ":18000", "gRPC address of the ADS server (SotW and delta)")
-	fs.StringVar(&f.adminAddress, "admin-address", "127.0.0.1:9090", "HTTP address of /healthz, /readyz, /metrics, /debug/config, /debug/proxies")
+	fs.StringVar(&f.adminAddress, "admin-address", "127.0.0.1:9090", "HTTP address of /healthz, /readyz, /metrics and /debug/ (config, config_dump, proxies, status)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for streams to close before closing connections")
@@ -52,38 +54,43 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	f.translate.register(fs)
 	f.xdsTLS.register(fs)
 	f.webhook.register(fs)
-	if !parseFlags(fs, args, stderr) {
-		return 2
+}
+
+// serveCommand runs serve; top: reached as the default command (no
+// command name), whose help is xds-server's.
+func serveCommand(args []string, stdout, stderr io.Writer, top bool) int {
+	c := newCmdLine("serve", stdout, stderr)
+	c.top = top
+	var f serveFlags
+	registerServe(c.FlagSet, &f)
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if len(c.args) > 0 {
+		return c.misuse("unexpected argument %q: serve takes flags only; to serve a folder of manifests: --config-dir %s", c.args[0], c.args[0])
 	}
 	log, err := newLogger(stderr, f.logFormat, f.logLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+		return c.misuse("%v", err)
 	}
 	f.translate.xdsTrustDomain = f.xdsTLS.trustDomain
 	opts, err := f.translate.options()
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+		return c.misuse("%v", err)
 	}
 	switch {
 	case f.kubernetes && f.configDir != "":
-		fmt.Fprintln(stderr, "--config-dir and --kubernetes are mutually exclusive: one source at a time")
-		return 2
+		return c.misuse("--config-dir and --kubernetes are mutually exclusive: one source at a time")
 	case !f.kubernetes && (f.kubeconfig != "" || f.namespaces != ""):
-		fmt.Fprintln(stderr, "--kubeconfig and --namespaces need --kubernetes")
-		return 2
+		return c.misuse("--kubeconfig and --namespaces need --kubernetes")
 	case !f.kubernetes && f.configDir == "":
-		fmt.Fprintln(stderr, "a source is required: --config-dir (a folder of ConfigMap manifests, e.g. examples) or --kubernetes")
-		return 2
+		return c.misuse("a source is required: --config-dir (a folder of ConfigMap manifests, e.g. --config-dir examples) or --kubernetes")
 	}
 	if err := f.xdsTLS.check(); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+		return c.misuse("%v", err)
 	}
 	if err := f.webhook.check(f.kubernetes); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+		return c.misuse("%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

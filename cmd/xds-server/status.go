@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -15,14 +14,16 @@ import (
 // status prints the sync status of every proxy connected to a running
 // server, like istioctl proxy-status, and the last NACK of each.
 func status(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCmdLine("status", stdout, stderr)
 	var server adminClient
-	server.register(fs, 5*time.Second)
-	group := fs.String("group", "", "only the proxies of this gateway group")
-	node := fs.String("node", "", "only the proxy with this node id")
-	if !parseFlags(fs, args, stderr) {
-		return 2
+	server.register(c.FlagSet, 5*time.Second)
+	group := c.String("group", "", "only the proxies of this gateway group")
+	node := c.String("node", "", "only the proxy with this node id")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(" (--group G, --node N to filter)"); !ok {
+		return code
 	}
 	q := url.Values{}
 	if *group != "" {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"io"
@@ -17,27 +16,21 @@ import (
 // validate checks manifests the way the server would and prints every
 // problem with its file, ConfigMap and field path, like istioctl analyze.
 func validate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCmdLine("validate", stdout, stderr)
 	var tf translateFlags
-	tf.register(fs)
-	tf.keys.registerOffline(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xds-server validate [flags] FILE|DIR...")
-		fs.PrintDefaults()
-	}
-	opts, ok := parseTranslateFlags(fs, args, &tf, stderr)
+	tf.register(c.FlagSet)
+	tf.keys.registerOffline(c.FlagSet)
+	opts, code, ok := parseTranslateFlags(c, args, &tf)
 	if !ok {
-		return 2
+		return code
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
+	if len(c.args) == 0 {
+		return c.misuse("no file or folder to check: name at least one, e.g. xds-server validate examples")
 	}
 	var cms []compile.ConfigMap
 	var secrets []corev1.Secret
 	var diags intent.Diagnostics
-	for _, p := range fs.Args() {
+	for _, p := range c.args {
 		c, s, d := load(p)
 		cms, secrets, diags = append(cms, c...), append(secrets, s...), append(diags, d...)
 	}
