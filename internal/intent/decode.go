@@ -1,6 +1,7 @@
 package intent
 
 import (
+	"bytes"
 	"encoding"
 	"fmt"
 	"reflect"
@@ -27,7 +28,7 @@ func Decode(origin Origin, data []byte) (*Document, Diagnostics) {
 func decode(r *reporter, data []byte) *Document {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		r.undecodedf("", "%s", r.syntaxError(err))
+		r.undecodedf("", "%s", r.syntaxError(err, data))
 		return nil
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
@@ -167,7 +168,7 @@ var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 // syntaxError is a YAML syntax error with its line as the reader finds it
 // (see reporter.lines): yaml.v3 counts lines within the document only.
-func (r *reporter) syntaxError(err error) string {
+func (r *reporter) syntaxError(err error, data []byte) string {
 	msg := err.Error()
 	m := syntaxLine.FindStringSubmatch(msg)
 	if m == nil {
@@ -178,6 +179,13 @@ func (r *reporter) syntaxError(err error) string {
 	if parserProblems[problem] {
 		line++
 	}
+	// The end of the input is named as the line after the last one: an
+	// editor shows the last.
+	last := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		last++
+	}
+	line = max(min(line, last), 1)
 	return fmt.Sprintf("invalid YAML at %s: %s", r.lines(line), problem)
 }
 
