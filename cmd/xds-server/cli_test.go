@@ -123,7 +123,7 @@ func TestMisuse(t *testing.T) {
 // a path.
 func TestFlagsAfterArguments(t *testing.T) {
 	code, out, errOut := runCmd("validate", "../../examples", "--xds-client-auth")
-	if code != 0 || !strings.Contains(out, "6 of 6 intent ConfigMap(s) accepted") {
+	if code != 0 || !strings.Contains(out, "7 of 7 intent ConfigMap(s) accepted") {
 		t.Fatalf("flag after the path: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, _ = runCmd("validate", "--xds-client-auth", "--", "--not-a-flag")

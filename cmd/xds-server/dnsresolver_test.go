@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"net/netip"
 	"slices"
 	"strings"
@@ -13,11 +12,10 @@ import (
 func TestDNSResolverFlag(t *testing.T) {
 	parse := func(args ...string) ([]netip.AddrPort, string) {
 		var tf translateFlags
-		fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 		var errOut strings.Builder
-		fs.SetOutput(&errOut)
-		tf.register(fs)
-		opts, ok := parseTranslateFlags(fs, args, &tf, &errOut)
+		c := newCmdLine("validate", &errOut, &errOut)
+		tf.register(c.FlagSet)
+		opts, _, ok := parseTranslateFlags(c, args, &tf)
 		if !ok {
 			return nil, "refused: " + errOut.String()
 		}
