@@ -137,3 +137,11 @@ func linksToFolder(name string) bool {
 	fi, err := os.Stat(name)
 	return err == nil && fi.IsDir()
 }
+
+// ReadManifest reads one manifest file within the folder source's bounds
+// (MaxFileBytes, refused from its size), for commands that read manifests
+// of their own (xds-server import).
+func ReadManifest(name string) ([]byte, error) { return readManifest(name) }
+
+// ReadManifestFrom reads a stream (standard input) within MaxFileBytes.
+func ReadManifestFrom(r io.Reader) ([]byte, error) { return readBounded(r, 0, MaxFileBytes) }

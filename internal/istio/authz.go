@@ -1,0 +1,419 @@
+package istio
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
+)
+
+// AuthorizationPolicies on the egress gateway become allow lists. Istio's
+// rules: DENY is checked first; then, if any ALLOW policy applies, a
+// request must match one of its rules; with none, everything is allowed.
+// egress-xds has one allow list per destination (sources: cidr, principal,
+// namespace; omitted: every source). What cannot be said exactly is made
+// narrower, never wider: an admission that cannot be expressed is dropped,
+// a refusal that cannot be expressed holds the destination back; both are
+// ACCESS NOT CARRIED.
+
+// sources is what one rule admits: every source, or a list.
+type sources struct {
+	any  bool
+	list []intent.Source
+}
+
+func (a *sources) add(b sources) {
+	if b.any {
+		a.any = true
+	}
+	for _, s := range b.list {
+		if !containsSource(a.list, s) {
+			a.list = append(a.list, s)
+		}
+	}
+}
+
+func containsSource(l []intent.Source, s intent.Source) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+type policyKind int
+
+const (
+	allowPolicy policyKind = iota
+	denyPolicy
+)
+
+func (im *importer) authorize() {
+	type pol struct {
+		o  *object
+		ap *AuthorizationPolicy
+	}
+	var allows, denies []pol
+	for _, o := range im.policies {
+		ap := o.spec.(*AuthorizationPolicy)
+		if !im.policyApplies(o, ap) {
+			continue
+		}
+		action := strings.ToUpper(ap.Action)
+		if action == "" {
+			action = "ALLOW"
+		}
+		if o.broken {
+			if action == "ALLOW" {
+				allows = append(allows, pol{o, &AuthorizationPolicy{}})
+				im.rep.add(o, "spec", StatusAccess, "could not be read: read as an ALLOW policy admitting no one")
+			} else {
+				for _, s := range im.slotList {
+					s.hold("an AuthorizationPolicy on the egress gateway could not be read")
+				}
+				im.rep.add(o, "spec", StatusAccess, "could not be read, and may refuse anything: every destination is held back", im.slotList...)
+			}
+			continue
+		}
+		if ap.Action != "" {
+			im.rep.add(o, "spec.action", StatusCarried, action)
+		}
+		switch action {
+		case "ALLOW":
+			allows = append(allows, pol{o, ap})
+		case "DENY":
+			denies = append(denies, pol{o, ap})
+		case "AUDIT":
+			im.rep.add(o, "spec.rules", StatusDefault, "AUDIT only logs: the gateways log every connection and request, refused ones with the reason")
+		case "CUSTOM":
+			im.custom(o, ap)
+		default:
+			for _, s := range im.slotList {
+				s.hold("an AuthorizationPolicy on the egress gateway has an unknown action")
+			}
+			im.rep.add(o, "spec.action", StatusAccess, ap.Action+" is not an Istio action: every destination is held back", im.slotList...)
+		}
+	}
+	adm := map[*slot]*sources{}
+	if len(allows) > 0 {
+		for _, s := range im.slotList {
+			adm[s] = &sources{}
+		}
+		for _, p := range allows {
+			if len(p.ap.Rules) == 0 && !p.o.broken {
+				im.rep.add(p.o, "spec", StatusDefault, "an ALLOW policy without rules admits no one: the default here (only what an allow list or an open destination admits passes)")
+			}
+			for i := range p.ap.Rules {
+				path := fmt.Sprintf("spec.rules[%d]", i)
+				targets := im.ruleTargets(p.o, &p.ap.Rules[i], path, allowPolicy)
+				src, ok := im.ruleSources(p.o, &p.ap.Rules[i], path, allowPolicy)
+				if !ok || len(targets) == 0 {
+					continue
+				}
+				for _, s := range targets {
+					adm[s].add(src)
+				}
+				im.rep.add(p.o, path, StatusCarried, "admits "+src.String(), targets...)
+			}
+		}
+		for _, s := range im.slotList {
+			a := adm[s]
+			switch {
+			case a.any:
+			case len(a.list) == 0:
+				if len(s.held) == 0 {
+					im.rep.add(s.origin, s.path, StatusCarried, fmt.Sprintf("port %d: no ALLOW rule on the egress gateway admits it, so Istio refused it: left out", s.key.port), s)
+				}
+				s.hold("no ALLOW AuthorizationPolicy rule on the egress gateway admits it")
+			default:
+				l := sortSources(a.list)
+				s.allow = &l
+			}
+		}
+	}
+	// exportTo first: a DENY is exact on more allow lists once visibility
+	// has become namespaces.
+	im.exportTo()
+	for _, p := range denies {
+		im.deny(p.o, p.ap)
+	}
+	im.sidecars()
+	im.peerAuthentications()
+}
+
+// policyApplies reports whether a policy is the egress gateway's: in its
+// namespace (also the root namespace) without a selector, or selecting
+// its labels. targetRefs cannot be judged: such a policy is read as the
+// gateway's, which can only narrow.
+func (im *importer) policyApplies(o *object, ap *AuthorizationPolicy) bool {
+	if ap.TargetRef.Set() || ap.TargetRefs.Set() {
+		im.rep.add(o, "spec.targetRefs", StatusAccess, "targets Gateway API resources or Services, which egress-xds cannot tell from the egress gateway: read as applying to it (narrower if it does not)")
+		if ap.TargetRef.Set() {
+			im.rep.add(o, "spec.targetRef", StatusAccess, "read as applying to the egress gateway")
+		}
+		return true
+	}
+	if o.meta.Namespace != im.opts.GatewayNamespace {
+		im.rep.addf(o, "", StatusNotCarried, "applies to workloads of namespace %s (their inbound traffic), not to the egress gateway in %s", o.meta.Namespace, im.opts.GatewayNamespace)
+		return false
+	}
+	if ap.Selector == nil {
+		im.rep.add(o, "", StatusNote, "no selector in "+im.opts.GatewayNamespace+": applies to every workload there, the egress gateway included")
+		return true
+	}
+	if !im.selects(ap.Selector.MatchLabels) {
+		im.rep.addf(o, "", StatusNotCarried, "selects %s, not the egress gateway (%s)", labelText(ap.Selector.MatchLabels), labelText(im.opts.GatewayLabels))
+		return false
+	}
+	im.rep.add(o, "spec.selector", StatusCarried, "the egress gateway: its rules become the allow lists of the destinations they name")
+	return true
+}
+
+// ruleTargets lists the slots a rule's to (and destination conditions)
+// select, entirely. Operations egress-xds cannot express select nothing
+// in an ALLOW rule (narrower); in a DENY rule they hold back what they
+// might refuse.
+func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind) []*slot {
+	hostConds, portConds, ok := im.destinationConditions(o, r, path, kind)
+	if !ok {
+		return nil
+	}
+	var out []*slot
+	pick := func(s *slot) {
+		for _, x := range out {
+			if x == s {
+				return
+			}
+		}
+		out = append(out, s)
+	}
+	matchHosts := func(pats []string, s *slot) (full, part bool) {
+		for _, p := range pats {
+			p = strings.ToLower(p)
+			if h, port, ok := strings.Cut(p, ":"); ok {
+				if n, err := strconv.ParseUint(port, 10, 32); err != nil || uint32(n) != s.gatewayPort {
+					continue
+				}
+				p = h
+			}
+			switch {
+			case hostCovers(p, s.key.host):
+				full = true
+			case hostOverlaps(p, s.key.host) || (!strings.HasPrefix(p, "*") && strings.HasSuffix(p, "*") && strings.HasPrefix(s.key.host, "*")):
+				part = true
+			}
+		}
+		return full, part
+	}
+	tos := r.To
+	if len(tos) == 0 {
+		tos = append(tos, struct {
+			Operation *Operation `json:"operation"`
+		}{})
+	}
+	for i, to := range tos {
+		op := to.Operation
+		p := fmt.Sprintf("%s.to[%d].operation", path, i)
+		if op == nil {
+			op = &Operation{}
+		}
+		httpOnly := setNames([]field{{"methods", len(op.Methods) > 0}, {"notMethods", len(op.NotMethods) > 0}, {"paths", len(op.Paths) > 0}, {"notPaths", len(op.NotPaths) > 0}})
+		ports, badPort := parsePorts(op.Ports)
+		notPorts, badNot := parsePorts(op.NotPorts)
+		if badPort != "" || badNot != "" {
+			im.rep.add(o, p, StatusAccess, "ports "+badPort+badNot+" are not port numbers: this operation "+narrowing(kind))
+			if kind == denyPolicy {
+				im.holdAll(o, p, "an AuthorizationPolicy DENY rule could not be read")
+			}
+			continue
+		}
+		for _, s := range im.slotList {
+			full, part := true, false
+			if len(op.Hosts) > 0 {
+				full, part = matchHosts(op.Hosts, s)
+			}
+			if nf, np := matchHosts(op.NotHosts, s); nf {
+				full, part = false, false
+			} else if np {
+				part = part || full
+				full = false
+			}
+			if len(hostConds) > 0 {
+				f, pt := matchHosts(hostConds, s)
+				part = part || (full && !f && pt)
+				full = full && f
+			}
+			if len(ports) > 0 && !ports[s.gatewayPort] || notPorts[s.gatewayPort] || len(portConds) > 0 && !portConds[s.gatewayPort] {
+				full, part = false, false
+			}
+			if !full && !part {
+				continue
+			}
+			if len(httpOnly) > 0 {
+				fields := strings.Join(httpOnly, ", ")
+				switch {
+				case kind == allowPolicy && s.protocol == intent.ProtocolHTTP:
+					im.rep.add(o, p, StatusAccess, "admits only requests with these "+fields+": egress-xds cannot say so, so this rule admits no one here (narrower)", s)
+					continue
+				case kind == allowPolicy:
+					im.rep.add(o, p, StatusNotCarried, "Istio does not apply an ALLOW rule with "+fields+" to TLS and TCP traffic: it admits no one here, as in Istio", s)
+					continue
+				case s.protocol == intent.ProtocolHTTP:
+					s.hold("an AuthorizationPolicy DENY rule refuses some of its requests (" + fields + "), which egress-xds cannot express")
+					im.rep.add(o, p, StatusAccess, "refuses requests with these "+fields+": not expressible, held back", s)
+					continue
+				}
+				// DENY on TLS and TCP: Istio drops the HTTP fields and
+				// refuses the traffic.
+			}
+			switch {
+			case full:
+				pick(s)
+			case kind == allowPolicy:
+				im.rep.add(o, p, StatusAccess, "admits only some names of the wildcard "+s.key.host+": not expressible, so this rule admits no one there (narrower)", s)
+			default:
+				s.hold("an AuthorizationPolicy DENY rule refuses some names of it, which egress-xds cannot express")
+				im.rep.add(o, p, StatusAccess, "refuses some names of the wildcard "+s.key.host+": not expressible, held back", s)
+			}
+		}
+		var what []string
+		for _, f := range []struct {
+			name string
+			l    []string
+		}{{"hosts", op.Hosts}, {"notHosts", op.NotHosts}, {"ports", op.Ports}, {"notPorts", op.NotPorts}} {
+			if len(f.l) > 0 {
+				what = append(what, f.name+" "+strings.Join(f.l, ", "))
+			}
+		}
+		if len(what) > 0 {
+			im.rep.add(o, p, StatusCarried, "selects the destinations of "+strings.Join(what, "; ")+" (ports are the egress gateway's)")
+		}
+		if len(op.Hosts) > 0 {
+			for _, s := range out {
+				if s.protocol != intent.ProtocolHTTP {
+					im.rep.add(o, p+".hosts", StatusNote, "Istio matches hosts in HTTP requests only: for TLS and TCP traffic a rule naming hosts matched nothing in Istio; here it admits what it says, by SNI (TLS) or by port (TCP)", s)
+				}
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return lessSlot(out[i], out[j]) })
+	return out
+}
+
+func narrowing(kind policyKind) string {
+	if kind == allowPolicy {
+		return "admits no one here (narrower)"
+	}
+	return "is read as refusing everything: every destination is held back"
+}
+
+func (im *importer) holdAll(o *object, p, why string) {
+	for _, s := range im.slotList {
+		s.hold(why)
+	}
+	im.rep.add(o, p, StatusAccess, "every destination is held back", im.slotList...)
+}
+
+func parsePorts(l []string) (map[uint32]bool, string) {
+	out := map[uint32]bool{}
+	for _, s := range l {
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil || n == 0 {
+			return nil, s
+		}
+		out[uint32(n)] = true
+	}
+	return out, ""
+}
+
+// destinationConditions reads a rule's when conditions on the
+// destination (connection.sni, destination.port); false when a
+// condition egress-xds cannot express makes the rule select nothing (ALLOW)
+// or hold everything back (DENY).
+func (im *importer) destinationConditions(o *object, r *Rule, path string, kind policyKind) (hosts []string, ports map[uint32]bool, ok bool) {
+	for i, c := range r.When {
+		p := fmt.Sprintf("%s.when[%d]", path, i)
+		switch {
+		case strings.HasPrefix(c.Key, "source.") || c.Key == "remote.ip" || strings.HasPrefix(c.Key, "request.auth"):
+			continue // sources: ruleSources reads these
+		case len(c.NotValues) > 0:
+		case c.Key == "connection.sni":
+			hosts = append(hosts, c.Values...)
+			im.rep.add(o, p, StatusCarried, "the destinations of SNI "+strings.Join(c.Values, ", "))
+			continue
+		case c.Key == "destination.port":
+			pm, bad := parsePorts(c.Values)
+			if bad == "" {
+				if ports == nil {
+					ports = pm
+				} else {
+					for k := range ports {
+						if !pm[k] {
+							delete(ports, k)
+						}
+					}
+				}
+				im.rep.add(o, p, StatusCarried, "the destinations of port "+strings.Join(c.Values, ", ")+" (the egress gateway's)")
+				continue
+			}
+		}
+		im.rep.add(o, p, StatusAccess, "condition "+c.Key+" cannot be expressed: this rule "+narrowing(kind))
+		if kind == denyPolicy {
+			im.holdAll(o, p, "an AuthorizationPolicy DENY condition cannot be expressed")
+		}
+		return nil, nil, false
+	}
+	if ports == nil && hosts == nil {
+		return nil, nil, true
+	}
+	if ports == nil {
+		return hosts, nil, true
+	}
+	if len(ports) == 0 {
+		ports = map[uint32]bool{0: true} // conditions that exclude each other: nothing
+	}
+	return hosts, ports, true
+}
+
+func lessSlot(a, b *slot) bool {
+	if a.key.host != b.key.host {
+		return a.key.host < b.key.host
+	}
+	return a.key.port < b.key.port
+}
+
+func (s sources) String() string {
+	if s.any {
+		return "every source"
+	}
+	var parts []string
+	for _, x := range sortSources(s.list) {
+		parts = append(parts, sourceText(x))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sourceText(s intent.Source) string {
+	switch {
+	case s.CIDR != "":
+		return "cidr " + s.CIDR
+	case s.Principal != "":
+		return "principal " + s.Principal
+	}
+	return "namespace " + s.Namespace
+}
+
+func sortSources(l []intent.Source) []intent.Source {
+	out := append([]intent.Source(nil), l...)
+	sort.Slice(out, func(i, j int) bool { return sourceText(out[i]) < sourceText(out[j]) })
+	return out
+}
+
+// cidrContains reports whether prefix a contains all of b.
+func cidrContains(a, b netip.Prefix) bool {
+	return a.Bits() <= b.Bits() && a.Contains(b.Addr())
+}
