@@ -111,7 +111,11 @@ func (im *importer) authorize() {
 				path := fmt.Sprintf("spec.rules[%d]", i)
 				targets := im.ruleTargets(p.o, &p.ap.Rules[i], path, allowPolicy)
 				src, ok := im.ruleSources(p.o, &p.ap.Rules[i], path, allowPolicy)
-				if !ok || len(targets) == 0 {
+				if !ok {
+					continue
+				}
+				if len(targets) == 0 {
+					im.rep.add(p.o, path, StatusNotCarried, "admits "+src.String()+" to no declared destination: no ServiceEntry declares what it names")
 					continue
 				}
 				for _, s := range targets {
@@ -125,8 +129,12 @@ func (im *importer) authorize() {
 			switch {
 			case a.any:
 			case len(a.list) == 0:
-				if len(s.held) == 0 {
+				switch {
+				case len(s.held) > 0:
+				case s.viaGateway:
 					im.rep.add(s.origin, s.path, StatusCarried, fmt.Sprintf("port %d: no ALLOW rule on the egress gateway admits it, so Istio refused it: left out", s.key.port), s)
+				default:
+					im.rep.add(s.origin, s.path, StatusNotCarried, fmt.Sprintf("port %d: Istio's sidecars reached it directly, past the egress gateway's policies; here everything passes the gateway, where no ALLOW rule admits it: left out (narrower)", s.key.port), s)
 				}
 				s.hold("no ALLOW AuthorizationPolicy rule on the egress gateway admits it")
 			default:
@@ -295,7 +303,7 @@ func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind
 		if len(op.Hosts) > 0 {
 			for _, s := range out {
 				if s.protocol != intent.ProtocolHTTP {
-					im.rep.add(o, p+".hosts", StatusNote, "Istio matches hosts in HTTP requests only: for TLS and TCP traffic a rule naming hosts matched nothing in Istio; here it admits what it says, by SNI (TLS) or by port (TCP)", s)
+					im.rep.add(o, p+".hosts", StatusNote, "Istio documents hosts as HTTP only, and ignores an ALLOW rule naming them for TLS and TCP traffic (it admitted no one there); here it admits what it says, by SNI (TLS) or by port (TCP)", s)
 				}
 			}
 		}

@@ -10,6 +10,7 @@
 package istio
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
@@ -94,6 +95,22 @@ type Result struct {
 	Identities bool
 	// Held counts the destinations (host and port) held back.
 	Held int
+	// Files and Objects count what was read.
+	Files, Objects int
+}
+
+// Summary is the report's last line.
+func (r *Result) Summary() string {
+	n := map[Status]int{}
+	for _, e := range r.Entries {
+		n[e.Status]++
+	}
+	dests := 0
+	for _, cm := range r.ConfigMaps {
+		dests += cm.Destinations
+	}
+	return fmt.Sprintf("%d object(s) in %d file(s): %d carried, %d default, %d not carried, %d ACCESS NOT CARRIED, %d error(s); %d ConfigMap(s), %d destination(s), %d host:port(s) held back",
+		r.Objects, r.Files, n[StatusCarried], n[StatusDefault], n[StatusNotCarried], n[StatusAccess], n[StatusError], len(r.ConfigMaps), dests, r.Held)
 }
 
 // Exit is the command's exit status: 1 when an access restriction could
@@ -158,6 +175,7 @@ func Import(ins []Input, readErrs []Entry, opts Options) *Result {
 	im.sweep()
 	res := im.output()
 	res.Entries = im.rep.sorted(fileEntries)
+	res.Files, res.Objects = len(ins), len(objs)
 	return res
 }
 

@@ -89,6 +89,10 @@ func (im *importer) output() *Result {
 	return res
 }
 
+// Header starts every ConfigMap the importer writes, so a later import
+// into the same folder knows which files are its own.
+const Header = "# Written by xds-server import"
+
 // outDest is one destination being written, and the slots it carries.
 type outDest struct {
 	d     intent.Destination
@@ -262,7 +266,7 @@ func (im *importer) render(ns string, ds []*outDest) []byte {
 	_ = enc.Close()
 
 	var head []string
-	head = append(head, "Written by xds-server import from Istio objects; its report says what was carried over and what was not.")
+	head = append(head, strings.TrimPrefix(Header, "# ")+" from Istio objects; its report says what was carried over and what was not.")
 	ids, held := false, map[string][]string{}
 	for _, od := range ds {
 		ids = ids || identities(od.d.Allow)

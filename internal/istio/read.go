@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -156,7 +158,7 @@ func parseObjects(ins []Input) ([]*object, []Entry) {
 			var root yaml.Node
 			if err := yaml.Unmarshal(d.data, &root); err != nil {
 				entries = append(entries, Entry{File: in.Name, Object: loc, Status: StatusError,
-					Text: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ") + "; kubectl refuses it too, so nothing of it was applied, and nothing is carried"})
+					Text: "invalid YAML: " + fileLines(strings.TrimPrefix(err.Error(), "yaml: "), d.start) + "; kubectl refuses it too, so nothing of it was applied, and nothing is carried"})
 				continue
 			}
 			if len(root.Content) == 0 || isNull(root.Content[0]) {
@@ -251,8 +253,9 @@ func withTypeMeta(n *yaml.Node, apiVersion, kind string) *yaml.Node {
 }
 
 type document struct {
-	data []byte
-	line int
+	data  []byte
+	line  int // of its first content
+	start int // of its first line, comments included
 }
 
 // splitDocuments splits a YAML stream at its "---" and "..." lines, as the
@@ -262,13 +265,13 @@ func splitDocuments(data []byte, limit int) ([]document, bool) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var docs []document
 	var buf bytes.Buffer
-	first, lineNo := 0, 0
+	first, lineNo, start := 0, 0, 1
 	flush := func() {
 		if first != 0 {
-			docs = append(docs, document{data: bytes.Clone(buf.Bytes()), line: first})
+			docs = append(docs, document{data: bytes.Clone(buf.Bytes()), line: first, start: start})
 		}
 		buf.Reset()
-		first = 0
+		first, start = 0, lineNo+1
 	}
 	add := func(text []byte) {
 		if t := bytes.TrimSpace(text); first == 0 && len(t) > 0 && t[0] != '#' {
@@ -300,4 +303,18 @@ func splitDocuments(data []byte, limit int) ([]document, bool) {
 	}
 	flush()
 	return docs, len(docs) > limit
+}
+
+var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
+
+// fileLines turns the document-relative line numbers of a YAML error
+// into the file's.
+func fileLines(msg string, start int) string {
+	return yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
+		n, err := strconv.Atoi(strings.TrimPrefix(m, "line "))
+		if err != nil {
+			return m
+		}
+		return "line " + strconv.Itoa(n+start-1)
+	})
 }

@@ -138,14 +138,14 @@ func appendSlots(have, more []*slot) []*slot {
 
 // sorted returns the entries in input order: file-level entries first
 // in the order found, then per object, in the order its fields were
-// accounted for.
+// accounted for, then those about the output.
 func (r *reporter) sorted(fileEntries []Entry) []Entry {
 	out := append([]Entry(nil), fileEntries...)
 	es := append([]*Entry(nil), r.entries...)
 	sort.SliceStable(es, func(i, j int) bool {
 		a, b := es[i], es[j]
 		if (a.obj == nil) != (b.obj == nil) {
-			return a.obj == nil
+			return b.obj == nil // about the output: last
 		}
 		if a.obj != nil && a.obj.seq != b.obj.seq {
 			return a.obj.seq < b.obj.seq

@@ -338,8 +338,12 @@ func (im *importer) reportRoutes(rts []*route) {
 			}
 			im.rep.add(r.vs, r.path+".route", StatusCarried, text, s)
 		}
-		if len(r.pairs)+len(r.used) == 0 && !im.rep.has(r.vs, r.path) {
-			im.rep.add(r.vs, r.path, StatusNotCarried, "takes no declared destination (no ServiceEntry declares its hosts, or another route takes them first)")
+		if len(r.pairs)+len(r.used) == 0 {
+			p := r.path
+			if contains(r.vs.covered, p) {
+				p += ".route"
+			}
+			im.rep.add(r.vs, p, StatusNotCarried, "takes no declared destination (no ServiceEntry declares its hosts, or another route takes them first)")
 		}
 	}
 }
