@@ -26,13 +26,14 @@ func importIstio(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o istio.Options
-	var out, labels string
+	var out, labels, meshNS string
 	var forwardProxy, stats, mesh uint
 	fs.StringVar(&o.Group, "group", istio.DefaultGroup, "gateway group the intents name (gateways:)")
 	fs.StringVar(&out, "out", "", "folder to write <namespace>.yaml ConfigMaps and report.txt in (default: ConfigMaps on stdout, the report on stderr)")
 	fs.StringVar(&o.Namespace, "namespace", "", "one ConfigMap, in this namespace (default: one per ServiceEntry namespace)")
 	fs.StringVar(&o.Name, "name", istio.DefaultName, "name of the ConfigMaps written")
 	fs.StringVar(&o.TrustDomain, "trust-domain", istio.DefaultTrustDomain, "the mesh's trust domain: Istio principals become SPIFFE IDs in it (serve with the same --mesh-trust-domain)")
+	fs.StringVar(&meshNS, "mesh-namespaces", "", "comma-separated namespaces of the mesh's workloads: \"any workload of the mesh\" (principals \"*\", a Gateway server of ISTIO_MUTUAL) becomes these namespaces; without them it cannot be carried")
 	fs.StringVar(&labels, "gateway-labels", "istio=egressgateway,app=istio-egressgateway", "labels of Istio's egress gateway pods: Gateways, AuthorizationPolicies and EnvoyFilters selecting them are the egress gateway's")
 	fs.StringVar(&o.GatewayNamespace, "gateway-namespace", istio.DefaultGatewayNamespace, "namespace of Istio's egress gateway, also taken as Istio's root namespace")
 	fs.StringVar(&o.GatewayService, "gateway-service", istio.DefaultGatewayService, "host of the egress gateway's Service, which the sidecars' routes name")
@@ -55,6 +56,12 @@ func importIstio(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "--gateway-labels: %v\n", err)
 		return 2
 	}
+	for _, n := range strings.Split(meshNS, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			o.MeshNamespaces = append(o.MeshNamespaces, n)
+		}
+	}
+	sort.Strings(o.MeshNamespaces)
 	o.Resolve.ReservedPorts = map[uint32]string{}
 	for _, r := range []struct {
 		port uint

@@ -146,6 +146,7 @@ func (im *importer) authorize() {
 	// exportTo first: a DENY is exact on more allow lists once visibility
 	// has become namespaces.
 	im.exportTo()
+	im.meshOnly()
 	for _, p := range denies {
 		im.deny(p.o, p.ap)
 	}

@@ -39,6 +39,11 @@ type Options struct {
 	// GatewayService is the egress gateway's Service host: sidecar routes
 	// to it are the mesh half of the guide's mesh → gateway pairs.
 	GatewayService string
+	// MeshNamespaces are the namespaces of the mesh's workloads, when the
+	// operator says them: "any workload of the mesh" (principals "*",
+	// namespaces "*", a Gateway server of ISTIO_MUTUAL) is then exactly
+	// these namespaces. Without them it cannot be expressed.
+	MeshNamespaces []string
 	// Resolve is how the server will judge the output (reserved ports,
 	// trust domain), to check it before it is written.
 	Resolve intent.ResolveOptions

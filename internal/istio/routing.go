@@ -93,7 +93,7 @@ func (im *importer) routeOnlySlots(rts []*route) {
 							continue
 						}
 						proto := map[string]intent.Protocol{"http": intent.ProtocolHTTP, "tls": intent.ProtocolTLS, "tcp": intent.ProtocolTCP}[r.kind]
-						s := im.newSlot(&slot{key: slotKey{h, p}, protocol: proto, namespace: se.meta.Namespace, base: r.vs.meta.Name,
+						s := im.newSlot(&slot{key: slotKey{h, p}, protocol: proto, namespace: se.meta.Namespace, base: strings.ReplaceAll(h, "*", "wildcard"),
 							origin: r.vs, path: r.path, gatewayPort: gp})
 						im.rep.add(r.vs, "spec.hosts", StatusCarried, fmt.Sprintf("%s port %d: no ServiceEntry declares it, but this route takes it through the egress gateway to %s, which one does", h, p, dest), s)
 					}

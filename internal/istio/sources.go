@@ -248,8 +248,15 @@ func (im *importer) principals(o *object, path string, l []string, kind policyKi
 			}
 		}
 		switch {
-		case p == "*":
-			fail("any authenticated workload cannot be expressed (identities are named one by one, or by namespace)")
+		case p == "*" || p == td+"/*":
+			if mn := im.opts.MeshNamespaces; len(mn) > 0 {
+				for _, n := range mn {
+					out.namespaces = appendUnique(out.namespaces, n)
+				}
+				im.rep.add(o, ep, StatusCarried, "any workload of the mesh: namespaces "+strings.Join(mn, ", ")+" (--mesh-namespaces)")
+				continue
+			}
+			fail("any workload of the mesh cannot be expressed without --mesh-namespaces (identities are named one by one, or by namespace)")
 		case strings.HasPrefix(p, "spiffe://"):
 			im.rep.add(o, ep, StatusNotCarried, fmt.Sprintf("%q: Istio principals have no spiffe:// prefix, so it matched no one in Istio: nothing to carry", p))
 		case strings.HasPrefix(p, "*/") && !strings.Contains(p[1:], "*"):
@@ -322,6 +329,13 @@ func (im *importer) namespaces(o *object, path string, l []string, kind policyKi
 	var out idset
 	for i, n := range l {
 		ep := fmt.Sprintf("%s[%d]", path, i)
+		if mn := im.opts.MeshNamespaces; n == "*" && len(mn) > 0 {
+			for _, m := range mn {
+				out.namespaces = appendUnique(out.namespaces, m)
+			}
+			im.rep.add(o, ep, StatusCarried, "any namespace of the mesh: "+strings.Join(mn, ", ")+" (--mesh-namespaces)")
+			continue
+		}
 		if strings.Contains(n, "*") || !validLabel(n) {
 			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%q cannot be expressed (namespaces are named one by one): %s", n, elementFate(kind)))
 			if kind == denyPolicy {
@@ -552,6 +566,59 @@ func (im *importer) exportTo() {
 				continue
 			}
 			s.allow = &keep
+		}
+	}
+}
+
+// meshOnly carries what a Gateway server of ISTIO_MUTUAL required: a
+// workload of the mesh, with a sidecar's certificate. A destination it
+// left open to every such workload admits the namespaces of
+// --mesh-namespaces; without them it is held back: open, it would admit
+// workloads without a sidecar too.
+func (im *importer) meshOnly() {
+	for _, s := range im.slotList {
+		if !s.mesh || len(s.held) > 0 {
+			continue
+		}
+		var sv *server
+		for _, l := range im.servers {
+			for _, x := range l {
+				for _, y := range x.slots {
+					if y == s && x.mode == "ISTIO_MUTUAL" {
+						sv = x
+					}
+				}
+			}
+		}
+		if sv == nil {
+			continue
+		}
+		mn := im.opts.MeshNamespaces
+		switch {
+		case s.allow != nil:
+			var keep []intent.Source
+			for _, src := range *s.allow {
+				if src.CIDR == "" {
+					keep = append(keep, src)
+				} else {
+					im.rep.add(sv.gw, sv.path, StatusAccess, sourceText(src)+": only workloads with a sidecar passed this server (ISTIO_MUTUAL), which an address does not prove: not admitted (narrower)", s)
+				}
+			}
+			if len(keep) == 0 {
+				s.hold("its Gateway server (ISTIO_MUTUAL) let only mesh workloads through, and its allow list names none")
+				continue
+			}
+			s.allow = &keep
+		case len(mn) > 0:
+			l := make([]intent.Source, 0, len(mn))
+			for _, n := range mn {
+				l = append(l, intent.Source{Namespace: n})
+			}
+			s.allow = &l
+			im.rep.add(sv.gw, sv.path+".tls.mode", StatusCarried, "ISTIO_MUTUAL let any workload of the mesh through: allow namespaces "+strings.Join(mn, ", ")+" (--mesh-namespaces), over the mesh port", s)
+		default:
+			s.hold("its Gateway server (ISTIO_MUTUAL) let only workloads of the mesh through, which needs --mesh-namespaces to be said")
+			im.rep.add(sv.gw, sv.path+".tls.mode", StatusAccess, "ISTIO_MUTUAL let only workloads with a sidecar through; open, the destination would admit every source: held back. Name the namespaces of the mesh's workloads with --mesh-namespaces, or carry an AuthorizationPolicy naming who may pass", s)
 		}
 	}
 }
