@@ -109,9 +109,12 @@ func (im *importer) authorize() {
 			}
 			for i := range p.ap.Rules {
 				path := fmt.Sprintf("spec.rules[%d]", i)
-				targets := im.ruleTargets(p.o, &p.ap.Rules[i], path, allowPolicy)
+				targets, dropped := im.ruleTargetsDropped(p.o, &p.ap.Rules[i], path, allowPolicy)
 				src, ok := im.ruleSources(p.o, &p.ap.Rules[i], path, allowPolicy)
 				if !ok {
+					continue
+				}
+				if len(targets) == 0 && dropped {
 					continue
 				}
 				if len(targets) == 0 {
@@ -187,9 +190,17 @@ func (im *importer) policyApplies(o *object, ap *AuthorizationPolicy) bool {
 // in an ALLOW rule (narrower); in a DENY rule they hold back what they
 // might refuse.
 func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind) []*slot {
+	out, _ := im.ruleTargetsDropped(o, r, path, kind)
+	return out
+}
+
+// ruleTargetsDropped is ruleTargets, and whether some slot was named but
+// left out because the rule cannot be expressed on it.
+func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind policyKind) ([]*slot, bool) {
+	dropped := false
 	hostConds, portConds, ok := im.destinationConditions(o, r, path, kind)
 	if !ok {
-		return nil
+		return nil, true
 	}
 	var out []*slot
 	pick := func(s *slot) {
@@ -234,6 +245,7 @@ func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind
 		ports, badPort := parsePorts(op.Ports)
 		notPorts, badNot := parsePorts(op.NotPorts)
 		if badPort != "" || badNot != "" {
+			dropped = true
 			im.rep.add(o, p, StatusAccess, "ports "+badPort+badNot+" are not port numbers: this operation "+narrowing(kind))
 			if kind == denyPolicy {
 				im.holdAll(o, p, "an AuthorizationPolicy DENY rule could not be read")
@@ -242,10 +254,14 @@ func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind
 		}
 		for _, s := range im.slotList {
 			full, part := true, false
-			if len(op.Hosts) > 0 {
+			// Istio drops hosts from a DENY rule for TLS and TCP traffic
+			// (HTTP-only fields): it refused on every such port.
+			ignoreHosts := kind == denyPolicy && s.protocol != intent.ProtocolHTTP
+			if len(op.Hosts) > 0 && !ignoreHosts {
 				full, part = matchHosts(op.Hosts, s)
 			}
-			if nf, np := matchHosts(op.NotHosts, s); nf {
+			if nf, np := matchHosts(op.NotHosts, s); ignoreHosts {
+			} else if nf {
 				full, part = false, false
 			} else if np {
 				part = part || full
@@ -266,9 +282,11 @@ func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind
 				fields := strings.Join(httpOnly, ", ")
 				switch {
 				case kind == allowPolicy && s.protocol == intent.ProtocolHTTP:
+					dropped = true
 					im.rep.add(o, p, StatusAccess, "admits only requests with these "+fields+": egress-xds cannot say so, so this rule admits no one here (narrower)", s)
 					continue
 				case kind == allowPolicy:
+					dropped = true
 					im.rep.add(o, p, StatusNotCarried, "Istio does not apply an ALLOW rule with "+fields+" to TLS and TCP traffic: it admits no one here, as in Istio", s)
 					continue
 				case s.protocol == intent.ProtocolHTTP:
@@ -283,6 +301,7 @@ func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind
 			case full:
 				pick(s)
 			case kind == allowPolicy:
+				dropped = true
 				im.rep.add(o, p, StatusAccess, "admits only some names of the wildcard "+s.key.host+": not expressible, so this rule admits no one there (narrower)", s)
 			default:
 				s.hold("an AuthorizationPolicy DENY rule refuses some names of it, which egress-xds cannot express")
@@ -301,16 +320,20 @@ func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind
 		if len(what) > 0 {
 			im.rep.add(o, p, StatusCarried, "selects the destinations of "+strings.Join(what, "; ")+" (ports are the egress gateway's)")
 		}
-		if len(op.Hosts) > 0 {
+		if len(op.Hosts)+len(op.NotHosts) > 0 {
 			for _, s := range out {
-				if s.protocol != intent.ProtocolHTTP {
+				switch {
+				case s.protocol == intent.ProtocolHTTP:
+				case kind == allowPolicy:
 					im.rep.add(o, p+".hosts", StatusNote, "Istio documents hosts as HTTP only, and ignores an ALLOW rule naming them for TLS and TCP traffic (it admitted no one there); here it admits what it says, by SNI (TLS) or by port (TCP)", s)
+				default:
+					im.rep.add(o, p+".hosts", StatusNote, "Istio documents hosts as HTTP only, and drops them from a DENY rule for TLS and TCP traffic: it refused on every TLS and TCP port the rule names, and so does the import", s)
 				}
 			}
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return lessSlot(out[i], out[j]) })
-	return out
+	return out, dropped
 }
 
 func narrowing(kind policyKind) string {

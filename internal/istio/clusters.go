@@ -13,8 +13,9 @@ import (
 // DestinationRule for that host, port and subset.
 func (im *importer) destinationRulesApply() {
 	im.gatewayServiceRules()
+	// Held slots too: the report says what their fields became.
 	for _, s := range im.slotList {
-		if len(s.held) > 0 || s.cluster.se == nil {
+		if s.cluster.se == nil {
 			continue
 		}
 		im.upstream(s)

@@ -143,6 +143,10 @@ func (im *importer) peerAuthentications() {
 			}
 			s.allow = &keep
 		}
+		if len(narrowed) == 0 {
+			im.rep.add(o, "spec.mtls", StatusCarried, "STRICT: only workloads with a sidecar (mutual TLS) reached the gateway; every destination written admits workload identities only, which only the mesh port proves")
+			continue
+		}
 		im.rep.add(o, "spec.mtls", StatusAccess, "STRICT: only workloads with a sidecar (mutual TLS) reached the gateway; destinations open to other sources, and cidr entries, cannot say so: held back or taken out (narrower)", narrowed...)
 	}
 	for _, o := range im.requestAuthObjs {

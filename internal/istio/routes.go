@@ -24,6 +24,7 @@ type route struct {
 
 	used  []*slot // slots it routes
 	pairs []*slot // slots whose sidecar half it is (to the gateway)
+	cond  []*slot // slots its conditional matches took some traffic of
 }
 
 type match struct {

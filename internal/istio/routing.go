@@ -245,6 +245,7 @@ func (im *importer) matchEntry(c chosen, s *slot, text string) {
 func (im *importer) conditional(s *slot, c chosen, where string) {
 	for i, m := range c.conditional {
 		r := c.condRoutes[i]
+		r.cond = appendSlots(r.cond, []*slot{s})
 		conds := strings.Join(m.conds, ", ")
 		switch {
 		case r.refuses != "":
@@ -267,24 +268,32 @@ func (im *importer) clusterFrom(s *slot, r *route, incoming uint32) bool {
 		return false
 	}
 	var hosts, subsets []string
-	for _, d := range r.dests {
-		if d.Destination == nil {
+	var d *Destination
+	for _, rd := range r.dests {
+		if rd.Destination == nil {
 			continue
 		}
-		h := strings.ToLower(d.Destination.Host)
+		if d == nil {
+			d = rd.Destination
+		}
+		h := strings.ToLower(rd.Destination.Host)
 		if !contains(hosts, h) {
 			hosts = append(hosts, h)
 		}
-		if d.Destination.Subset != "" && !contains(subsets, d.Destination.Subset) {
-			subsets = append(subsets, d.Destination.Subset)
+		if sub := rd.Destination.Subset; sub != "" && !contains(subsets, sub) {
+			subsets = append(subsets, sub)
 		}
+	}
+	if d == nil {
+		s.hold("its route has no destination")
+		im.rep.add(r.vs, r.path, StatusNotCarried, "no destination: held back", s)
+		return false
 	}
 	if len(hosts) != 1 {
 		s.hold("its route splits traffic across hosts " + strings.Join(hosts, ", "))
 		im.rep.add(r.vs, r.path+".route", StatusNotCarried, "splits traffic across hosts "+strings.Join(hosts, ", ")+": egress-xds sends a destination to its own host; held back", s)
 		return false
 	}
-	d := r.dests[0].Destination
 	port := incoming
 	if d.Port != nil && d.Port.Number != 0 {
 		port = d.Port.Number
@@ -337,6 +346,10 @@ func (im *importer) reportRoutes(rts []*route) {
 				text += fmt.Sprintf(" (port %d becomes %d)", s.key.port, s.cluster.port)
 			}
 			im.rep.add(r.vs, r.path+".route", StatusCarried, text, s)
+		}
+		if len(r.pairs)+len(r.used) == 0 && len(r.cond) > 0 {
+			im.rep.add(r.vs, r.path+".route", StatusNotCarried, "only for the traffic its match takes (see the match)", r.cond...)
+			continue
 		}
 		if len(r.pairs)+len(r.used) == 0 {
 			p := r.path

@@ -507,11 +507,15 @@ func (im *importer) custom(o *object, ap *AuthorizationPolicy) {
 func (im *importer) exportTo() {
 	for _, s := range im.slotList {
 		o := s.cluster.se
-		if o == nil || o.broken || len(s.held) > 0 {
+		if o == nil || o.broken {
 			continue
 		}
 		se := o.spec.(*ServiceEntry)
 		if len(se.ExportTo) == 0 {
+			continue
+		}
+		if len(s.held) > 0 {
+			im.rep.add(o, "spec.exportTo", StatusCarried, "which namespaces saw it: moot, the destination is held back (see why)", s)
 			continue
 		}
 		var ns []string
