@@ -77,25 +77,13 @@ func importIstio(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ins, readErrs := istio.ReadInputs(fs.Args(), stdin)
 	res := istio.Import(ins, readErrs, o)
-	var report bytes.Buffer
-	for _, e := range res.Entries {
-		fmt.Fprintln(&report, e.String())
-	}
-	fmt.Fprintln(&report, res.Summary())
-	if res.Exit() != 0 {
-		fmt.Fprintln(&report, "exit 1: an access restriction was not carried (ACCESS NOT CARRIED) or input was not read (error); what is written admits less than the input, never more")
-	}
+	report := res.Report()
 	if out == "" {
-		for i, cm := range res.ConfigMaps {
-			if i > 0 {
-				fmt.Fprintln(stdout, "---")
-			}
-			stdout.Write(cm.YAML)
-		}
-		stderr.Write(report.Bytes())
+		stdout.Write(res.YAML())
+		stderr.Write(report)
 		return res.Exit()
 	}
-	if err := writeImport(out, res, report.Bytes()); err != nil {
+	if err := writeImport(out, res, report); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}

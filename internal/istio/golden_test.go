@@ -3,7 +3,6 @@ package istio
 import (
 	"bytes"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,27 +40,6 @@ func caseOptions(t testing.TB, dir string) (CaseOptions, Options) {
 		Resolve: intent.ResolveOptions{ReservedPorts: map[uint32]string{3128: "forward proxy", 9902: "stats", 15443: "mesh port"}}}
 }
 
-// RenderReport is the report as xds-server import prints it.
-func RenderReport(res *Result) []byte {
-	var b bytes.Buffer
-	for _, e := range res.Entries {
-		b.WriteString(e.String())
-		b.WriteByte('\n')
-	}
-	b.WriteString(res.Summary())
-	b.WriteByte('\n')
-	return b.Bytes()
-}
-
-// RenderConfigMaps is every ConfigMap written, as one YAML stream.
-func RenderConfigMaps(res *Result) []byte {
-	var parts [][]byte
-	for _, cm := range res.ConfigMaps {
-		parts = append(parts, cm.YAML)
-	}
-	return bytes.Join(parts, []byte("---\n"))
-}
-
 // TestGolden imports testdata/<case>/in.yaml (or in.json) and compares
 // the ConfigMaps (out.yaml) and the report with its exit status
 // (report.txt) with the files beside it; -update rewrites them. Every
@@ -77,11 +55,10 @@ func TestGolden(t *testing.T) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			_, opts := caseOptions(t, dir)
 			res := importFiles(t, opts, in)
-			report := append(RenderReport(res), fmt.Sprintf("exit %d\n", res.Exit())...)
-			compareGolden(t, filepath.Join(dir, "report.txt"), report)
-			compareGolden(t, filepath.Join(dir, "out.yaml"), RenderConfigMaps(res))
+			compareGolden(t, filepath.Join(dir, "report.txt"), res.Report())
+			compareGolden(t, filepath.Join(dir, "out.yaml"), res.YAML())
 			again := importFiles(t, opts, in)
-			if !bytes.Equal(RenderConfigMaps(again), RenderConfigMaps(res)) || !bytes.Equal(RenderReport(again), RenderReport(res)) {
+			if !bytes.Equal(again.YAML(), res.YAML()) || !bytes.Equal(again.Report(), res.Report()) {
 				t.Error("a second import of the same input differs")
 			}
 			validOutput(t, res, opts)

@@ -104,6 +104,22 @@ type Result struct {
 	Files, Objects int
 }
 
+// Report is the report as xds-server import writes it: one line per
+// entry, the summary, and why the exit status is 1 when it is.
+func (r *Result) Report() []byte {
+	var b strings.Builder
+	for _, e := range r.Entries {
+		b.WriteString(e.String())
+		b.WriteByte('\n')
+	}
+	b.WriteString(r.Summary())
+	b.WriteByte('\n')
+	if r.Exit() != 0 {
+		b.WriteString("exit 1: an access restriction was not carried (ACCESS NOT CARRIED) or input was not read (error); what is written admits less than the input, never more\n")
+	}
+	return []byte(b.String())
+}
+
 // Summary is the report's last line.
 func (r *Result) Summary() string {
 	n := map[Status]int{}

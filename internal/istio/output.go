@@ -371,3 +371,12 @@ func (im *importer) bugs(diags intent.Diagnostics) {
 		}
 	}
 }
+
+// YAML is every ConfigMap written, as one stream of documents.
+func (r *Result) YAML() []byte {
+	var parts [][]byte
+	for _, cm := range r.ConfigMaps {
+		parts = append(parts, cm.YAML)
+	}
+	return bytes.Join(parts, []byte("---\n"))
+}

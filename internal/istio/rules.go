@@ -302,9 +302,9 @@ func (im *importer) secretForFile(files ...string) (name, from string) {
 		}
 		dir := path.Dir(f)
 		if s, ok := im.secretMounts[dir]; ok {
-			return s, "the Secret the IstioOperator mounted at " + dir
+			return s, "the Secret the IstioOperator mounted at " + dir + " in the gateway, in namespace " + im.opts.GatewayNamespace + ": copy it to the intent's namespace"
 		}
-		return dnsLabel(path.Base(dir)), "named after the folder " + dir + " the gateway read it from"
+		return dnsLabel(path.Base(dir)), "named after the folder " + dir + " the gateway read it from: create it in the intent's namespace"
 	}
 	return "client-certificate", ""
 }
