@@ -119,6 +119,10 @@ type meshStack struct {
 type meshStackOptions struct {
 	host                   string
 	proxyPort, capturePort uint32
+	// intent, when set, is the manifest served instead of
+	// sidecarsIntent's, declaring the ports given.
+	intent func(*Env) string
+	ports  []uint32
 }
 
 func newMeshStack(t *testing.T, bin envoytest.Binary, o meshStackOptions) *meshStack {
@@ -150,7 +154,11 @@ func newMeshStack(t *testing.T, bin envoytest.Binary, o meshStackOptions) *meshS
 	}
 	s.env = localEnv(t, fakes, filepath.Join(certs, fakeservices.CACertFile))
 	s.env.ListenerAddress = o.host
-	writeIntent(t, filepath.Join(config, "intents"), sidecarsConfigMap, sidecarsIntent(s.env))
+	intent, ports := sidecarsIntent, []uint32{80, 443, 5432}
+	if o.intent != nil {
+		intent, ports = o.intent, o.ports
+	}
+	writeIntent(t, filepath.Join(config, "intents"), sidecarsConfigMap, intent(s.env))
 
 	// The gateways' mesh certificate, as a Secret (the same one the
 	// gateway presents to xDS: spiffe://<td>/gateway-group/<group>).
@@ -220,7 +228,7 @@ stringData:
 		t.Fatal(err)
 	}
 	s.gw = startEnvoy(t, bin, envoyProcess{id: "it-mesh-gateway", boot: boot})
-	if err := waitReady(s.gw, len(s.env.listenersOf(80, 443, 5432))); err != nil {
+	if err := waitReady(s.gw, len(s.env.listenersOf(ports...))); err != nil {
 		t.Fatalf("gateway not ready: %v\n%s", err, tail(s.gw.stderr.String(), 40))
 	}
 	return s

@@ -41,6 +41,7 @@ var DefaultNames = []string{
 	"secure-api.partner.com",
 	"denied-tls.example.com",
 	"budget.example.com",
+	"api.payment-provider.com", // the Istio guide's production host (import test)
 	MeshHost,
 	DynamicHost,
 	"*." + WildcardDomain,
