@@ -220,10 +220,14 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 				}
 				p = h
 			}
+			prefix, isPrefix := strings.CutSuffix(p, "*")
+			isPrefix = isPrefix && p != "*" && !strings.HasPrefix(p, "*")
 			switch {
 			case hostCovers(p, s.key.host):
 				full = true
-			case hostOverlaps(p, s.key.host) || (!strings.HasPrefix(p, "*") && strings.HasSuffix(p, "*") && strings.HasPrefix(s.key.host, "*")):
+			case isPrefix && !strings.HasPrefix(s.key.host, "*") && strings.HasPrefix(s.key.host, prefix):
+				full = true // Istio's prefix match, "api.*"
+			case hostOverlaps(p, s.key.host) || isPrefix && strings.HasPrefix(s.key.host, "*"):
 				part = true
 			}
 		}

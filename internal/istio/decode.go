@@ -42,9 +42,6 @@ func (r Raw) Set() bool { return r.Node != nil }
 // Duration is a protobuf Duration as Istio reads it ("10s", "1m", "250ms").
 type Duration struct{ time.Duration }
 
-// Strings is a list of strings that also accepts a single string.
-type Strings []string
-
 var (
 	rawType      = reflect.TypeOf(Raw{})
 	durationType = reflect.TypeOf(Duration{})
@@ -118,10 +115,6 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetFloat(x)
 	case reflect.Slice:
-		if t == reflect.TypeOf(Strings{}) && n.Kind == yaml.ScalarNode {
-			v.Set(reflect.ValueOf(Strings{n.Value}))
-			return
-		}
 		if n.Kind != yaml.SequenceNode {
 			d.add(path, false, "must be a list, got %s", describe(n))
 			return
