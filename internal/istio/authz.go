@@ -256,7 +256,11 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 			}
 			continue
 		}
-		for _, s := range im.slotList {
+		cands := im.slotList
+		if kind == allowPolicy && len(op.Hosts) > 0 && len(hostConds) == 0 {
+			cands = im.slotsOf(op.Hosts)
+		}
+		for _, s := range cands {
 			full, part := true, false
 			// Istio drops hosts from a DENY rule for TLS and TCP traffic
 			// (HTTP-only fields): it refused on every such port.
@@ -452,4 +456,29 @@ func sortSources(l []intent.Source) []intent.Source {
 // cidrContains reports whether prefix a contains all of b.
 func cidrContains(a, b netip.Prefix) bool {
 	return a.Bits() <= b.Bits() && a.Contains(b.Addr())
+}
+
+// slotsOf is the slots whose host the patterns may name, in slot order:
+// by index for exact names, every slot when one is a pattern.
+func (im *importer) slotsOf(pats []string) []*slot {
+	var out []*slot
+	for _, p := range pats {
+		p = strings.ToLower(p)
+		if h, _, ok := strings.Cut(p, ":"); ok {
+			p = h
+		}
+		if strings.Contains(p, "*") {
+			return im.slotList
+		}
+		out = append(out, im.byHost[p]...)
+		// a wildcard destination covering p is named in part
+		for i := strings.IndexByte(p, '.'); i >= 0; i = strings.IndexByte(p[i+1:], '.') + i + 1 {
+			out = append(out, im.byHost["*"+p[i:]]...)
+			if strings.IndexByte(p[i+1:], '.') < 0 {
+				break
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return appendSlots(nil, out)
 }

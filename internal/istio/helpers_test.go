@@ -10,7 +10,7 @@ import (
 // wildcard destination only in part must never count as covering it.
 func TestHostCovers(t *testing.T) {
 	for _, c := range []struct {
-		pattern, host string
+		pattern, host    string
 		covers, overlaps bool
 	}{
 		{"*", "api.example.com", true, false},

@@ -169,7 +169,13 @@ type importer struct {
 	ruleUse       map[*object]map[string]bool
 
 	sidecarObjs, peerAuthObjs, requestAuthObjs []*object
-	accepted                                   []intent.Candidate
+
+	// indexes, built on first use
+	byHost     map[string][]*slot
+	seExact    map[string]*object
+	seWild     []string
+	routeIndex map[string][]int
+	accepted   []intent.Candidate
 }
 
 // Import converts the inputs. readErrs are the files ReadInputs could not

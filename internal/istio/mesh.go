@@ -173,8 +173,9 @@ func (im *importer) sweep() {
 		if spec := o.field("spec"); spec != nil {
 			leaves(spec, "spec", &ls)
 		}
+		cs := newCoveredSet(o.covered)
 		for _, l := range ls {
-			if isCovered(o.covered, l) {
+			if cs.covers(l) {
 				continue
 			}
 			st := StatusNotCarried

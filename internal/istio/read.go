@@ -151,7 +151,9 @@ func parseObjects(ins []Input) ([]*object, []Entry) {
 				Text: fmt.Sprintf("the file holds more than %d documents (or objects): not read; split it", watch.MaxDocumentsPerFile)})
 			continue
 		}
-		n, count := 0, 0
+		n := 0
+		var fileObjs []*object
+		over = false
 		for _, d := range docs {
 			n++
 			loc := fmt.Sprintf("document %d (line %d)", n, d.line)
@@ -167,13 +169,15 @@ func parseObjects(ins []Input) ([]*object, []Entry) {
 			}
 			var found []*object
 			entries = append(entries, readObject(in.Name, loc, root.Content[0], true, &found)...)
-			count += len(found)
-			if count > watch.MaxDocumentsPerFile {
+			if fileObjs = append(fileObjs, found...); len(fileObjs) > watch.MaxDocumentsPerFile {
 				entries = append(entries, Entry{File: in.Name, Status: StatusError,
-					Text: fmt.Sprintf("the file holds more than %d objects: the rest is not read; split it", watch.MaxDocumentsPerFile)})
+					Text: fmt.Sprintf("the file holds more than %d objects: not read; split it", watch.MaxDocumentsPerFile)})
+				over = true
 				break
 			}
-			objs = append(objs, found...)
+		}
+		if !over {
+			objs = append(objs, fileObjs...) // a file is read whole or not at all
 		}
 	}
 	for i, o := range objs {

@@ -158,12 +158,36 @@ func (r *reporter) sorted(fileEntries []Entry) []Entry {
 	return out
 }
 
-// isCovered reports whether some accounted path covers the leaf.
-func isCovered(covered []string, leaf string) bool {
+// under reports whether path is p or inside it (p.x, p[i]).
+func under(path, p string) bool {
+	return strings.HasPrefix(path, p) && (len(path) == len(p) || path[len(p)] == '.' || path[len(p)] == '[')
+}
+
+// coveredSet answers isCovered in the time of a path's depth, for
+// objects with many entries.
+type coveredSet map[string]bool
+
+func newCoveredSet(covered []string) coveredSet {
+	m := make(coveredSet, len(covered))
 	for _, c := range covered {
-		if c == "" || leaf == c || strings.HasPrefix(leaf, c+".") || strings.HasPrefix(leaf, c+"[") {
+		m[c] = true
+	}
+	return m
+}
+
+func (m coveredSet) covers(leaf string) bool {
+	if m[""] {
+		return true
+	}
+	for p := leaf; p != ""; {
+		if m[p] {
 			return true
 		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			return false
+		}
+		p = p[:i]
 	}
 	return false
 }
@@ -171,7 +195,7 @@ func isCovered(covered []string, leaf string) bool {
 // has reports whether some entry of the object is at or under the path.
 func (r *reporter) has(o *object, path string) bool {
 	for _, c := range o.covered {
-		if c == path || strings.HasPrefix(c, path+".") || strings.HasPrefix(c, path+"[") {
+		if under(c, path) {
 			return true
 		}
 	}

@@ -104,14 +104,7 @@ func (im *importer) routeOnlySlots(rts []*route) {
 }
 
 // declared reports whether a ServiceEntry declares the host exactly.
-func (im *importer) declared(h string) bool {
-	for _, s := range im.slotList {
-		if s.key.host == h {
-			return true
-		}
-	}
-	return false
-}
+func (im *importer) declared(h string) bool { return len(im.byHost[h]) > 0 }
 
 // workloadPort is the port workloads use for host when the egress
 // gateway receives it on gp: the sidecar route sending it there says.
@@ -136,30 +129,42 @@ func (im *importer) workloadPort(rts []*route, host string, gp uint32) uint32 {
 	return gp
 }
 
-// seFor is the ServiceEntry declaring a host: exactly, else by wildcard.
+// seFor is the ServiceEntry declaring a host: exactly, else by wildcard
+// (the first by namespace/name).
 func (im *importer) seFor(host string) *object {
-	var wild *object
-	for _, o := range im.serviceEntries {
-		if o.broken {
-			continue
-		}
-		for _, h := range o.spec.(*ServiceEntry).Hosts {
-			h = strings.ToLower(h)
-			if h == host {
-				return o
+	if im.seExact == nil {
+		im.seExact = map[string]*object{}
+		for _, o := range im.serviceEntries {
+			if o.broken {
+				continue
 			}
-			if wild == nil && strings.HasPrefix(h, "*") && hostCovers(h, host) {
-				wild = o
+			for _, h := range o.spec.(*ServiceEntry).Hosts {
+				h = strings.ToLower(h)
+				if _, ok := im.seExact[h]; !ok {
+					im.seExact[h] = o
+					if strings.HasPrefix(h, "*") {
+						im.seWild = append(im.seWild, h)
+					}
+				}
 			}
 		}
 	}
-	return wild
+	if o, ok := im.seExact[host]; ok {
+		return o
+	}
+	for _, h := range im.seWild {
+		if hostCovers(h, host) {
+			return im.seExact[h]
+		}
+	}
+	return nil
 }
 
 // route applies the sidecar and gateway routes to one slot.
 func (im *importer) route(s *slot, rts []*route) {
 	gp := s.key.port
 	toGateway := false
+	rts = im.routesFor(rts, s.key.host)
 	c := pick(rts, s.protocol, meshStage, s.key.host, s.key.port)
 	im.conditional(s, c, "the sidecars")
 	switch {
@@ -450,4 +455,38 @@ func contains(l []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// routesFor is the routes whose hosts may take host, in their order: an
+// index of exact host patterns, and every route with a wildcard one.
+func (im *importer) routesFor(rts []*route, host string) []*route {
+	if im.routeIndex == nil {
+		im.routeIndex = map[string][]int{}
+		for i, r := range rts {
+			pats := append([]string(nil), r.hosts...)
+			for _, m := range r.matches {
+				pats = append(pats, m.sni...)
+			}
+			seen := map[string]bool{}
+			for _, p := range pats {
+				k := p
+				if strings.Contains(p, "*") {
+					k = "*"
+				}
+				if !seen[k] {
+					seen[k] = true
+					im.routeIndex[k] = append(im.routeIndex[k], i)
+				}
+			}
+		}
+	}
+	idx := append(append([]int(nil), im.routeIndex[host]...), im.routeIndex["*"]...)
+	sort.Ints(idx)
+	out := make([]*route, 0, len(idx))
+	for i, x := range idx {
+		if i == 0 || x != idx[i-1] {
+			out = append(out, rts[x])
+		}
+	}
+	return out
 }

@@ -34,6 +34,7 @@ type slot struct {
 	allow    *[]intent.Source   // nil: every source
 	held     []string           // why it is left out; empty: written
 	dest     *placed
+	seq      int // creation order
 }
 
 type slotKey struct {
@@ -67,8 +68,13 @@ func (s *slot) hold(why string) {
 func (im *importer) slotFor(k slotKey) *slot { return im.slots[k] }
 
 func (im *importer) newSlot(s *slot) *slot {
+	s.seq = len(im.slotList)
 	im.slots[s.key] = s
 	im.slotList = append(im.slotList, s)
+	if im.byHost == nil {
+		im.byHost = map[string][]*slot{}
+	}
+	im.byHost[s.key.host] = append(im.byHost[s.key.host], s)
 	return s
 }
 
