@@ -28,6 +28,7 @@ func commands() []command {
 		{"status", "[flags]", "sync state of the proxies connected to the server at --admin-address (SYNCED, STALE, NACKED per type) and their last NACK", status},
 		{"config", "--group G [flags]", "what the server at --admin-address serves a gateway group, as Envoy YAML with each resource's ConfigMaps", config},
 		{"diff", "[flags] --config-dir CURRENT PROPOSED", "what a proposed folder of manifests would change on the gateways; exit 1 when something changes", diff},
+		{"import", "[flags] FILE|DIR|-...", "convert Istio egress objects (kubectl get -o yaml output too) to intent ConfigMaps and a report of every field; exit 1 when an access restriction could not be carried", importIstio},
 	}
 }
 

@@ -85,7 +85,7 @@ func TestMisuse(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"frobnicate"}, `xds-server: unknown command "frobnicate"` + "\nCommands: serve, validate, healthcheck, status, config, diff, help. Run 'xds-server --help' for what each does.\n"},
+		{[]string{"frobnicate"}, `xds-server: unknown command "frobnicate"` + "\nCommands: serve, validate, healthcheck, status, config, diff, import, help. Run 'xds-server --help' for what each does.\n"},
 		{[]string{"valdate", "examples"}, `xds-server: unknown command "valdate"; did you mean validate?`},
 		{[]string{"help", "frobnicate"}, `unknown command "frobnicate"`},
 		{nil, "xds-server serve: a source is required: --config-dir (a folder of ConfigMap manifests, e.g. --config-dir examples) or --kubernetes\nRun 'xds-server serve --help' for its flags.\n"},

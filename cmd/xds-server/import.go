@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,9 +21,9 @@ var importStdin io.Reader = os.Stdin
 // kubectl get -o yaml output included) into intent ConfigMaps and a
 // report of every field. Exit 1 when an access restriction could not be
 // carried or input could not be read; 2 on bad usage.
-func importIstio(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func importIstio(args []string, stdout, stderr io.Writer) int {
+	c := newCmdLine("import", stdout, stderr)
+	fs := c.FlagSet
 	var o istio.Options
 	var out, labels, meshNS string
 	var forwardProxy, stats, mesh uint
@@ -40,21 +39,15 @@ func importIstio(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.UintVar(&forwardProxy, "forward-proxy-port", 3128, "the server's --forward-proxy-port (a port intents cannot use)")
 	fs.UintVar(&stats, "gateway-stats-port", 9902, "the server's --gateway-stats-port (a port intents cannot use)")
 	fs.UintVar(&mesh, "mesh-port", translate.DefaultMeshPort, "the server's --mesh-port, for identities (a port intents cannot use)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xds-server import [flags] FILE|DIR|-...")
-		fs.PrintDefaults()
+	if code, ok := c.parse(args); !ok {
+		return code
 	}
-	if !parseFlags(fs, args, stderr) {
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
+	if len(c.args) == 0 {
+		return c.misuse("no input: name files or folders of Istio objects, or - for stdin, e.g. kubectl get serviceentries,authorizationpolicies -A -o yaml | xds-server import -")
 	}
 	var err error
 	if o.GatewayLabels, err = parseLabels(labels); err != nil {
-		fmt.Fprintf(stderr, "--gateway-labels: %v\n", err)
-		return 2
+		return c.misuse("--gateway-labels: %v", err)
 	}
 	for _, n := range strings.Split(meshNS, ",") {
 		if n = strings.TrimSpace(n); n != "" {
@@ -68,14 +61,13 @@ func importIstio(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		what string
 	}{{mesh, "mesh port (mutual TLS from sidecars)"}, {stats, "Prometheus stats listener (bootstrap)"}, {forwardProxy, "forward proxy"}} {
 		if r.port > 65535 {
-			fmt.Fprintf(stderr, "port %d is not a port\n", r.port)
-			return 2
+			return c.misuse("%d is not a port", r.port)
 		}
 		if r.port != 0 {
 			o.Resolve.ReservedPorts[uint32(r.port)] = r.what
 		}
 	}
-	ins, readErrs := istio.ReadInputs(fs.Args(), stdin)
+	ins, readErrs := istio.ReadInputs(c.args, importStdin)
 	res := istio.Import(ins, readErrs, o)
 	report := res.Report()
 	if out == "" {
@@ -84,8 +76,7 @@ func importIstio(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return res.Exit()
 	}
 	if err := writeImport(out, res, report); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
+		return c.misuse("--out %s: %v", out, err)
 	}
 	for _, cm := range res.ConfigMaps {
 		fmt.Fprintf(stdout, "wrote %s: ConfigMap %s/%s, %d destination(s)\n", filepath.Join(out, cm.Namespace+".yaml"), cm.Namespace, cm.Name, cm.Destinations)

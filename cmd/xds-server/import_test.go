@@ -159,7 +159,7 @@ func TestImportStdinAndOut(t *testing.T) {
 	if strings.Join(names, " ") != "mine.yaml report.txt two.yaml" {
 		t.Errorf("files after two imports: %v", names)
 	}
-	if code, _, errOut := runCmd("import"); code != 2 || !strings.Contains(errOut, "usage: xds-server import") {
+	if code, _, errOut := runCmd("import"); code != 2 || !strings.Contains(errOut, "xds-server import: no input") {
 		t.Errorf("no input: exit %d\n%s", code, errOut)
 	}
 	if code, _, errOut := runCmd("import", "--gateway-labels", "nolabel", in); code != 2 {
@@ -167,5 +167,38 @@ func TestImportStdinAndOut(t *testing.T) {
 	}
 	if code, _, errOut := runCmd("import", filepath.Join(dir, "missing.yaml")); code != 1 || !strings.Contains(errOut, "missing.yaml: error:") {
 		t.Errorf("missing file: exit %d\n%s", code, errOut)
+	}
+}
+
+// The README's sample of import's report is lines of the report of the
+// guide's production set, as the golden case has it.
+func TestReadmeImportSample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, err := os.ReadFile("../../internal/istio/testdata/guide-20-production-egress-setup/report.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(readme)
+	i := strings.Index(section, "## Migrating from Istio")
+	if i < 0 {
+		t.Fatal("README.md has no section Migrating from Istio")
+	}
+	start := strings.Index(section[i:], "```\nistio.yaml: ")
+	if start < 0 {
+		t.Fatal("the section has no sample of the report")
+	}
+	sample := section[i+start+4:]
+	sample = sample[:strings.Index(sample, "```\n")]
+	lines := map[string]bool{}
+	for _, l := range strings.Split(string(report), "\n") {
+		lines[l] = true
+	}
+	for _, l := range strings.Split(strings.TrimSpace(sample), "\n") {
+		if want := strings.Replace(l, "istio.yaml: ", "testdata/guide-20-production-egress-setup/in.yaml: ", 1); !lines[want] {
+			t.Errorf("README sample line is not in the golden report:\n%s", l)
+		}
 	}
 }

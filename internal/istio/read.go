@@ -275,7 +275,7 @@ func splitDocuments(data []byte, limit int) ([]document, bool) {
 			docs = append(docs, document{data: bytes.Clone(buf.Bytes()), line: first, start: start})
 		}
 		buf.Reset()
-		first, start = 0, lineNo+1
+		first = 0
 	}
 	add := func(text []byte) {
 		if t := bytes.TrimSpace(text); first == 0 && len(t) > 0 && t[0] != '#' {
@@ -296,11 +296,13 @@ func splitDocuments(data []byte, limit int) ([]document, bool) {
 		switch {
 		case bytes.HasPrefix(text, []byte("---")) && (len(text) == 3 || text[3] == ' ' || text[3] == '\t'):
 			flush()
+			start = lineNo // the marker's line is the document's first
 			// Keep line numbers of the document right: its first line
 			// is the marker's.
 			add(text[3:])
 		case string(bytes.TrimRight(text, " \t")) == "...":
 			flush()
+			start = lineNo + 1
 		default:
 			add(text)
 		}
@@ -309,16 +311,20 @@ func splitDocuments(data []byte, limit int) ([]document, bool) {
 	return docs, len(docs) > limit
 }
 
-var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
-// fileLines turns the document-relative line numbers of a YAML error
-// into the file's.
+// fileLines turns the document-relative line of a YAML error into the
+// file's. yaml.v3's parser counts from 0, its scanner from 1 (as
+// internal/intent corrects them too).
 func fileLines(msg string, start int) string {
-	return yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
-		n, err := strconv.Atoi(strings.TrimPrefix(m, "line "))
-		if err != nil {
-			return m
-		}
-		return "line " + strconv.Itoa(n+start-1)
-	})
+	m := yamlLine.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	n, _ := strconv.Atoi(m[1])
+	if strings.HasPrefix(m[2], "did not find expected") || strings.HasPrefix(m[2], "found duplicate %") ||
+		strings.HasPrefix(m[2], "found incompatible") || strings.HasPrefix(m[2], "found undefined tag") {
+		n++
+	}
+	return "line " + strconv.Itoa(n+start-1) + ": " + m[2]
 }
