@@ -39,10 +39,8 @@ func (im *importer) gatewayServiceRules() {
 		}
 		im.rep.add(o, "spec.host", StatusCarried, "the egress gateway's Service: how sidecars reach the gateways, which here is the mesh port (--mesh-port), or DNS and the explicit proxy without sidecars")
 		tp := dr.TrafficPolicy
-		var tlsModes []string
 		walkPolicies(tp, "spec.trafficPolicy", func(p *TrafficPolicy, path string) {
 			if p.TLS != nil {
-				tlsModes = append(tlsModes, p.TLS.Mode)
 				if strings.ToUpper(p.TLS.Mode) == "ISTIO_MUTUAL" {
 					im.rep.add(o, path+".tls", StatusDefault, "ISTIO_MUTUAL from sidecars to the gateway: the mesh port's mutual TLS (--mesh-port), which proves each workload's SPIFFE ID")
 				} else {
@@ -78,7 +76,6 @@ func (im *importer) gatewayServiceRules() {
 		if len(dr.ExportTo) > 0 {
 			im.rep.add(o, "spec.exportTo", StatusNotCarried, "which sidecars see it")
 		}
-		im.meshUsed = im.meshUsed || contains(upperAll(tlsModes), "ISTIO_MUTUAL")
 	}
 }
 
@@ -92,14 +89,6 @@ func walkPolicies(tp *TrafficPolicy, path string, f func(*TrafficPolicy, string)
 	for i := range tp.PortLevelSettings {
 		f(&tp.PortLevelSettings[i], fmt.Sprintf("%s.portLevelSettings[%d]", path, i))
 	}
-}
-
-func upperAll(l []string) []string {
-	out := make([]string, len(l))
-	for i, s := range l {
-		out[i] = strings.ToUpper(s)
-	}
-	return out
 }
 
 // upstream sets resolution, endpoints and the upstream port from the

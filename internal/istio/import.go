@@ -157,7 +157,6 @@ type importer struct {
 
 	slots    map[slotKey]*slot
 	slotList []*slot // in creation order
-	meshUsed bool    // an egress Gateway server or route is ISTIO_MUTUAL
 
 	// secretMounts maps a folder mounted in the egress gateway to the
 	// Secret mounted there (IstioOperator overlays).
