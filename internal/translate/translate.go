@@ -85,11 +85,17 @@ type Options struct {
 	// CertificateExpiryWarning is how long before a client certificate
 	// expires a warning is given; 0: none.
 	CertificateExpiryWarning time.Duration
+	// Audit lets through, and logs, what the group's intents do not
+	// admit (audit.go); set per group from its settings.
+	Audit bool
+	// SettingsNamespace is the one namespace whose gateway group settings
+	// are obeyed (see intent.ResolveOptions).
+	SettingsNamespace string
 }
 
 // ResolveOptions are the constraints these options put on intents.
 func (o Options) ResolveOptions() intent.ResolveOptions {
-	ro := intent.ResolveOptions{PortMap: o.PortMap, ReservedPorts: map[uint32]string{}}
+	ro := intent.ResolveOptions{PortMap: o.PortMap, ReservedPorts: map[uint32]string{}, SettingsNamespace: o.SettingsNamespace}
 	if o.ForwardProxyPort != 0 {
 		ro.ReservedPorts[o.ForwardProxyPort] = "forward proxy"
 	}
