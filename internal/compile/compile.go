@@ -299,7 +299,9 @@ func Secrets(secrets []corev1.Secret) translate.Secrets {
 // be a bug in the translator: such resources never reach Envoy.
 func Group(intents []*intent.Intent, key string, secrets translate.Secrets, opts translate.Options) (*translate.Resources, intent.Diagnostics, error) {
 	opts.Role, opts.Group = SplitKey(key)
-	opts.Audit = intent.ModeOf(intents, opts.Group) == intent.ModeAudit
+	if m := intent.Modes(intents)[opts.Group]; m.Mode == intent.ModeAudit {
+		opts.Audit, opts.AuditSource = true, m.Origin.ConfigMap()
+	}
 	res, diags := translate.Translate(intent.ForGroup(intents, opts.Group), secrets, opts)
 	if diags.HasErrorsWithoutOrigin() {
 		return nil, diags, fmt.Errorf("translation of %q failed: %v", key, diags)
