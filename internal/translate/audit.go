@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -130,11 +131,17 @@ func (t *translator) refusedNetworks() []netip.Prefix {
 }
 
 // auditFields are the literal fields of every audit log line: the reason,
-// and the group, which nothing in Envoy's log names (discover reads it).
-func (t *translator) auditFields(reason string, dp *destPort) map[string]string {
+// and what nothing in Envoy's log names and discover needs: the group, and
+// on TLS and HTTP ports the declared port (the listener's may be mapped;
+// the proxies' requests name theirs). dp is the destination whose allow
+// list would have refused the source, if any.
+func (t *translator) auditFields(reason string, dp *destPort, declaredPort uint32) map[string]string {
 	f := map[string]string{"audit": reason, "group": t.opts.Group}
 	if dp != nil {
 		f["policy"] = allowPolicyText(dp.dest)
+	}
+	if declaredPort != 0 {
+		f["port"] = strconv.FormatUint(uint64(declaredPort), 10)
 	}
 	return f
 }
@@ -186,7 +193,7 @@ func (t *translator) auditNotDeclaredChain(listener string, declaredPort uint32)
 		ClusterSpecifier:    &tcpproxyv3.TcpProxy_Cluster{Cluster: AuditCluster},
 		UpstreamConnectMode: tcpproxyv3.UpstreamConnectMode_ON_DOWNSTREAM_DATA,
 		MaxEarlyDataBytes:   u32(64 * 1024),
-		AccessLog:           t.accessLog(listener, notDeclaredRoute, t.auditFields(AuditNotDeclared, nil)),
+		AccessLog:           t.accessLog(listener, notDeclaredRoute, t.auditFields(AuditNotDeclared, nil, declaredPort)),
 	}
 	return &listenerv3.FilterChain{
 		Name:             name,
@@ -237,7 +244,7 @@ func (t *translator) auditSourceChain(listener string, dp *destPort, match *list
 	cfg := &tcpproxyv3.TcpProxy{
 		StatPrefix:       refusedChainName(dp),
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: dp.cluster},
-		AccessLog:        t.accessLog(listener, dp.cluster, t.auditFields(AuditSourceNotAllowed, dp)),
+		AccessLog:        t.accessLog(listener, dp.cluster, t.auditFields(AuditSourceNotAllowed, dp, 0)),
 	}
 	fs := append(append([]*listenerv3.Filter(nil), filters...),
 		&listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(cfg)}})
@@ -269,12 +276,12 @@ func (t *translator) auditHTTPFilters() []*hcmv3.HttpFilter {
 // the group. (Envoy's metadata access log filter ignores the matcher's
 // invert, seen with 1.40: the usual line selects "allowed" or no shadow
 // decision instead.)
-func (t *translator) hcmAccessLog(name string) []*accesslogv3.AccessLog {
+func (t *translator) hcmAccessLog(name string, declaredPort uint32) []*accesslogv3.AccessLog {
 	usual := t.accessLog(name, "%ROUTE_NAME%", nil)
 	if !t.audit() {
 		return usual
 	}
-	fields := t.auditFields("%DYNAMIC_METADATA("+httpRBACFilter+":shadow_effective_policy_id)%", nil)
+	fields := t.auditFields("%DYNAMIC_METADATA("+httpRBACFilter+":shadow_effective_policy_id)%", nil, declaredPort)
 	fields["policy"] = "%METADATA(ROUTE:" + routeMetadataNamespace + ":policy)%"
 	audited := t.accessLog(name, "%ROUTE_NAME%", fields)
 	return []*accesslogv3.AccessLog{

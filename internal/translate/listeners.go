@@ -213,7 +213,7 @@ func (t *translator) connectionManager(name string, dps []*destPort, connect boo
 			ConfigSource:    adsSource(),
 		}},
 		HttpFilters:      filters,
-		AccessLog:        t.hcmAccessLog(name),
+		AccessLog:        t.hcmAccessLog(name, declaredPort(dps, connect)),
 		LocalReplyConfig: notDeclaredReply(),
 		// The gateway is the edge toward the internet: never trust
 		// forwarding headers from workloads, and do not leak internal ones.
@@ -244,6 +244,15 @@ func notDeclaredReply() *hcmv3.LocalReplyConfig {
 			}},
 		},
 	}}}
+}
+
+// declaredPort is the port an HTTP listener's workloads connect to; 0 for
+// the proxies, whose requests name theirs.
+func declaredPort(dps []*destPort, connect bool) uint32 {
+	if connect || len(dps) == 0 {
+		return 0
+	}
+	return dps[0].port.Number
 }
 
 func anyDynamic(dps []*destPort) bool {
