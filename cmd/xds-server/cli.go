@@ -28,6 +28,7 @@ func commands() []command {
 		{"status", "[flags]", "sync state of the proxies connected to the server at --admin-address (SYNCED, STALE, NACKED per type) and their last NACK", status},
 		{"config", "--group G [flags]", "what the server at --admin-address serves a gateway group, as Envoy YAML with each resource's ConfigMaps", config},
 		{"diff", "[flags] --config-dir CURRENT PROPOSED", "what a proposed folder of manifests would change on the gateways; exit 1 when something changes", diff},
+		{"discover", "[flags] [--config-dir CURRENT] [--out DIR] LOG...", "propose intents from the access log of gateways in audit mode (files, or - for stdin): what the audit let through, with its sources", discoverCmd},
 	}
 }
 
