@@ -172,7 +172,8 @@ func NewCollector(o Options) *Collector {
 // names them (translate.DestinationID and the port).
 var clusterRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9_]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?/[0-9]{1,5}$`)
 
-// Add reads one log line.
+// Add reads one log line. The line is not kept: Add may be given a
+// buffer that is reused for the next one.
 func (c *Collector) Add(line []byte) {
 	c.Stats.Lines++
 	l, ok := parseLine(line)
@@ -211,6 +212,7 @@ func (c *Collector) Add(line []byte) {
 				return
 			}
 			d = &destination{}
+			k.group, k.host = strings.Clone(k.group), strings.Clone(k.host)
 			c.dests[k] = d
 		}
 	case "source_not_allowed":
@@ -225,6 +227,7 @@ func (c *Collector) Add(line []byte) {
 				return
 			}
 			d = &destination{}
+			k.group, k.cluster = strings.Clone(k.group), strings.Clone(k.cluster)
 			c.widen[k] = d
 		}
 	default:

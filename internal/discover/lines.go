@@ -54,34 +54,24 @@ func parseLine(b []byte) (logLine, bool) {
 	if i < 0 {
 		return l, false
 	}
-	b = b[i:]
-	if json.Unmarshal(b, &l) == nil && l.Listener != "" {
+	ok, wrapped := scanLine(b[i:], &l)
+	if !ok {
+		return logLine{}, false
+	}
+	if l.Listener != "" {
 		return l, l.Audit != ""
 	}
 	// Wrapped by a collector: {"log": "<our line>\n", "stream": ...},
 	// {"message": "..."}: one string field holds the line.
-	var outer map[string]json.RawMessage
-	if json.Unmarshal(b, &outer) != nil {
-		return l, false
+	var inner string
+	if wrapped == nil || json.Unmarshal(wrapped, &inner) != nil {
+		return logLine{}, false
 	}
-	for _, raw := range outer {
-		if len(raw) == 0 || raw[0] != '"' {
-			continue
-		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			continue
-		}
-		s = strings.TrimSpace(s)
-		if !strings.HasPrefix(s, "{") || !strings.Contains(s, "audit") {
-			continue
-		}
-		var inner logLine
-		if json.Unmarshal([]byte(s), &inner) == nil && inner.Listener != "" {
-			return inner, inner.Audit != ""
-		}
+	l = logLine{}
+	if ok, _ := scanLine([]byte(inner), &l); !ok || l.Listener == "" {
+		return logLine{}, false
 	}
-	return l, false
+	return l, l.Audit != ""
 }
 
 // parseTime reads Envoy's START_TIME (RFC 3339 with milliseconds).
@@ -129,11 +119,9 @@ func hostName(s string) (string, bool) {
 	if len(s) == 0 || len(s) > 253 {
 		return "", false
 	}
-	labels := strings.Split(s, ".")
-	if len(labels) < 2 {
-		return "", false
-	}
-	for i, l := range labels {
+	n, last := 0, ""
+	for rest := s; ; {
+		l, more, found := strings.Cut(rest, ".")
 		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 			return "", false
 		}
@@ -143,11 +131,13 @@ func hostName(s string) (string, bool) {
 				return "", false
 			}
 		}
-		if i == len(labels)-1 && !(l[0] >= 'a' && l[0] <= 'z') {
-			return "", false
+		n, last = n+1, l
+		if !found {
+			break
 		}
+		rest = more
 	}
-	if labels[len(labels)-1] == "localhost" {
+	if n < 2 || !(last[0] >= 'a' && last[0] <= 'z') || last == "localhost" {
 		return "", false
 	}
 	return s, true
