@@ -408,6 +408,10 @@ func (c *Collector) widenings(cur []*intent.Intent, byKey map[string]compile.Con
 			res.Notes = append(res.Notes, fmt.Sprintf("%s (group %s): sources outside its allow list were let through %d time(s), but no current intent (--config-dir) declares it: nothing to widen", wk.cluster, wk.group, d.count))
 			continue
 		}
+		if dest.Allow == nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s (group %s): its current intent has no allow list (every source is admitted): nothing to widen", wk.cluster, wk.group))
+			continue
+		}
 		add := notAdmitted(d.sources, dest)
 		if add.size() == 0 {
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: every source seen outside its allow list is admitted by the current one", wk.cluster))
@@ -467,7 +471,7 @@ func findCluster(cur []*intent.Intent, wk widenKey) (*intent.Intent, *intent.Doc
 					continue
 				}
 				for _, p := range dest.Ports {
-					if wk.cluster == id+"/"+strconv.Itoa(int(p.Number)) && dest.Allow != nil {
+					if wk.cluster == id+"/"+strconv.Itoa(int(p.Number)) {
 						return in, d, dest
 					}
 				}
