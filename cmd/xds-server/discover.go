@@ -85,7 +85,7 @@ func discoverCmd(args []string, stdout, stderr io.Writer) int {
 			widenings++
 		}
 	}
-	fmt.Fprintf(stderr, "discover: %d line(s), %d audited (%d refused even in audit, %d unusable, %d from another trust domain, %d over --max-destinations); %d ConfigMap(s) proposed, %d of them widening(s)\n",
+	fmt.Fprintf(stderr, "discover: %d line(s), %d audited (%d refused even in audit, %d unusable, %d from another trust domain, %d over --max-destinations); proposed: %d new ConfigMap(s), %d widening(s)\n",
 		s.Lines, s.Audited, s.Refused, s.Unusable, s.OtherTrustDomain, s.OverLimit, len(res.Proposals)-widenings, widenings)
 	if s.SourcesNotKept > 0 {
 		fmt.Fprintf(stderr, "discover: %d line(s) from sources beyond %d per destination were not kept: their allow lists are incomplete\n", s.SourcesNotKept, discover.DefaultMaxSources)
