@@ -561,8 +561,12 @@ func widen(text, dest string, add sources) (string, error) {
 		if err := yaml.Unmarshal([]byte(e.value), &v); err != nil || len(v.Content) == 0 {
 			return "", fmt.Errorf("source %s: %v", e.value, err)
 		}
+		value := &yaml.Node{Kind: yaml.ScalarNode, Value: v.Content[0].Value}
+		if e.field == "principal" {
+			value.Style = yaml.DoubleQuotedStyle // as in new proposals
+		}
 		entry := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, LineComment: "added by discover: " + e.comment,
-			Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: e.field}, {Kind: yaml.ScalarNode, Value: v.Content[0].Value}}}
+			Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: e.field}, value}}
 		allow.Content = append(allow.Content, entry)
 	}
 	var buf bytes.Buffer

@@ -369,19 +369,6 @@ func (t *translator) catchAll(rc *routev3.RouteConfiguration, listener string, d
 	}
 	rc.RequestHeadersToRemove = []string{AuditHeader}
 	refuse := notDeclaredVirtualHost().GetRoutes()
-	notDeclarable := func(r *routev3.Route) *routev3.Route {
-		r.Match.Headers = []*routev3.HeaderMatcher{{
-			Name: ":authority", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: safeRegex(authorityRE)},
-			InvertMatch: true, TreatMissingHeaderAsEmpty: true,
-		}}
-		return r
-	}
-	localhost := func(r *routev3.Route) *routev3.Route {
-		r.Match.Headers = []*routev3.HeaderMatcher{{
-			Name: ":authority", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: safeRegex(localhostRE)},
-		}}
-		return r
-	}
 	perRoute := map[string]*anypb.Any{
 		httpRBACFilter:          t.auditNotDeclaredRBAC(),
 		auditUpstreamRBACFilter: t.auditUpstreamRBAC(),
@@ -406,6 +393,47 @@ func (t *translator) catchAll(rc *routev3.RouteConfiguration, listener string, d
 		routes = append(routes, forward, refuse[1])
 	}
 	return &routev3.VirtualHost{Name: notDeclaredRoute, Domains: []string{"*"}, Routes: routes}
+}
+
+// notDeclarable is a refusal for authorities no intent could declare.
+func notDeclarable(r *routev3.Route) *routev3.Route {
+	r.Match.Headers = []*routev3.HeaderMatcher{{
+		Name: ":authority", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: safeRegex(authorityRE)},
+		InvertMatch: true, TreatMissingHeaderAsEmpty: true,
+	}}
+	return r
+}
+
+// localhost is a refusal for names under localhost.
+func localhost(r *routev3.Route) *routev3.Route {
+	r.Match.Headers = []*routev3.HeaderMatcher{{
+		Name: ":authority", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: safeRegex(localhostRE)},
+	}}
+	return r
+}
+
+// sidecarCatchAll is the last virtual host of a sidecar's explicit proxy:
+// the default deny, or, when its group audits, CONNECT and absolute-form
+// requests for undeclared hosts passed to the gateways' mesh port as they
+// are, where the gateway audits them with the workload's identity. (The
+// capture listener keeps refusing what is not declared: a captured
+// connection to an undeclared port names no host, and a captured HTTP
+// request no port.)
+func (t *translator) sidecarCatchAll(connect bool) *routev3.VirtualHost {
+	if !t.opts.Audit || t.opts.Role != RoleSidecar || !connect {
+		return notDeclaredVirtualHost()
+	}
+	refuse := notDeclaredVirtualHost().GetRoutes()
+	pass := &routev3.Route{
+		Name:   notDeclaredRoute,
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: meshGatewayCluster}}},
+	}
+	return &routev3.VirtualHost{Name: notDeclaredRoute, Domains: []string{"*"}, Routes: []*routev3.Route{
+		notDeclarable(cloneRoute(refuse[0])), localhost(cloneRoute(refuse[0])),
+		notDeclarable(cloneRoute(refuse[1])), localhost(cloneRoute(refuse[1])),
+		pass, connectRoute(notDeclaredRoute, meshGatewayCluster, false),
+	}}
 }
 
 func cloneRoute(r *routev3.Route) *routev3.Route {
