@@ -493,8 +493,9 @@ func (t *translator) auditCluster() *clusterv3.Cluster {
 	}
 }
 
-// heldBack are the destination ports left out for an unusable Secret,
-// recorded in audit so that their hosts are refused, not forwarded.
+// holdBack records, in audit, the ports of a destination left out for an
+// unusable Secret, so that its host is refused rather than forwarded as
+// undeclared without the TLS its intent asks for.
 func (t *translator) holdBack(o intent.Origin, dest *intent.Destination) {
 	if !t.audit() {
 		return
