@@ -29,6 +29,7 @@ func commands() []command {
 		{"config", "--group G [flags]", "what the server at --admin-address serves a gateway group, as Envoy YAML with each resource's ConfigMaps", config},
 		{"diff", "[flags] --config-dir CURRENT PROPOSED", "what a proposed folder of manifests would change on the gateways; exit 1 when something changes", diff},
 		{"import", "[flags] FILE|DIR|-...", "convert Istio egress objects (kubectl get -o yaml output too) to intent ConfigMaps and a report of every field; exit 1 when an access restriction could not be carried", importIstio},
+		{"discover", "[flags] [--config-dir CURRENT] [--out DIR] LOG...", "propose intents from the access log of gateways in audit mode (files, or - for stdin): what the audit let through, with its sources", discoverCmd},
 	}
 }
 

@@ -85,7 +85,7 @@ func TestMisuse(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"frobnicate"}, `xds-server: unknown command "frobnicate"` + "\nCommands: serve, validate, healthcheck, status, config, diff, import, help. Run 'xds-server --help' for what each does.\n"},
+		{[]string{"frobnicate"}, `xds-server: unknown command "frobnicate"` + "\nCommands: serve, validate, healthcheck, status, config, diff, import, discover, help. Run 'xds-server --help' for what each does.\n"},
 		{[]string{"valdate", "examples"}, `xds-server: unknown command "valdate"; did you mean validate?`},
 		{[]string{"help", "frobnicate"}, `unknown command "frobnicate"`},
 		{nil, "xds-server serve: a source is required: --config-dir (a folder of ConfigMap manifests, e.g. --config-dir examples) or --kubernetes\nRun 'xds-server serve --help' for its flags.\n"},
@@ -108,6 +108,11 @@ func TestMisuse(t *testing.T) {
 		{[]string{"diff", "a"}, "xds-server diff: --config-dir CURRENT is required: the folder (or file) of the manifests served now, compared with PROPOSED: xds-server diff --config-dir CURRENT PROPOSED"},
 		{[]string{"diff", "--config-dir", "a"}, "xds-server diff: PROPOSED is missing: the folder (or file) of manifests to compare with --config-dir a: xds-server diff --config-dir a PROPOSED"},
 		{[]string{"diff", "--config-dir", "a", "b", "c"}, "xds-server diff: one PROPOSED folder or file is compared with --config-dir, got 2: b c"},
+		{[]string{"discover", "--wildcard-threshold", "1", "x.log"}, "xds-server discover: --wildcard-threshold 1: use 0 (never) or at least 2 (a wildcard for one name would admit names never seen)"},
+		{[]string{"discover", "--cidr-bits", "40", "x.log"}, "xds-server discover: --cidr-bits 40: between 8 and 32"},
+		{[]string{"discover", "--tls-ports", "443,x", "x.log"}, `xds-server discover: --tls-ports: "x" is not a port`},
+		{[]string{"discover", "--group", "a b", "x.log"}, `xds-server discover: --group "a b" is not a gateway group name`},
+		{[]string{"validate", "--audit-refused-networks", "10.0.0.1/8", "examples"}, `xds-server validate: invalid value "10.0.0.1/8" for --audit-refused-networks: "10.0.0.1/8" is not a CIDR`},
 	} {
 		code, out, errOut := runCmd(c.args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, c.want) {

@@ -55,6 +55,10 @@ type translateFlags struct {
 	// xdsTrustDomain is --xds-trust-domain, the mesh's default (serve).
 	xdsTrustDomain string
 	keys           keyFlags
+	// settingsNamespace is where gateway group settings are obeyed from;
+	// auditRefused the upstream networks audit never forwards to.
+	settingsNamespace string
+	auditRefused      prefixList
 }
 
 // meshFlags turn on the mesh: mutual TLS from sidecars to the gateways.
@@ -77,6 +81,8 @@ func (t *translateFlags) register(fs *flag.FlagSet) {
 	fs.Var(&t.dnsResolvers, "dns-resolver", "DNS servers the gateways resolve upstream names with, IP[:port] (default port 53), comma-separated, in order, e.g. 10.0.0.10:53,[fd00::53]:53 (default: each gateway's system resolver, /etc/resolv.conf)")
 	fs.StringVar(&t.systemCA, "system-ca-bundle", translate.DefaultSystemCABundle, "CA bundle path inside the gateway, used to verify upstream servers when an intent names no CA Secret")
 	t.keys.register(fs)
+	fs.StringVar(&t.settingsNamespace, "settings-namespace", "", "the one namespace whose settings ConfigMaps (label egress-xds.io/settings) set gateway groups' modes, e.g. audit; settings elsewhere are refused (default: the server's own namespace in a pod, else "+defaultSettingsNamespace+")")
+	fs.Var(&t.auditRefused, "audit-refused-networks", "upstream networks a group in audit mode never forwards undeclared traffic to, comma-separated CIDRs (default: loopback, link-local, private and unique-local ranges: "+prefixList(translate.DefaultAuditRefusedNetworks).String()+")")
 	m := &t.mesh
 	fs.UintVar(&m.port, "mesh-port", 0, fmt.Sprintf("gateway port of the mesh (mutual TLS from sidecars, e.g. %d); 0: no mesh, no sidecars", translate.DefaultMeshPort))
 	fs.StringVar(&m.trustDomain, "mesh-trust-domain", "", "with --mesh-port: SPIFFE trust domain of workload and gateway identities (default: --xds-trust-domain, else cluster.local)")
@@ -185,9 +191,67 @@ func (t *translateFlags) options() (translate.Options, error) {
 		ListenerAddress:  t.listenerAddress,
 		StatsPort:        uint32(t.statsPort),
 		DNSResolvers:     t.dnsResolvers,
+		// The server's own namespace by default: whoever may write
+		// ConfigMaps there already controls the server.
+		SettingsNamespace:    cmpOr(t.settingsNamespace, ownNamespace()),
+		AuditRefusedNetworks: t.auditRefused,
 	}
 	t.keys.apply(&opts)
 	return opts, nil
+}
+
+// defaultSettingsNamespace is the settings namespace outside a pod: the
+// namespace deploy/ runs the server in.
+const defaultSettingsNamespace = "egress-xds"
+
+// serviceAccountNamespace is where Kubernetes tells a pod its namespace.
+var serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// ownNamespace is the pod's namespace, or defaultSettingsNamespace.
+func ownNamespace() string {
+	if b, err := os.ReadFile(serviceAccountNamespace); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return defaultSettingsNamespace
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// prefixList is a flag.Value of CIDRs; given, it replaces the default.
+type prefixList []netip.Prefix
+
+func (l prefixList) String() string {
+	parts := make([]string, 0, len(l))
+	for _, p := range l {
+		parts = append(parts, p.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *prefixList) Set(s string) error {
+	var out prefixList
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil || p != p.Masked() {
+			return fmt.Errorf("%q is not a CIDR (an address with its host bits zero and a prefix length, e.g. 10.0.0.0/8)", part)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return fmt.Errorf("%q names no network: audit always refuses some (at least the gateway's own loopback)", s)
+	}
+	*l = out
+	return nil
 }
 
 // resolverList is a flag.Value of DNS server addresses, IP[:port] with

@@ -40,24 +40,27 @@ func runSample(t *testing.T, sample string) string {
 }
 
 // The README's samples of validate are what validate prints, on the
-// shipped examples and on the broken files of testdata/ (go test
-// ./cmd/xds-server -update rewrites them).
+// shipped examples and on the broken files of testdata/, and its sample
+// of discover what discover proposes from testdata/audit.log beside the
+// examples (go test ./cmd/xds-server -update rewrites them).
 func TestReadmeValidateSample(t *testing.T) {
 	t.Chdir("../..")
-	data, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(data)
-	start, end := readmeSample(t, readme, "validate ")
-	got := runSample(t, readme[start:end])
-	if *update {
-		if err := os.WriteFile("README.md", []byte(readme[:start]+got+readme[end:]), 0o644); err != nil {
+	for _, first := range []string{"validate ", "discover "} {
+		data, err := os.ReadFile("README.md")
+		if err != nil {
 			t.Fatal(err)
 		}
-		return
-	}
-	if got != readme[start:end] {
-		t.Errorf("README.md's validate sample is not what the commands print (go test ./cmd/xds-server -update rewrites it):\n--- got\n%s--- README\n%s", got, readme[start:end])
+		readme := string(data)
+		start, end := readmeSample(t, readme, first)
+		got := runSample(t, readme[start:end])
+		if *update {
+			if err := os.WriteFile("README.md", []byte(readme[:start]+got+readme[end:]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if got != readme[start:end] {
+			t.Errorf("README.md's %ssample is not what the commands print (go test ./cmd/xds-server -update rewrites it):\n--- got\n%s--- README\n%s", first, got, readme[start:end])
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/egress-xds/egress-xds/internal/admin"
+	"github.com/egress-xds/egress-xds/internal/intent"
 	"github.com/egress-xds/egress-xds/internal/xds"
 )
 
@@ -37,8 +39,27 @@ func status(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	// The groups' modes: a server without them (older) answers no mode.
+	var cfg admin.ConfigView
+	gq := url.Values{}
+	if *group != "" {
+		gq.Set("group", *group)
+	}
+	if err := server.getJSON("/debug/config?"+gq.Encode(), &cfg); err == nil {
+		renderModes(stdout, cfg.Groups)
+	}
 	renderStatus(stdout, out)
 	return 0
+}
+
+// renderModes warns, above the table, of every gateway group in audit
+// mode: its gateways let through what enforce would refuse.
+func renderModes(w io.Writer, groups []admin.GroupView) {
+	for _, g := range groups {
+		if g.Mode == string(intent.ModeAudit) {
+			fmt.Fprintf(w, "WARNING: gateway group %s is in audit mode: what enforce would refuse is let through and logged with \"audit\" (xds-server discover turns its access log into intents)\n", g.Group)
+		}
+	}
 }
 
 // statusColumns are the table's type columns, in istioctl's order.

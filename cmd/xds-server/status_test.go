@@ -73,6 +73,10 @@ func TestStatusTableGolden(t *testing.T) {
 func TestStatusCommand(t *testing.T) {
 	var query string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/debug/config" {
+			_, _ = w.Write([]byte(`{"groups": [{"group": "egress-gateway", "mode": "audit"}, {"group": "other", "mode": "enforce"}]}`))
+			return
+		}
 		if r.URL.Path != "/debug/status" {
 			http.NotFound(w, r)
 			return
@@ -91,6 +95,10 @@ func TestStatusCommand(t *testing.T) {
 	}
 	if !strings.Contains(out, "NACKED (22222222)") || !strings.Contains(out, "from ConfigMaps: apps/docs, apps/github") {
 		t.Errorf("output:\n%s", out)
+	}
+	// A group in audit is said first, loudly; one in enforce is not.
+	if !strings.HasPrefix(out, "WARNING: gateway group egress-gateway is in audit mode: ") || strings.Contains(out, "group other is in audit") {
+		t.Errorf("audit mode not shown:\n%s", out)
 	}
 	if code, _, errOut := runCmd("status", "--admin-address", "127.0.0.1:1", "--timeout", "1s"); code != 1 || errOut == "" {
 		t.Errorf("unreachable server: exit %d: %s", code, errOut)

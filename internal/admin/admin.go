@@ -9,9 +9,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/egress-xds/egress-xds/internal/compile"
 	"github.com/egress-xds/egress-xds/internal/intent"
 	"github.com/egress-xds/egress-xds/internal/metrics"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/xds"
 )
 
@@ -75,7 +77,10 @@ const MaxDiagnosticsShown = 1000
 
 // GroupView is one group's snapshot: per type, its version and resources.
 type GroupView struct {
-	Group string              `json:"group"`
+	Group string `json:"group"`
+	// Mode is the gateway group's enforcement mode, enforce or audit
+	// (left out for sidecar snapshots: sidecars do not audit).
+	Mode  string              `json:"mode,omitempty"`
 	Types map[string]TypeView `json:"types"`
 }
 
@@ -99,6 +104,7 @@ func configView(s Sources, only string) ConfigView {
 	v := ConfigView{Source: s.Description, Groups: []GroupView{}, Diagnostics: []DiagnosticView{}}
 	groups := s.Cache.Groups()
 	sort.Strings(groups)
+	modes := s.Builder.Modes()
 	for _, g := range groups {
 		if only != "" && g != only {
 			continue
@@ -108,6 +114,12 @@ func configView(s Sources, only string) ConfigView {
 			continue
 		}
 		gv := GroupView{Group: g, Types: map[string]TypeView{}}
+		if role, group := compile.SplitKey(g); role == translate.RoleGateway {
+			gv.Mode = string(intent.ModeEnforce)
+			if m, ok := modes[group]; ok {
+				gv.Mode = string(m.Mode)
+			}
+		}
 		for _, typ := range snapshot.Types {
 			ts := gs.Type(typ)
 			gv.Types[metrics.TypeLabel(typ)] = TypeView{Version: ts.Version, Resources: append([]string{}, ts.Names...)}

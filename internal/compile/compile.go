@@ -119,6 +119,7 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 		}
 	}
 	accepted, rd := intent.Resolve(cands, opts)
+	rd = append(rd, intent.AuditWarnings(accepted)...)
 	served := make(map[string]servedVersion, len(accepted))
 	for _, in := range accepted {
 		key := in.Origin.ConfigMap()
@@ -158,9 +159,10 @@ func (s *Store) Review(cm ConfigMap, opts intent.ResolveOptions) intent.Diagnost
 		}
 	}
 	cands = append(cands, intent.Candidate{Current: p.intent, Served: s.served[key].intent})
-	_, rd := intent.Resolve(cands, opts)
+	accepted, rd := intent.Resolve(cands, opts)
+	rd = append(rd, intent.AuditWarnings(accepted)...)
 	for _, d := range rd {
-		if d.Origin.ConfigMap() == key && d.Severity == intent.SeverityError {
+		if d.Origin.ConfigMap() == key && (d.Severity == intent.SeverityError || intent.IsAuditWarning(d)) {
 			diags = append(diags, d)
 		}
 	}
@@ -246,16 +248,24 @@ func (s *Store) parseAll(cms []ConfigMap) []parsed {
 }
 
 func parseOne(cm ConfigMap, hash [32]byte) parsed {
-	in, ds := intent.ParseConfigMapLines(cm.Origin(), cm.CreationTimestamp.Time, cm.Data, cm.KeyLines)
+	parse := intent.ParseConfigMapLines
+	if IsSettings(cm.ConfigMap) {
+		parse = intent.ParseSettingsConfigMap
+	}
+	in, ds := parse(cm.Origin(), cm.CreationTimestamp.Time, cm.Data, cm.KeyLines)
 	return parsed{hash: hash, intent: in, diags: ds}
 }
+
+// IsSettings reports whether an intent ConfigMap holds gateway group
+// settings (label egress-xds.io/settings: "true") instead of intents.
+func IsSettings(cm *corev1.ConfigMap) bool { return intent.IsSettingsLabel(cm.Labels) }
 
 // contentHash covers everything parsing depends on: where the ConfigMap
 // comes from (for messages: the file and its lines), its creation time
 // (conflict order), its data.
 func contentHash(cm ConfigMap) [32]byte {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", cm.File, cm.Origin().ConfigMap(), cm.CreationTimestamp.UnixNano())
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%t\x00", cm.File, cm.Origin().ConfigMap(), cm.CreationTimestamp.UnixNano(), IsSettings(cm.ConfigMap))
 	keys := make([]string, 0, len(cm.Data))
 	for k := range cm.Data {
 		keys = append(keys, k)
@@ -289,6 +299,9 @@ func Secrets(secrets []corev1.Secret) translate.Secrets {
 // be a bug in the translator: such resources never reach Envoy.
 func Group(intents []*intent.Intent, key string, secrets translate.Secrets, opts translate.Options) (*translate.Resources, intent.Diagnostics, error) {
 	opts.Role, opts.Group = SplitKey(key)
+	if m := intent.Modes(intents)[opts.Group]; m.Mode == intent.ModeAudit {
+		opts.Audit, opts.AuditSource = true, m.Origin.ConfigMap()
+	}
 	res, diags := translate.Translate(intent.ForGroup(intents, opts.Group), secrets, opts)
 	if diags.HasErrorsWithoutOrigin() {
 		return nil, diags, fmt.Errorf("translation of %q failed: %v", key, diags)

@@ -13,6 +13,9 @@ type Intent struct {
 	Origin  Origin // Key is empty: the ConfigMap as a whole
 	Created time.Time
 	Docs    []Doc // sorted by key
+	// Settings are the gateway group settings of a settings ConfigMap
+	// (settings.go), sorted by key; such a ConfigMap has no Docs.
+	Settings []SettingsDoc
 }
 
 // Doc is one validated intent document and where it came from.

@@ -18,6 +18,9 @@ type ResolveOptions struct {
 	// (mutual TLS from sidecars); empty: no mesh, and allow lists cannot
 	// name workload identities.
 	TrustDomain string
+	// SettingsNamespace is the one namespace whose settings ConfigMaps
+	// are obeyed (settings.go); empty: none are.
+	SettingsNamespace string
 }
 
 // ListenerPort is the gateway port that serves a declared port.
@@ -47,7 +50,12 @@ const (
 	claimListenerPort
 	claimHostPort
 	claimTCPPort
+	claimGroupSettings
 )
+
+// settingsClaim is the portAt of a settings claim: dest is then the index
+// of the group in its settings document.
+const settingsClaim = -2
 
 // claimKey is what is claimed: a name within a ConfigMap, a listener port,
 // a host on a port, or a whole TCP port.
@@ -64,6 +72,8 @@ func (k claimKey) String() string {
 		return fmt.Sprintf("host %s port %d", k.name, k.port)
 	case claimTCPPort:
 		return fmt.Sprintf("TCP port %d (TCP carries no host name to tell destinations apart)", k.port)
+	case claimGroupSettings:
+		return fmt.Sprintf("the settings of gateway group %s", k.name)
 	}
 	return fmt.Sprintf("port %d", k.port)
 }
@@ -71,6 +81,9 @@ func (k claimKey) String() string {
 // path is the field path of the claiming destination or port, within its
 // document.
 func (c claim) path() string {
+	if c.portAt == settingsClaim {
+		return fmt.Sprintf("groups[%d]", c.dest)
+	}
 	if c.portAt < 0 {
 		return fmt.Sprintf("destinations[%d].name", c.dest)
 	}
@@ -228,7 +241,7 @@ func (r *resolver) move(moves []Candidate) {
 // own checks what an intent needs against the server's options and
 // itself (two of its destinations claiming one thing).
 func (r *resolver) own(in *Intent) ([]claim, Diagnostics) {
-	lost := identitiesAllowed(in, r.opts)
+	lost := append(identitiesAllowed(in, r.opts), settingsAuthority(in, r.opts)...)
 	mine := claimIndex{}
 	claims := claimsOf(in, r.opts)
 	for i := range claims {
@@ -303,6 +316,9 @@ func claimCount(cands []Candidate) int {
 			for i := range d.Destinations {
 				n += len(d.Destinations[i].Ports)
 			}
+		}
+		for _, sd := range in.Settings {
+			n += len(sd.Groups)
 		}
 	}
 	return n
@@ -411,6 +427,8 @@ func (c *claim) message(winner *claim, why string) string {
 	switch {
 	case c.family != "":
 		return fmt.Sprintf("listener port %d is %s here but %s in %s%s", c.port, c.family, winner.family, where, why)
+	case c.key.kind == claimGroupSettings:
+		return fmt.Sprintf("%s are already set by %s%s", c.key, where, why)
 	case c.key.kind == claimName:
 		return fmt.Sprintf("destination name is already used by %s%s", where, why)
 	default:
@@ -422,7 +440,7 @@ func (c *claim) message(winner *claim, why string) string {
 // gateway: its listener port for its protocol family, and the host on that
 // port (the whole port for TCP, which carries no name to route by).
 func claimsOf(in *Intent, opts ResolveOptions) []claim {
-	var out []claim
+	out := settingsClaims(in)
 	cm := in.Origin.ConfigMap()
 	for di := range in.Docs {
 		d := &in.Docs[di]

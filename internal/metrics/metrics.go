@@ -22,6 +22,7 @@ type Metrics struct {
 	BuildDuration    prometheus.Histogram     // seconds
 	GroupVersion     *prometheus.GaugeVec     // group, type, version: 1 for the version served
 	GroupResources   *prometheus.GaugeVec     // group, type
+	GroupMode        *prometheus.GaugeVec     // group, mode: 1 for the mode the group is in
 	InvalidSources   prometheus.Gauge         // ConfigMaps or files with errors
 	Diagnostics      *prometheus.GaugeVec     // severity
 	SourceUpdates    *prometheus.CounterVec   // source: folder, kubernetes
@@ -58,6 +59,8 @@ func New() *Metrics {
 			Help: "Version served to each gateway group per resource type (value 1; the version is a label)."}, []string{"group", "type", "version"}),
 		GroupResources: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "snapshot_resources",
 			Help: "Resources in each gateway group's snapshot per type."}, []string{"group", "type"}),
+		GroupMode: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "gateway_group_mode",
+			Help: "Enforcement mode of each gateway group (value 1; the mode, enforce or audit, is a label). Audit lets through what enforce refuses."}, []string{"group", "mode"}),
 		InvalidSources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "invalid_sources",
 			Help: "Intent ConfigMaps and manifest files with errors (their last valid version, if any, is still served)."}),
 		Diagnostics: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "diagnostics",
@@ -83,7 +86,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ConnectedProxies, m.Responses, m.PushedResources, m.ACKs, m.NACKs, m.Builds, m.BuildDuration,
-		m.GroupVersion, m.GroupResources, m.InvalidSources, m.Diagnostics, m.SourceUpdates, m.RefusedProxies, m.LastBuildSuccess,
+		m.GroupVersion, m.GroupResources, m.GroupMode, m.InvalidSources, m.Diagnostics, m.SourceUpdates, m.RefusedProxies, m.LastBuildSuccess,
 		m.Convergence, m.PushSize, m.AdmissionReviews, m.SecretCertExpiry,
 	)
 	return m

@@ -84,6 +84,10 @@ type Builder struct {
 	certExpiry map[[2]string]bool
 	// inject is set by tests only (InjectForTest, inject.go).
 	inject Injection
+	// modes are the gateway groups' modes at the last build (modes.go),
+	// read by the admin endpoints under modesMu.
+	modesMu sync.Mutex
+	modes   map[string]intent.GroupMode
 }
 
 // servedRecord is the state record of the served ConfigMap versions.
@@ -311,7 +315,9 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	b.cache.Prune(named)
 	result := "unchanged"
 	failed := false
-	for _, group := range compile.Groups(intents, b.cache.Groups()...) {
+	built := compile.Groups(intents, b.cache.Groups()...)
+	b.recordModes(intents, built)
+	for _, group := range built {
 		res, tdiags, err := compile.Group(intents, group, secrets, opts)
 		diags = append(diags, tdiags...)
 		if res != nil {

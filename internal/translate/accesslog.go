@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"sort"
+
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
@@ -40,7 +42,10 @@ var accessLogFields = map[string]string{
 // literal; extra adds literal fields such as the reason a connection was
 // refused.
 func (t *translator) accessLog(listener, destination string, extra map[string]string) []*accesslogv3.AccessLog {
-	key := listener + "\x00" + destination + "\x00" + extra["reason"]
+	key := listener + "\x00" + destination
+	for _, k := range sortedExtra(extra) {
+		key += "\x00" + k + "=" + extra[k]
+	}
 	if cached, ok := t.accessLogs[key]; ok {
 		return cached
 	}
@@ -97,4 +102,13 @@ func (t *translator) notDeclaredLog(listener string) []*accesslogv3.AccessLog {
 		}})
 	}
 	return out
+}
+
+func sortedExtra(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

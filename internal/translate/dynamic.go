@@ -55,6 +55,9 @@ func (t *translator) dynamicFilters() []*hcmv3.HttpFilter {
 		{Name: "envoy.filters.http.dynamic_forward_proxy", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&dfphttpv3.FilterConfig{
 			ImplementationSpecifier:         &dfphttpv3.FilterConfig_DnsCacheConfig{DnsCacheConfig: t.dnsCacheConfig()},
 			AllowDynamicHostFromFilterState: true,
+			// Audit refuses some upstream addresses (audit.go): the
+			// RBAC filter after this one reads the one resolved.
+			SaveUpstreamAddress: t.audit(),
 		})}},
 	}
 }
@@ -63,7 +66,12 @@ func (t *translator) dynamicFilters() []*hcmv3.HttpFilter {
 // port: its requested host (when the metadata holds it) on its upstream
 // port. Packed once per upstream port: wildcards mostly share 443.
 func (t *translator) dynamicUpstream(dp *destPort) *anypb.Any {
-	port := dp.upstreamPort()
+	return t.dynamicUpstreamPort(dp.upstreamPort())
+}
+
+// dynamicUpstreamPort is the per-route filter state of requests to the
+// requested host on port.
+func (t *translator) dynamicUpstreamPort(port uint32) *anypb.Any {
 	if a, ok := t.dynamicUpstreams[port]; ok {
 		return a
 	}

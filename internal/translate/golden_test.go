@@ -28,7 +28,7 @@ const goldenGroup = "egress-gateway"
 
 // goldenOptions are a server with authenticated xDS (keys may go inline),
 // judging certificates at a fixed instant.
-var goldenOptions = translate.Options{ForwardProxyPort: 3128, PrivateKeysInline: true,
+var goldenOptions = translate.Options{ForwardProxyPort: 3128, PrivateKeysInline: true, SettingsNamespace: "egress-xds",
 	Now: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), CertificateExpiryWarning: translate.DefaultCertificateExpiryWarning}
 
 // TestGolden translates testdata/<case>/in.yaml (ConfigMap and Secret

@@ -54,6 +54,9 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 	for _, dp := range dps {
 		l.FilterChains = append(l.FilterChains, t.admissionChains(name, dp, []string{dp.dest.Host})...)
 	}
+	if t.audit() {
+		l.FilterChains = append(append(l.FilterChains, t.heldBackChains(name, port)...), t.auditNotDeclaredChain(name, dps[0].port.Number))
+	}
 	return l
 }
 
@@ -93,7 +96,7 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 		}
 		return &listenerv3.FilterChainMatch{ServerNames: serverNames}
 	}
-	admitted := &listenerv3.FilterChain{Name: dp.cluster, FilterChainMatch: match(), Filters: append(filters, t.tcpProxy(listener, dp))}
+	admitted := &listenerv3.FilterChain{Name: dp.cluster, FilterChainMatch: match(), Filters: append(filters[:len(filters):len(filters)], t.tcpProxy(listener, dp))}
 	if dp.dest.Allow == nil {
 		return []*listenerv3.FilterChain{admitted}
 	}
@@ -104,6 +107,9 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 		}
 		admitted.FilterChainMatch.SourcePrefixRanges = ranges
 		out = append(out, admitted)
+	}
+	if t.audit() {
+		return append(out, t.auditSourceChain(listener, dp, match(), filters))
 	}
 	t.refusing = append(t.refusing, dp)
 	return append(out, &listenerv3.FilterChain{
@@ -191,8 +197,11 @@ func (t *translator) connectionManager(name string, dps []*destPort, connect boo
 	}
 	// Only gateways connect to the destinations themselves; a sidecar's
 	// routes all lead to its gateways.
-	if t.opts.Role == RoleGateway && anyDynamic(dps) {
+	if t.opts.Role == RoleGateway && (anyDynamic(dps) || t.audit()) {
 		filters = append(filters, t.dynamicFilters()...)
+	}
+	if t.audit() {
+		filters = append(filters, t.auditHTTPFilters()...)
 	}
 	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router",
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&routerv3.Router{})}})
@@ -204,7 +213,7 @@ func (t *translator) connectionManager(name string, dps []*destPort, connect boo
 			ConfigSource:    adsSource(),
 		}},
 		HttpFilters:      filters,
-		AccessLog:        t.accessLog(name, "%ROUTE_NAME%", nil),
+		AccessLog:        t.hcmAccessLog(name, declaredPort(dps, connect)),
 		LocalReplyConfig: notDeclaredReply(),
 		// The gateway is the edge toward the internet: never trust
 		// forwarding headers from workloads, and do not leak internal ones.
@@ -235,6 +244,15 @@ func notDeclaredReply() *hcmv3.LocalReplyConfig {
 			}},
 		},
 	}}}
+}
+
+// declaredPort is the port an HTTP listener's workloads connect to; 0 for
+// the proxies, whose requests name theirs.
+func declaredPort(dps []*destPort, connect bool) uint32 {
+	if connect || len(dps) == 0 {
+		return 0
+	}
+	return dps[0].port.Number
 }
 
 func anyDynamic(dps []*destPort) bool {

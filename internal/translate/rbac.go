@@ -95,6 +95,9 @@ func (t *translator) httpRBACPerRoute(dp *destPort) *anypb.Any {
 	if dp.dest.Allow == nil {
 		return nil
 	}
+	if t.audit() {
+		return t.auditRBACPerRoute(dp)
+	}
 	key := allowKey(dp.dest)
 	if a, ok := t.rbacPerRoute[key]; ok {
 		return a

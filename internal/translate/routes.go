@@ -28,13 +28,15 @@ const (
 func (t *translator) httpRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 	for _, dp := range dps {
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+		vh := &routev3.VirtualHost{
 			Name:    dp.cluster,
 			Domains: []string{dp.dest.Host, fmt.Sprintf("%s:%d", dp.dest.Host, dp.port.Number)},
 			Routes:  []*routev3.Route{t.httpRoute(dp)},
-		})
+		}
+		t.auditDestination(vh, dp)
+		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 	}
-	rc.VirtualHosts = append(rc.VirtualHosts, notDeclaredVirtualHost())
+	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(dps[0].listenerPort)...), t.catchAll(rc, name, dps[0].port.Number, false))
 	return rc
 }
 
@@ -105,9 +107,11 @@ func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.R
 			r.TypedPerFilterConfig = t.perRouteFilters(dp)
 			routes = []*routev3.Route{r, refuse[0]}
 		}
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: routes})
+		vh := &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: routes}
+		t.auditDestination(vh, dp)
+		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 	}
-	rc.VirtualHosts = append(rc.VirtualHosts, notDeclaredVirtualHost())
+	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(0)...), t.catchAll(rc, name, 0, true))
 	return rc
 }
 

@@ -151,7 +151,7 @@ func (t *translator) sidecarRoutes(name string, dps []*destPort, connect bool) *
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: routes})
 	}
-	rc.VirtualHosts = append(rc.VirtualHosts, notDeclaredVirtualHost())
+	rc.VirtualHosts = append(rc.VirtualHosts, t.sidecarCatchAll(connect))
 	return rc
 }
 

@@ -85,11 +85,22 @@ type Options struct {
 	// CertificateExpiryWarning is how long before a client certificate
 	// expires a warning is given; 0: none.
 	CertificateExpiryWarning time.Duration
+	// Audit lets through, and logs, what the group's intents do not
+	// admit (audit.go); set per group from its settings, which
+	// AuditSource names (namespace/name) for the resources it adds.
+	Audit       bool
+	AuditSource string
+	// AuditRefusedNetworks are the upstream addresses audit never
+	// forwards to; nil: DefaultAuditRefusedNetworks.
+	AuditRefusedNetworks []netip.Prefix
+	// SettingsNamespace is the one namespace whose gateway group settings
+	// are obeyed (see intent.ResolveOptions).
+	SettingsNamespace string
 }
 
 // ResolveOptions are the constraints these options put on intents.
 func (o Options) ResolveOptions() intent.ResolveOptions {
-	ro := intent.ResolveOptions{PortMap: o.PortMap, ReservedPorts: map[uint32]string{}}
+	ro := intent.ResolveOptions{PortMap: o.PortMap, ReservedPorts: map[uint32]string{}, SettingsNamespace: o.SettingsNamespace}
 	if o.ForwardProxyPort != 0 {
 		ro.ReservedPorts[o.ForwardProxyPort] = "forward proxy"
 	}
@@ -189,6 +200,9 @@ type translator struct {
 	protocolOptions map[protocolOptionsKey]*anypb.Any
 	// dynamicUpstreams are packed per-route filter states by upstream port.
 	dynamicUpstreams map[uint32]*anypb.Any
+	// heldBack are the ports of destinations left out for their Secrets,
+	// kept in audit only (audit.go).
+	heldBack []*destPort
 }
 
 // destPort is one declared port of one destination: the unit every listener
@@ -229,6 +243,7 @@ func (t *translator) collect(docs []intent.Doc) {
 			dest := &d.Destinations[i]
 			id := DestinationID(d.Origin, dest.Name)
 			if !t.secretsPresent(d.Origin, i, dest) {
+				t.holdBack(d.Origin, dest)
 				continue
 			}
 			for _, p := range dest.Ports {
@@ -304,6 +319,7 @@ func (t *translator) buildGateway() {
 		t.meshListener(t.ports)
 	}
 	wg.Wait()
+	clusters = t.auditGatewayClusters(clusters)
 	if len(t.refusing) > 0 {
 		clusters = append(clusters, refusedCluster())
 		t.out.Sources.add(resourcev3.ClusterType, RefusedCluster, t.refusing...)

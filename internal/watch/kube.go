@@ -686,6 +686,7 @@ func stateHash(cms []*corev1.ConfigMap, secrets []corev1.Secret) [32]byte {
 		writeField(h, string(cm.UID))
 		writeField(h, cm.CreationTimestamp.UTC().Format(time.RFC3339Nano))
 		writeField(h, cm.Labels[intent.LabelKey])
+		writeField(h, cm.Labels[intent.SettingsLabelKey])
 		d := dataHash(cm.Data)
 		h.Write(d[:])
 	}

@@ -144,7 +144,7 @@ func freePorts(t *testing.T, n int) []uint32 {
 func (e *Env) translateOptions() translate.Options {
 	o := translate.Options{Role: translate.RoleGateway, ForwardProxyPort: e.ForwardProxyPort, PortMap: e.PortMap,
 		SystemCABundle: e.SystemCABundle, ListenerAddress: e.ListenerAddress, Mesh: e.meshOptions(),
-		OriginationSecretDir: e.OriginationSecretDir}
+		OriginationSecretDir: e.OriginationSecretDir, SettingsNamespace: "egress-xds"}
 	if e.DNSResolver != "" {
 		o.DNSResolvers = []netip.AddrPort{netip.MustParseAddrPort(e.DNSResolver)}
 	}

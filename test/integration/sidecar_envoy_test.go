@@ -114,6 +114,8 @@ type meshStack struct {
 	gw                   *envoyProc
 	proxyPort            uint32
 	capturePort          uint32
+	// configDir is the server's folder of manifests.
+	configDir string
 }
 
 type meshStackOptions struct {
@@ -143,7 +145,7 @@ func newMeshStack(t *testing.T, bin envoytest.Binary, o meshStackOptions) *meshS
 	config := filepath.Join(dir, "config")
 	certs := filepath.Join(config, "certs")
 	s := &meshStack{bin: bin, ca: ca, host: o.host, meshDir: filepath.Join(dir, "mesh"),
-		proxyPort: o.proxyPort, capturePort: o.capturePort}
+		proxyPort: o.proxyPort, capturePort: o.capturePort, configDir: config}
 	for _, d := range []string{certs, s.meshDir, filepath.Join(config, "intents"), filepath.Join(dir, "xds")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
