@@ -18,6 +18,9 @@ type ResolveOptions struct {
 	// (mutual TLS from sidecars); empty: no mesh, and allow lists cannot
 	// name workload identities.
 	TrustDomain string
+	// RateLimitService says the gateways have a rate limit service for
+	// global rate limits (--ratelimit-address).
+	RateLimitService bool
 }
 
 // ListenerPort is the gateway port that serves a declared port.
@@ -228,7 +231,7 @@ func (r *resolver) move(moves []Candidate) {
 // own checks what an intent needs against the server's options and
 // itself (two of its destinations claiming one thing).
 func (r *resolver) own(in *Intent) ([]claim, Diagnostics) {
-	lost := identitiesAllowed(in, r.opts)
+	lost := append(identitiesAllowed(in, r.opts), globalLimitsAllowed(in, r.opts)...)
 	mine := claimIndex{}
 	claims := claimsOf(in, r.opts)
 	for i := range claims {
