@@ -55,6 +55,7 @@ type translateFlags struct {
 	// xdsTrustDomain is --xds-trust-domain, the mesh's default (serve).
 	xdsTrustDomain string
 	keys           keyFlags
+	rateLimit      rateLimitFlags
 }
 
 // meshFlags turn on the mesh: mutual TLS from sidecars to the gateways.
@@ -77,6 +78,7 @@ func (t *translateFlags) register(fs *flag.FlagSet) {
 	fs.Var(&t.dnsResolvers, "dns-resolver", "DNS servers the gateways resolve upstream names with, IP[:port] (default port 53), comma-separated, in order, e.g. 10.0.0.10:53,[fd00::53]:53 (default: each gateway's system resolver, /etc/resolv.conf)")
 	fs.StringVar(&t.systemCA, "system-ca-bundle", translate.DefaultSystemCABundle, "CA bundle path inside the gateway, used to verify upstream servers when an intent names no CA Secret")
 	t.keys.register(fs)
+	t.rateLimit.register(fs)
 	m := &t.mesh
 	fs.UintVar(&m.port, "mesh-port", 0, fmt.Sprintf("gateway port of the mesh (mutual TLS from sidecars, e.g. %d); 0: no mesh, no sidecars", translate.DefaultMeshPort))
 	fs.StringVar(&m.trustDomain, "mesh-trust-domain", "", "with --mesh-port: SPIFFE trust domain of workload and gateway identities (default: --xds-trust-domain, else cluster.local)")
@@ -176,6 +178,10 @@ func (t *translateFlags) options() (translate.Options, error) {
 	if err := t.keys.check(); err != nil {
 		return translate.Options{}, err
 	}
+	rateLimit, err := t.rateLimit.options()
+	if err != nil {
+		return translate.Options{}, err
+	}
 	opts := translate.Options{
 		Mesh:             mesh,
 		Role:             translate.RoleGateway,
@@ -185,6 +191,7 @@ func (t *translateFlags) options() (translate.Options, error) {
 		ListenerAddress:  t.listenerAddress,
 		StatsPort:        uint32(t.statsPort),
 		DNSResolvers:     t.dnsResolvers,
+		RateLimitService: rateLimit,
 	}
 	t.keys.apply(&opts)
 	return opts, nil

@@ -108,7 +108,7 @@ func configView(s Sources, only string) ConfigView {
 			continue
 		}
 		gv := GroupView{Group: g, Types: map[string]TypeView{}}
-		for _, typ := range snapshot.Types {
+		for _, typ := range gs.TypeURLs() {
 			ts := gs.Type(typ)
 			gv.Types[metrics.TypeLabel(typ)] = TypeView{Version: ts.Version, Resources: append([]string{}, ts.Names...)}
 		}

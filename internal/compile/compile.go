@@ -289,7 +289,12 @@ func Secrets(secrets []corev1.Secret) translate.Secrets {
 // be a bug in the translator: such resources never reach Envoy.
 func Group(intents []*intent.Intent, key string, secrets translate.Secrets, opts translate.Options) (*translate.Resources, intent.Diagnostics, error) {
 	opts.Role, opts.Group = SplitKey(key)
-	res, diags := translate.Translate(intent.ForGroup(intents, opts.Group), secrets, opts)
+	docs := intent.ForGroup(intents, opts.Group)
+	if opts.Role == translate.RoleRateLimit {
+		// One service counts for every group.
+		docs = intent.AllDocs(intents)
+	}
+	res, diags := translate.Translate(docs, secrets, opts)
 	if diags.HasErrorsWithoutOrigin() {
 		return nil, diags, fmt.Errorf("translation of %q failed: %v", key, diags)
 	}
