@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -24,9 +23,9 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	ratelimitnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ratelimit/v3"
 	celformatterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/formatter/cel/v3"
+	networkinputsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/matching/common_inputs/network/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpupstreamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
@@ -73,13 +72,11 @@ const (
 	httpGlobalRateLimitFilter       = "envoy.filters.http.ratelimit"
 	httpGlobalRateLimitClosedFilter = "envoy.filters.http.ratelimit.fail_closed"
 	networkGlobalRateLimitFilter    = "envoy.filters.network.ratelimit"
-	sourceNamespaceFilter           = "envoy.filters.http.set_filter_state.source_namespace"
-	// sourceNamespaceState holds the namespace of the caller's SPIFFE ID
-	// for per-namespace limits.
-	sourceNamespaceState = "egress-xds.source_namespace"
+	rateLimitSourceFilter           = "envoy.filters.http.set_filter_state.ratelimit_source"
 	// NoSource is the source entry of requests that carry no identity
 	// (every port but the mesh port): they count as one source. Neither a
-	// SPIFFE ID nor a namespace is ever "-".
+	// SPIFFE ID nor a namespace is ever "-" (Envoy's rendering of a
+	// missing value).
 	NoSource = "-"
 )
 
@@ -166,20 +163,23 @@ func (t *translator) usesRateLimitService(dp *destPort) {
 // globalRateLimitFilters are the connection manager's global rate limit
 // filters: one that lets requests through while the service cannot answer
 // and one that refuses them, each present when a destination needs it,
-// and before them the namespace of the caller for per-namespace limits.
-// Each enforces only the per-route descriptors given to it by name.
+// and before them the sources of per-source limits. Each enforces only the
+// per-route descriptors given to it by name.
 func (t *translator) globalRateLimitFilters(dps []*destPort) []*hcmv3.HttpFilter {
-	var open, closed, namespace bool
+	var open, closed bool
+	kinds := map[intent.SourceKind]bool{}
 	for _, dp := range dps {
 		if g := t.globalLimit(dp); g != nil {
 			closed = closed || t.failClosed(g)
 			open = open || !t.failClosed(g)
-			namespace = namespace || g.PerSource == intent.SourceNamespace
+			if g.PerSource != "" {
+				kinds[g.PerSource] = true
+			}
 		}
 	}
 	var out []*hcmv3.HttpFilter
-	if namespace {
-		out = append(out, &hcmv3.HttpFilter{Name: sourceNamespaceFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(t.sourceNamespaceConfig())}})
+	if len(kinds) > 0 {
+		out = append(out, &hcmv3.HttpFilter{Name: rateLimitSourceFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(t.rateLimitSources(kinds))}})
 	}
 	if open {
 		out = append(out, &hcmv3.HttpFilter{Name: httpGlobalRateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(t.httpGlobalRateLimit(false))}})
@@ -222,29 +222,55 @@ func rateLimitService() *ratelimitconfv3.RateLimitServiceConfig {
 	}
 }
 
-// sourceNamespaceConfig puts the namespace of the caller's SPIFFE ID
-// (spiffe://<td>/ns/<namespace>/sa/<sa>: the mesh port admits no other)
-// in the request's filter state, where the per-namespace descriptor reads
-// it. No verified certificate (other ports): no value, and the descriptor
-// falls back to NoSource. CEL's split is off by default in Envoy; this
-// formatter turns it on for this one expression.
-func (t *translator) sourceNamespaceConfig() *setfilterstatehttpv3.Config {
-	return &setfilterstatehttpv3.Config{OnRequestHeaders: []*setfilterstatev3.FilterStateValue{{
-		Key:        &setfilterstatev3.FilterStateValue_ObjectKey{ObjectKey: sourceNamespaceState},
-		FactoryKey: "envoy.string",
-		Value: &setfilterstatev3.FilterStateValue_FormatString{FormatString: &corev3.SubstitutionFormatString{
-			Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
-				Specifier: &corev3.DataSource_InlineString{InlineString: "%CEL(connection.uri_san_peer_certificate.split('/')[4])%"},
-			}},
-			OmitEmptyValues: true,
-			Formatters: []*corev3.TypedExtensionConfig{{
+// rateLimitSources puts, in the request's filter state, the source of
+// each kind per-source limits of the listener count by (sourceState): the
+// peer address of the connection (as allow lists match it, never
+// X-Forwarded-For), the verified SPIFFE ID of the caller's certificate,
+// its namespace (the mesh port admits spiffe://<td>/ns/<namespace>/sa/<sa>
+// only). Without a verified certificate (every port but the mesh port)
+// the identity renders as NoSource, so every request has its entry and is
+// counted: a descriptor with a missing entry would not be sent at all.
+// CEL's split is off by default in Envoy; the namespace's formatter turns
+// it on for its one expression.
+func (t *translator) rateLimitSources(kinds map[intent.SourceKind]bool) *setfilterstatehttpv3.Config {
+	var values []*setfilterstatev3.FilterStateValue
+	for _, k := range sourceKinds {
+		if !kinds[k] {
+			continue
+		}
+		f := &corev3.SubstitutionFormatString{Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
+			Specifier: &corev3.DataSource_InlineString{InlineString: sourceFormat[k]},
+		}}}
+		if k == intent.SourceNamespace {
+			f.Formatters = []*corev3.TypedExtensionConfig{{
 				Name:        "envoy.formatter.cel",
 				TypedConfig: t.pack(&celformatterv3.Cel{CelConfig: &corev3.CelExpressionConfig{EnableStringFunctions: true}}),
-			}},
-		}},
-		SkipIfEmpty: true,
-	}}}
+			}}
+		}
+		values = append(values, &setfilterstatev3.FilterStateValue{
+			Key:        &setfilterstatev3.FilterStateValue_ObjectKey{ObjectKey: sourceState(k)},
+			FactoryKey: "envoy.string",
+			Value:      &setfilterstatev3.FilterStateValue_FormatString{FormatString: f},
+			ReadOnly:   true,
+		})
+	}
+	return &setfilterstatehttpv3.Config{OnRequestHeaders: values}
 }
+
+// sourceKinds are the kinds of per-source limits, in a stable order.
+var sourceKinds = []intent.SourceKind{intent.SourceAddress, intent.SourceNamespace, intent.SourcePrincipal}
+
+// sourceFormat renders a request's source of each kind; a missing value
+// (no peer certificate) renders "-" (NoSource).
+var sourceFormat = map[intent.SourceKind]string{
+	intent.SourceAddress:   "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%",
+	intent.SourcePrincipal: "%DOWNSTREAM_PEER_URI_SAN%",
+	intent.SourceNamespace: "%CEL(connection.uri_san_peer_certificate.split('/')[4])%",
+}
+
+// sourceState is the filter state object holding a request's source of
+// one kind.
+func sourceState(k intent.SourceKind) string { return "egress-xds.ratelimit_source." + string(k) }
 
 // globalRateLimitPerRoute is a destination port's descriptor for the
 // filter its failure mode names; nil without a global limit.
@@ -258,16 +284,13 @@ func (t *translator) globalRateLimitPerRoute(dp *destPort) (string, *anypb.Any) 
 		DescriptorKey: "destination", DescriptorValue: DestinationID(dp.origin, dp.dest.Name),
 	}}}}
 	if g.PerSource != "" {
-		actions = append(actions, &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RemoteAddressMatch_{
-			RemoteAddressMatch: &routev3.RateLimit_Action_RemoteAddressMatch{
-				DescriptorKey:   string(g.PerSource),
-				DescriptorValue: httpSourceFormat[g.PerSource],
-				DefaultValue:    NoSource,
-				// Every address: the action is used for its formatter
-				// and default, not to select addresses.
-				AddressMatcher: &matcherv3.AddressMatcher{Ranges: []*xdscorev3.CidrRange{
-					{AddressPrefix: "0.0.0.0", PrefixLen: u32(0)}, {AddressPrefix: "::", PrefixLen: u32(0)},
-				}},
+		// The source entry is the filter state rateLimitSources set, by
+		// Envoy's stable filter state input (remote_address_match, which
+		// formats values too, drags a work-in-progress xDS type along).
+		actions = append(actions, &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_Extension{
+			Extension: &corev3.TypedExtensionConfig{
+				Name:        string(g.PerSource),
+				TypedConfig: t.pack(&networkinputsv3.FilterStateInput{Key: sourceState(g.PerSource)}),
 			},
 		}})
 	}
@@ -276,15 +299,6 @@ func (t *translator) globalRateLimitPerRoute(dp *destPort) (string, *anypb.Any) 
 		name = httpGlobalRateLimitClosedFilter
 	}
 	return name, t.pack(&ratelimithttpv3.RateLimitPerRoute{RateLimits: []*routev3.RateLimit{{Actions: actions}}})
-}
-
-// httpSourceFormat is the source entry's value per kind: the peer address
-// of the connection (as allow lists match it, never X-Forwarded-For), the
-// verified SPIFFE ID of the caller's certificate, its namespace.
-var httpSourceFormat = map[intent.SourceKind]string{
-	intent.SourceAddress:   "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%",
-	intent.SourcePrincipal: "%DOWNSTREAM_PEER_URI_SAN%",
-	intent.SourceNamespace: "%FILTER_STATE(" + sourceNamespaceState + ":PLAIN)%",
 }
 
 // networkGlobalRateLimit asks the service for each new connection of a TLS
@@ -300,7 +314,7 @@ func (t *translator) networkGlobalRateLimit(dp *destPort) *listenerv3.Filter {
 	entries := []*commonratelimitv3.RateLimitDescriptor_Entry{{Key: "destination", Value: DestinationID(dp.origin, dp.dest.Name)}}
 	switch g.PerSource {
 	case intent.SourceAddress:
-		entries = append(entries, &commonratelimitv3.RateLimitDescriptor_Entry{Key: string(g.PerSource), Value: "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"})
+		entries = append(entries, &commonratelimitv3.RateLimitDescriptor_Entry{Key: string(g.PerSource), Value: sourceFormat[intent.SourceAddress]})
 	case intent.SourcePrincipal, intent.SourceNamespace:
 		entries = append(entries, &commonratelimitv3.RateLimitDescriptor_Entry{Key: string(g.PerSource), Value: NoSource})
 	}
