@@ -164,6 +164,10 @@ func (a *authorizer) authorize(k streamKey, node *core.Node) error {
 		err = status.Errorf(codes.Unauthenticated,
 			"xds: node %q asked for gateway group %q without a client certificate issued by the xDS client CA; this server requires one with the SPIFFE ID %s",
 			node.GetId(), group, translate.GatewaySPIFFEID(a.trustDomain, orPlaceholder(group)))
+	case ident.Problem != "" && role == translate.RoleRateLimit:
+		err = status.Errorf(codes.PermissionDenied,
+			"xds: node %q asked for the rate limit service's configuration with identity %s, which entitles nothing: %s",
+			node.GetId(), ident.Presented, ident.Problem)
 	case ident.Problem != "":
 		err = status.Errorf(codes.PermissionDenied,
 			"xds: node %q asked for the %s configuration of gateway group %q with identity %s, which entitles nothing: %s",
