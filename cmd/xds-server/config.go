@@ -136,7 +136,11 @@ func served(store *compile.Store, path string, opts translate.Options, also []st
 	intents, d := store.Update(cms, opts.ResolveOptions())
 	diags = append(diags, d...)
 	out := map[string]*snapshot.GroupSnapshot{}
-	for _, g := range compile.Groups(intents, append(also, "")...) {
+	also = append(also, "")
+	if opts.RateLimitService != nil {
+		also = append(also, compile.RateLimitKey)
+	}
+	for _, g := range compile.Groups(intents, also...) {
 		res, td, err := compile.Group(intents, g, compile.Secrets(secrets), opts)
 		diags = append(diags, td...)
 		if err != nil {
@@ -179,7 +183,7 @@ func renderDiff(w io.Writer, before, after map[string]*snapshot.GroupSnapshot) i
 	for _, g := range names {
 		a, b := before[g], after[g]
 		var lines []string
-		for _, typ := range snapshot.Types {
+		for _, typ := range snapshot.TypesFor(g) {
 			var ta, tb *snapshot.TypeSnapshot
 			if a != nil {
 				ta = a.Type(typ)

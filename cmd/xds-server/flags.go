@@ -59,6 +59,7 @@ type translateFlags struct {
 	// auditRefused the upstream networks audit never forwards to.
 	settingsNamespace string
 	auditRefused      prefixList
+	rateLimit         rateLimitFlags
 }
 
 // meshFlags turn on the mesh: mutual TLS from sidecars to the gateways.
@@ -83,6 +84,7 @@ func (t *translateFlags) register(fs *flag.FlagSet) {
 	t.keys.register(fs)
 	fs.StringVar(&t.settingsNamespace, "settings-namespace", "", "the one namespace whose settings ConfigMaps (label egress-xds.io/settings) set gateway groups' modes, e.g. audit; settings elsewhere are refused (default: the server's own namespace in a pod, else "+defaultSettingsNamespace+")")
 	fs.Var(&t.auditRefused, "audit-refused-networks", "upstream networks a group in audit mode never forwards undeclared traffic to, comma-separated CIDRs (default: loopback, link-local, private and unique-local ranges: "+prefixList(translate.DefaultAuditRefusedNetworks).String()+")")
+	t.rateLimit.register(fs)
 	m := &t.mesh
 	fs.UintVar(&m.port, "mesh-port", 0, fmt.Sprintf("gateway port of the mesh (mutual TLS from sidecars, e.g. %d); 0: no mesh, no sidecars", translate.DefaultMeshPort))
 	fs.StringVar(&m.trustDomain, "mesh-trust-domain", "", "with --mesh-port: SPIFFE trust domain of workload and gateway identities (default: --xds-trust-domain, else cluster.local)")
@@ -182,6 +184,10 @@ func (t *translateFlags) options() (translate.Options, error) {
 	if err := t.keys.check(); err != nil {
 		return translate.Options{}, err
 	}
+	rateLimit, err := t.rateLimit.options()
+	if err != nil {
+		return translate.Options{}, err
+	}
 	opts := translate.Options{
 		Mesh:             mesh,
 		Role:             translate.RoleGateway,
@@ -195,6 +201,7 @@ func (t *translateFlags) options() (translate.Options, error) {
 		// ConfigMaps there already controls the server.
 		SettingsNamespace:    cmpOr(t.settingsNamespace, ownNamespace()),
 		AuditRefusedNetworks: t.auditRefused,
+		RateLimitService:     rateLimit,
 	}
 	t.keys.apply(&opts)
 	return opts, nil

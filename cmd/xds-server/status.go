@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -71,9 +72,20 @@ var statusColumns = []struct{ title, typ string }{
 	{"SDS", "Secret"},
 }
 
+// rateLimitColumn is the rate limit service's one type, shown when such a
+// service is in the table (its other cells are "-").
+var rateLimitColumn = struct{ title, typ string }{"RLS", "RateLimitConfig"}
+
 // renderStatus writes the table, then the last NACK of every proxy and
 // type with Envoy's error and the ConfigMaps it traces to.
 func renderStatus(w io.Writer, proxies []xds.ProxyStatus) {
+	statusColumns := statusColumns
+	for _, p := range proxies {
+		if _, ok := p.Types[rateLimitColumn.typ]; ok {
+			statusColumns = append(slices.Clip(statusColumns), rateLimitColumn)
+			break
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprint(tw, "NODE\tGROUP\tADDRESS\tPROTOCOL")
 	for _, c := range statusColumns {

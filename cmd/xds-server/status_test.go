@@ -69,6 +69,18 @@ func TestStatusTableGolden(t *testing.T) {
 	golden(t, "status.golden", b.String())
 }
 
+// The rate limit service has a column of its own, shown with it only.
+func TestStatusTableWithRateLimitService(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	proxies := append(statusFixture()[:1], xds.ProxyStatus{Node: "ratelimit-0", Group: "ratelimit/egress-xds", Address: "10.0.0.9:6000",
+		Protocol: "sotw", Connected: at, Types: map[string]xds.TypeSyncStatus{
+			"RateLimitConfig": {State: xds.Synced, Current: "abcdefabcdefabcd", Sent: "abcdefabcdefabcd", Acked: "abcdefabcdefabcd"},
+		}})
+	var b bytes.Buffer
+	renderStatus(&b, proxies)
+	golden(t, "status-ratelimit.golden", b.String())
+}
+
 // The command asks /debug/status with the filters and prints the table.
 func TestStatusCommand(t *testing.T) {
 	var query string

@@ -120,7 +120,7 @@ func configView(s Sources, only string) ConfigView {
 				gv.Mode = string(m.Mode)
 			}
 		}
-		for _, typ := range snapshot.Types {
+		for _, typ := range gs.TypeURLs() {
 			ts := gs.Type(typ)
 			gv.Types[metrics.TypeLabel(typ)] = TypeView{Version: ts.Version, Resources: append([]string{}, ts.Names...)}
 		}

@@ -58,7 +58,7 @@ func configDump(s Sources, w http.ResponseWriter, r *http.Request) {
 func DumpGroup(group string, gs *snapshot.GroupSnapshot) (ConfigDump, error) {
 	d := ConfigDump{Group: group, Types: []TypeDump{}}
 	opts := protojson.MarshalOptions{UseProtoNames: true}
-	for _, typ := range snapshot.Types {
+	for _, typ := range gs.TypeURLs() {
 		ts := gs.Type(typ)
 		td := TypeDump{Type: metrics.TypeLabel(typ), TypeURL: typ, Version: ts.Version, Resources: []ResourceDump{}}
 		for _, name := range ts.Names {

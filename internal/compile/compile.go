@@ -302,7 +302,12 @@ func Group(intents []*intent.Intent, key string, secrets translate.Secrets, opts
 	if m := intent.Modes(intents)[opts.Group]; m.Mode == intent.ModeAudit {
 		opts.Audit, opts.AuditSource = true, m.Origin.ConfigMap()
 	}
-	res, diags := translate.Translate(intent.ForGroup(intents, opts.Group), secrets, opts)
+	docs := intent.ForGroup(intents, opts.Group)
+	if opts.Role == translate.RoleRateLimit {
+		// One service counts for every group.
+		docs = intent.AllDocs(intents)
+	}
+	res, diags := translate.Translate(docs, secrets, opts)
 	if diags.HasErrorsWithoutOrigin() {
 		return nil, diags, fmt.Errorf("translation of %q failed: %v", key, diags)
 	}

@@ -118,6 +118,17 @@ func ForGroup(intents []*Intent, group string) []Doc {
 	return out
 }
 
+// AllDocs returns every document of the accepted intents, whatever groups
+// they apply to, in ForGroup's order.
+func AllDocs(intents []*Intent) []Doc {
+	var out []Doc
+	for _, in := range intents {
+		out = append(out, in.Docs...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Origin.String() < out[j].Origin.String() })
+	return out
+}
+
 // Groups lists the gateway groups the intents name explicitly, sorted.
 func Groups(intents []*Intent) []string {
 	seen := map[string]bool{}

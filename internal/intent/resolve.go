@@ -21,6 +21,9 @@ type ResolveOptions struct {
 	// SettingsNamespace is the one namespace whose settings ConfigMaps
 	// are obeyed (settings.go); empty: none are.
 	SettingsNamespace string
+	// RateLimitService says the gateways have a rate limit service for
+	// global rate limits (--ratelimit-address).
+	RateLimitService bool
 }
 
 // ListenerPort is the gateway port that serves a declared port.
@@ -242,6 +245,7 @@ func (r *resolver) move(moves []Candidate) {
 // itself (two of its destinations claiming one thing).
 func (r *resolver) own(in *Intent) ([]claim, Diagnostics) {
 	lost := append(identitiesAllowed(in, r.opts), settingsAuthority(in, r.opts)...)
+	lost = append(lost, globalLimitsAllowed(in, r.opts)...)
 	mine := claimIndex{}
 	claims := claimsOf(in, r.opts)
 	for i := range claims {

@@ -32,6 +32,12 @@ type Destination struct {
 	ConnectionPool   *ConnectionPool   `yaml:"connectionPool,omitempty"`
 	OutlierDetection *OutlierDetection `yaml:"outlierDetection,omitempty"`
 	LoadBalancer     LoadBalancer      `yaml:"loadBalancer,omitempty"`
+
+	// Methods and Paths narrow what every source may ask of the
+	// destination's HTTP ports (httprules.go); an allow entry may set its
+	// own.
+	Methods []string   `yaml:"methods,omitempty"`
+	Paths   []PathRule `yaml:"paths,omitempty"`
 }
 
 // Port is a port workloads connect to on the gateway for this host.
@@ -112,14 +118,25 @@ type Source struct {
 	CIDR      string `yaml:"cidr,omitempty"`
 	Principal string `yaml:"principal,omitempty"`
 	Namespace string `yaml:"namespace,omitempty"`
+	// Methods and Paths narrow what this source may ask on HTTP ports;
+	// unset, the destination's apply (httprules.go).
+	Methods []string   `yaml:"methods,omitempty"`
+	Paths   []PathRule `yaml:"paths,omitempty"`
 }
 
-// RateLimit is a local token bucket: requests for HTTP ports, connections
-// for TLS and TCP ports.
+// RateLimit is a local token bucket per gateway (requests for HTTP ports,
+// connections for TLS and TCP ports), a global limit shared by every
+// gateway (ratelimit_global.go), or both.
 type RateLimit struct {
-	MaxTokens     uint32    `yaml:"maxTokens"`
-	TokensPerFill uint32    `yaml:"tokensPerFill,omitempty"` // default 1
-	FillInterval  *Duration `yaml:"fillInterval"`
+	MaxTokens     uint32           `yaml:"maxTokens"`
+	TokensPerFill uint32           `yaml:"tokensPerFill,omitempty"` // default 1
+	FillInterval  *Duration        `yaml:"fillInterval"`
+	Global        *GlobalRateLimit `yaml:"global,omitempty"`
+}
+
+// Local reports whether a local token bucket is set.
+func (rl *RateLimit) Local() bool {
+	return rl != nil && (rl.MaxTokens != 0 || rl.FillInterval != nil || rl.TokensPerFill != 0)
 }
 
 // Retries apply to HTTP ports.

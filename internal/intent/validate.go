@@ -1,6 +1,7 @@
 package intent
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -77,6 +78,7 @@ func validateDestination(r *reporter, p string, d *Destination) {
 	}
 	seenPort := map[uint32]int{}
 	var hasHTTP, hasTCP, hasNonHTTP bool
+	var nonHTTP string // the first port HTTP rules cannot apply to
 	for i, port := range d.Ports {
 		pp := fmt.Sprintf("%s.ports[%d]", p, i)
 		if !validPort(port.Number) {
@@ -91,8 +93,10 @@ func validateDestination(r *reporter, p string, d *Destination) {
 			hasHTTP = true
 		case ProtocolTCP:
 			hasTCP, hasNonHTTP = true, true
+			nonHTTP = cmp.Or(nonHTTP, fmt.Sprintf("%d (TCP: bytes the gateway does not parse)", port.Number))
 		case ProtocolTLS, ProtocolHTTPS:
 			hasNonHTTP = true
+			nonHTTP = cmp.Or(nonHTTP, fmt.Sprintf("%d (%s, passed through encrypted)", port.Number, port.Protocol))
 		case "":
 			r.errorf(pp+".protocol", "is required (TLS, HTTPS, HTTP or TCP)")
 		default:
@@ -109,19 +113,8 @@ func validateDestination(r *reporter, p string, d *Destination) {
 	validateResolution(r, p, d, wildcard, hasTCP)
 	validateTLS(r, p, d, wildcard, hasHTTP)
 	validateAllow(r, p+".allow", d.Allow)
-	if rl := d.RateLimit; rl != nil {
-		if rl.MaxTokens == 0 {
-			r.errorf(p+".rateLimit.maxTokens", "must be at least 1")
-		}
-		if rl.TokensPerFill == 0 {
-			rl.TokensPerFill = 1
-		}
-		if rl.FillInterval == nil {
-			r.errorf(p+".rateLimit.fillInterval", "is required")
-		} else if rl.FillInterval.Duration < minFillInterval {
-			r.errorf(p+".rateLimit.fillInterval", "%s is below Envoy's minimum of 50ms", rl.FillInterval.Duration)
-		}
-	}
+	validateHTTPRules(r, p, d, nonHTTP)
+	validateRateLimit(r, p, d.RateLimit)
 	if d.Timeout != nil {
 		positive(r, p+".timeout", d.Timeout)
 		if !hasHTTP {
@@ -316,7 +309,11 @@ func validateAllow(r *reporter, p string, allow *[]Source) {
 			}
 		}
 		if set != 1 {
-			r.errorf(ps, "exactly one of cidr, principal, namespace must be set")
+			if set == 0 && (s.Methods != nil || s.Paths != nil) {
+				r.errorf(ps, "exactly one of cidr, principal, namespace must be set (methods and paths for every source go on the destination itself)")
+			} else {
+				r.errorf(ps, "exactly one of cidr, principal, namespace must be set")
+			}
 			continue
 		}
 		switch {

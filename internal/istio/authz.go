@@ -3,6 +3,7 @@ package istio
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,7 +39,7 @@ func (a *sources) add(b sources) {
 
 func containsSource(l []intent.Source, s intent.Source) bool {
 	for _, x := range l {
-		if x == s {
+		if reflect.DeepEqual(x, s) {
 			return true
 		}
 	}

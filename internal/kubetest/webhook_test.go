@@ -224,7 +224,7 @@ func TestAdmissionWebhook(t *testing.T) {
 	waitRefused(t, admin, intentCM(ns, "bad", badIntent), denied)
 	_, err = cms.Create(timeout(t, 10*time.Second), intentCM(ns, "bad", badIntent), metav1.CreateOptions{})
 	want := denied + "egress intent ConfigMap " + ns + "/bad is invalid (2 error(s)):\n" +
-		"egress.yaml: destinations[0].hots: unknown field (known: allow, connectionPool, endpoints, host, loadBalancer, name, outlierDetection, ports, rateLimit, resolution, retries, timeout, tls)\n" +
+		"egress.yaml: destinations[0].hots: unknown field (known: allow, connectionPool, endpoints, host, loadBalancer, methods, name, outlierDetection, paths, ports, rateLimit, resolution, retries, timeout, tls)\n" +
 		"egress.yaml: destinations[0].ports[0].number: 70000 is not a valid port"
 	if err == nil || !strings.Contains(err.Error(), want) || !apierrors.IsInvalid(err) {
 		t.Fatalf("bad ConfigMap: got %v, want 422 Invalid with\n%s", err, want)

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -394,7 +395,7 @@ func (b *Builder) recordGroup(group string, gs *GroupSnapshot) {
 	if b.metrics == nil {
 		return
 	}
-	for _, typ := range Types {
+	for _, typ := range gs.TypeURLs() {
 		ts := gs.Type(typ)
 		label := metrics.TypeLabel(typ)
 		b.metrics.GroupVersion.DeletePartialMatch(map[string]string{"group": group, "type": label})
@@ -468,7 +469,10 @@ func (b *Builder) reportDiagnostics(diags intent.Diagnostics) {
 const MaxLoggedChanges = 100
 
 func sameVersions(a, b *GroupSnapshot) bool {
-	for _, typ := range Types {
+	if !slices.Equal(a.TypeURLs(), b.TypeURLs()) {
+		return false
+	}
+	for _, typ := range a.TypeURLs() {
 		if a.Type(typ).Version != b.Type(typ).Version {
 			return false
 		}
@@ -478,7 +482,7 @@ func sameVersions(a, b *GroupSnapshot) bool {
 
 func versionSummary(gs *GroupSnapshot) string {
 	var parts []string
-	for _, typ := range Types {
+	for _, typ := range gs.TypeURLs() {
 		ts := gs.Type(typ)
 		parts = append(parts, metrics.TypeLabel(typ)+"="+ts.Version)
 	}

@@ -17,7 +17,8 @@ import (
 )
 
 // RoleMetadataKey is the node metadata field that makes a proxy a sidecar
-// ("sidecar"); without it a proxy is a gateway.
+// ("sidecar") or the rate limit service ("ratelimit"); without it a proxy
+// is a gateway.
 const RoleMetadataKey = "egress-xds.io/role"
 
 // GroupOf is the snapshot key of a proxy (compile.Key): its node's
@@ -25,8 +26,13 @@ const RoleMetadataKey = "egress-xds.io/role"
 // metadata the role.
 func GroupOf(n *core.Node) string {
 	role := translate.RoleGateway
-	if n.GetMetadata().GetFields()[RoleMetadataKey].GetStringValue() == string(translate.RoleSidecar) {
+	switch translate.Role(n.GetMetadata().GetFields()[RoleMetadataKey].GetStringValue()) {
+	case translate.RoleSidecar:
 		role = translate.RoleSidecar
+	case translate.RoleRateLimit:
+		// envoyproxy/ratelimit sends no node cluster: one snapshot serves
+		// every rate limit service (compile.RateLimitKey).
+		role = translate.RoleRateLimit
 	}
 	return compile.Key(role, n.GetCluster())
 }
@@ -146,7 +152,7 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	if st.seen == nil {
 		st.seen = map[string]map[string]struct{}{}
 	}
-	for _, typ := range Types {
+	for _, typ := range gs.TypeURLs() {
 		if st.seen[typ] == nil {
 			st.seen[typ] = map[string]struct{}{}
 		}

@@ -22,9 +22,12 @@ import (
 // every stream of the group: the work of a push grows with groups, not
 // with proxies.
 type GroupSnapshot struct {
-	types   map[string]*TypeSnapshot
-	sources translate.Sources    // resource -> ConfigMaps (sources.go)
-	times   map[string]typeTimes // per type: change observed, published (sources.go)
+	// typeURLs are the types its proxies are served, in ADS order: Types
+	// for gateways and sidecars, RateLimitTypes for the rate limit service.
+	typeURLs []string
+	types    map[string]*TypeSnapshot
+	sources  translate.Sources    // resource -> ConfigMaps (sources.go)
+	times    map[string]typeTimes // per type: change observed, published (sources.go)
 }
 
 // TypeSnapshot holds one xDS type of a group.
@@ -104,9 +107,9 @@ type Item struct {
 // run translate.Check on them (validation is not repeated here).
 func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
 	byType := ByType(res)
-	gs := &GroupSnapshot{types: map[string]*TypeSnapshot{}, sources: res.Sources}
+	gs := &GroupSnapshot{typeURLs: typesOf(res), types: map[string]*TypeSnapshot{}, sources: res.Sources}
 	snap := &cachev3.Snapshot{}
-	for _, typ := range Types {
+	for _, typ := range gs.typeURLs {
 		// Clusters come before endpoints in Types: each endpoint set's
 		// version covers its cluster's (see newTypeSnapshot).
 		ts, err := newTypeSnapshot(typ, byType[typ], gs.types[coveredBy[typ]])
@@ -191,6 +194,15 @@ func (gs *GroupSnapshot) Type(typeURL string) *TypeSnapshot {
 		return ts
 	}
 	return emptyType
+}
+
+// TypeURLs lists the types the snapshot's proxies are served, in ADS
+// order; a nil snapshot has Types.
+func (gs *GroupSnapshot) TypeURLs() []string {
+	if gs == nil || gs.typeURLs == nil {
+		return Types
+	}
+	return gs.typeURLs
 }
 
 // Versions lists the version of every type.

@@ -58,7 +58,7 @@ type typeTimes struct{ observed, published time.Time }
 // published: a type whose version prev already had keeps prev's times.
 func (gs *GroupSnapshot) stampTimes(prev *GroupSnapshot, observed, now time.Time) {
 	gs.times = map[string]typeTimes{}
-	for _, typ := range Types {
+	for _, typ := range gs.TypeURLs() {
 		if prev != nil && prev.Type(typ).Version == gs.Type(typ).Version && prev.times != nil {
 			gs.times[typ] = prev.times[typ]
 			continue

@@ -61,6 +61,7 @@ func TestGolden(t *testing.T) {
 			compareGolden(t, filepath.Join(dir, "clusters.yaml"), render(t, res.Clusters))
 			compareGolden(t, filepath.Join(dir, "endpoints.yaml"), render(t, res.Endpoints))
 			compareGolden(t, filepath.Join(dir, "secrets.yaml"), render(t, res.Secrets))
+			compareGolden(t, filepath.Join(dir, "ratelimit.yaml"), render(t, res.RateLimitConfigs))
 		})
 	}
 }
@@ -146,6 +147,15 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 			TrustBundle        string `json:"trustBundle"`
 			PrivateKeysOverXDS bool   `json:"privateKeysOverXDS"`
 		} `json:"mesh"`
+		// RateLimitService: the gateways' rate limit service (global
+		// rate limits).
+		RateLimitService *struct {
+			Address         string `json:"address"`
+			TLS             bool   `json:"tls"`
+			CAFile          string `json:"caFile"`
+			Timeout         string `json:"timeout"`
+			FailureModeDeny bool   `json:"failureModeDeny"`
+		} `json:"rateLimitService"`
 	}
 	if err := yaml.UnmarshalStrict(data, &o); err != nil {
 		t.Fatalf("%s/options.yaml: %v", dir, err)
@@ -163,6 +173,19 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 			t.Fatalf("%s/options.yaml: dnsResolvers: %v", dir, err)
 		}
 		c.DNSResolvers = append(c.DNSResolvers, ap)
+	}
+	if r := o.RateLimitService; r != nil {
+		c.RateLimitService = &translate.RateLimitServiceOptions{Address: r.Address, TLS: r.TLS, CAFile: r.CAFile, FailureModeDeny: r.FailureModeDeny}
+		if r.Timeout != "" {
+			d, err := time.ParseDuration(r.Timeout)
+			if err != nil {
+				t.Fatalf("%s/options.yaml: rateLimitService.timeout: %v", dir, err)
+			}
+			c.RateLimitService.Timeout = d
+		}
+		if err := c.RateLimitService.Check(); err != nil {
+			t.Fatalf("%s/options.yaml: %v", dir, err)
+		}
 	}
 	if m := o.Mesh; m != nil {
 		c.Mesh = &translate.MeshOptions{

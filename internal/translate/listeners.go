@@ -83,6 +83,9 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 	if f := t.networkRateLimit(dp); f != nil {
 		filters = append(filters, f)
 	}
+	if f := t.networkGlobalRateLimit(dp); f != nil {
+		filters = append(filters, f)
+	}
 	if dp.dynamic() {
 		filters = append(filters, &listenerv3.Filter{Name: "envoy.filters.network.sni_dynamic_forward_proxy",
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(&snidfpv3.FilterConfig{
@@ -191,10 +194,12 @@ func (t *translator) forwardProxy(port uint32, dps []*destPort) (*listenerv3.Lis
 }
 
 func (t *translator) connectionManager(name string, dps []*destPort, connect bool) *listenerv3.Filter {
-	filters := []*hcmv3.HttpFilter{
-		{Name: httpRBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRBACBase()}},
-		{Name: httpRateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRateLimitBase(name)}},
-	}
+	// Authorization first, then the rate limits: a refused request spends
+	// no token.
+	filters := []*hcmv3.HttpFilter{{Name: httpRBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRBACBase()}}}
+	filters = append(filters, t.operationsFilters(dps)...)
+	filters = append(filters, &hcmv3.HttpFilter{Name: httpRateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRateLimitBase(name)}})
+	filters = append(filters, t.globalRateLimitFilters(dps)...)
 	// Only gateways connect to the destinations themselves; a sidecar's
 	// routes all lead to its gateways.
 	if t.opts.Role == RoleGateway && (anyDynamic(dps) || t.audit()) {
@@ -225,6 +230,7 @@ func (t *translator) connectionManager(name string, dps []*destPort, connect boo
 		},
 		RequestHeadersTimeout: dur(defaultRequestHeadersTimeout),
 	}
+	normalizePaths(hcm, dps)
 	if connect {
 		hcm.UpgradeConfigs = []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "CONNECT"}}
 		hcm.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{AllowConnect: true}

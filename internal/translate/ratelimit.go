@@ -43,7 +43,7 @@ func (t *translator) httpRateLimitBase(listener string) *anypb.Any {
 // limit Envoy answers 429 with x-rate-limited: true.
 func (t *translator) httpRateLimitPerRoute(dp *destPort) *anypb.Any {
 	rl := dp.dest.RateLimit
-	if rl == nil {
+	if !rl.Local() {
 		return nil
 	}
 	return t.pack(&lrlhttpv3.LocalRateLimit{
@@ -62,7 +62,7 @@ func (t *translator) httpRateLimitPerRoute(dp *destPort) *anypb.Any {
 // ports; connections over the limit are closed at once.
 func (t *translator) networkRateLimit(dp *destPort) *listenerv3.Filter {
 	rl := dp.dest.RateLimit
-	if rl == nil {
+	if !rl.Local() {
 		return nil
 	}
 	return &listenerv3.Filter{Name: networkRateLimitFilter, ConfigType: &listenerv3.Filter_TypedConfig{

@@ -73,8 +73,14 @@ func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
 	if a := t.httpRBACPerRoute(dp); a != nil {
 		out[httpRBACFilter] = a
 	}
+	if a := t.operationsPerRoute(dp); a != nil {
+		out[operationsRBACFilter] = a
+	}
 	if a := t.httpRateLimitPerRoute(dp); a != nil {
 		out[httpRateLimitFilter] = a
+	}
+	if name, a := t.globalRateLimitPerRoute(dp); a != nil {
+		out[name] = a
 	}
 	if dp.dynamic() && t.opts.Role == RoleGateway {
 		out[setFilterStateFilter] = t.dynamicUpstream(dp)

@@ -18,6 +18,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/intent"
@@ -96,11 +97,14 @@ type Options struct {
 	// SettingsNamespace is the one namespace whose gateway group settings
 	// are obeyed (see intent.ResolveOptions).
 	SettingsNamespace string
+	// RateLimitService, when set, is where gateways ask about global rate
+	// limits (ratelimit_global.go); nil: intents may not set them.
+	RateLimitService *RateLimitServiceOptions
 }
 
 // ResolveOptions are the constraints these options put on intents.
 func (o Options) ResolveOptions() intent.ResolveOptions {
-	ro := intent.ResolveOptions{PortMap: o.PortMap, ReservedPorts: map[uint32]string{}, SettingsNamespace: o.SettingsNamespace}
+	ro := intent.ResolveOptions{PortMap: o.PortMap, ReservedPorts: map[uint32]string{}, SettingsNamespace: o.SettingsNamespace, RateLimitService: o.RateLimitService != nil}
 	if o.ForwardProxyPort != 0 {
 		ro.ReservedPorts[o.ForwardProxyPort] = "forward proxy"
 	}
@@ -129,6 +133,9 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	Secrets   []*tlsv3.Secret
+	// RateLimitConfigs is the rate limit service's configuration
+	// (RoleRateLimit only).
+	RateLimitConfigs []*rlsconfv3.RateLimitConfig
 	// Sources lists the ConfigMaps each resource comes from, so problems
 	// (a NACK, a dump) can be traced back to them.
 	Sources Sources
@@ -163,6 +170,8 @@ func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, in
 	case RoleSidecar:
 		t.collect(docs)
 		t.buildSidecar()
+	case RoleRateLimit:
+		t.buildRateLimitService(docs)
 	default:
 		t.diags = append(t.diags, intent.Diagnostic{Message: fmt.Sprintf("proxy role %q is not supported", opts.Role), Severity: intent.SeverityError})
 		return t.out, t.diags
@@ -203,6 +212,11 @@ type translator struct {
 	// heldBack are the ports of destinations left out for their Secrets,
 	// kept in audit only (audit.go).
 	heldBack []*destPort
+	// opsPerRoute are packed method and path rules by rulesKey (httprules.go).
+	opsPerRoute map[string]*anypb.Any
+	// rateLimitUsers are the destination ports whose filters call the
+	// rate limit service (ratelimit_global.go).
+	rateLimitUsers []*destPort
 }
 
 // destPort is one declared port of one destination: the unit every listener
@@ -324,6 +338,7 @@ func (t *translator) buildGateway() {
 		clusters = append(clusters, refusedCluster())
 		t.out.Sources.add(resourcev3.ClusterType, RefusedCluster, t.refusing...)
 	}
+	clusters = t.addRateLimitServiceCluster(clusters)
 	t.out.Clusters, t.out.Endpoints = clusters, endpoints
 	for _, cla := range endpoints {
 		t.out.Sources.copyFrom(resourcev3.EndpointType, resourcev3.ClusterType, cla.ClusterName)

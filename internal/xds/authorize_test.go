@@ -20,6 +20,13 @@ func sidecarNode(id, group string) *core.Node {
 	return &core.Node{Id: id, Cluster: group, Metadata: md}
 }
 
+// rateLimitNode is envoyproxy/ratelimit as it connects: an id, the role in
+// the metadata, no cluster.
+func rateLimitNode(id string) *core.Node {
+	md, _ := structpb.NewStruct(map[string]any{snapshot.RoleMetadataKey: "ratelimit"})
+	return &core.Node{Id: id, Metadata: md}
+}
+
 // The authorization rule, case by case, with the exact answer a refused
 // proxy gets: what it asked for, what it presented, what is required.
 func TestAuthorizeRule(t *testing.T) {
@@ -49,6 +56,13 @@ func TestAuthorizeRule(t *testing.T) {
 			`xds: node "app-1" asked for sidecar configuration with identity spiffe://cluster.local/gateway-group/egress-gateway, which entitles gateway group "egress-gateway"'s gateway configuration only; a sidecar presents its workload's certificate (spiffe://cluster.local/ns/<namespace>/sa/<service-account>)`},
 		{"sidecar without a certificate", nil, sidecarNode("app-1", "egress-gateway"), codes.Unauthenticated,
 			`xds: sidecar "app-1" of gateway group "egress-gateway" connected without a client certificate issued by the xDS client CA; this server requires its workload certificate (spiffe://cluster.local/ns/<namespace>/sa/<service-account>)`},
+		{"rate limit service with a workload identity", workload, rateLimitNode("rl-1"), codes.OK, ""},
+		{"rate limit service with a gateway identity", gw, rateLimitNode("rl-1"), codes.PermissionDenied,
+			`xds: node "rl-1" asked for the rate limit service's configuration with identity spiffe://cluster.local/gateway-group/egress-gateway, which entitles gateway group "egress-gateway"'s gateway configuration only; the rate limit service presents a workload certificate (spiffe://cluster.local/ns/<namespace>/sa/<service-account>)`},
+		{"rate limit service without a certificate", nil, rateLimitNode("rl-1"), codes.Unauthenticated,
+			`xds: rate limit service "rl-1" connected without a client certificate issued by the xDS client CA; this server requires a workload certificate (spiffe://cluster.local/ns/<namespace>/sa/<service-account>, e.g. its pod's)`},
+		{"rate limit service with an identity that entitles nothing", none, rateLimitNode("rl-1"), codes.PermissionDenied,
+			`xds: node "rl-1" asked for the rate limit service's configuration with identity subject "CN=gw", which entitles nothing: the certificate has no SPIFFE ID (URI SAN)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := metrics.New()

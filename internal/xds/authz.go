@@ -40,8 +40,9 @@ type Identity struct {
 // domain, naming either a gateway group
 // (spiffe://<trustDomain>/gateway-group/<group>: that group's gateway
 // configuration only) or a workload (spiffe://<trustDomain>/ns/<ns>/sa/<sa>:
-// sidecar configuration only, which holds no key but its own, read from
-// files). DNS names and the subject entitle nothing.
+// sidecar configuration, which holds no key but its own, read from files,
+// and the rate limit service's, which holds no secret at all: destination
+// names and their limits). DNS names and the subject entitle nothing.
 func IdentityOf(cert *x509.Certificate, trustDomain string) Identity {
 	if len(cert.URIs) == 0 {
 		return Identity{Presented: describe(cert), Problem: "the certificate has no SPIFFE ID (URI SAN)"}
@@ -151,6 +152,10 @@ func (a *authorizer) authorize(k streamKey, node *core.Node) error {
 	ident := st.id
 	var err error
 	switch {
+	case ident == nil && role == translate.RoleRateLimit:
+		err = status.Errorf(codes.Unauthenticated,
+			"xds: rate limit service %q connected without a client certificate issued by the xDS client CA; this server requires a workload certificate (spiffe://%s/ns/<namespace>/sa/<service-account>, e.g. its pod's)",
+			node.GetId(), a.trustDomain)
 	case ident == nil && role == translate.RoleSidecar:
 		err = status.Errorf(codes.Unauthenticated,
 			"xds: sidecar %q of gateway group %q connected without a client certificate issued by the xDS client CA; this server requires its workload certificate (spiffe://%s/ns/<namespace>/sa/<service-account>)",
@@ -159,10 +164,18 @@ func (a *authorizer) authorize(k streamKey, node *core.Node) error {
 		err = status.Errorf(codes.Unauthenticated,
 			"xds: node %q asked for gateway group %q without a client certificate issued by the xDS client CA; this server requires one with the SPIFFE ID %s",
 			node.GetId(), group, translate.GatewaySPIFFEID(a.trustDomain, orPlaceholder(group)))
+	case ident.Problem != "" && role == translate.RoleRateLimit:
+		err = status.Errorf(codes.PermissionDenied,
+			"xds: node %q asked for the rate limit service's configuration with identity %s, which entitles nothing: %s",
+			node.GetId(), ident.Presented, ident.Problem)
 	case ident.Problem != "":
 		err = status.Errorf(codes.PermissionDenied,
 			"xds: node %q asked for the %s configuration of gateway group %q with identity %s, which entitles nothing: %s",
 			node.GetId(), role, group, ident.Presented, ident.Problem)
+	case role == translate.RoleRateLimit && !ident.Workload:
+		err = status.Errorf(codes.PermissionDenied,
+			"xds: node %q asked for the rate limit service's configuration with identity %s, which entitles gateway group %q's gateway configuration only; the rate limit service presents a workload certificate (spiffe://%s/ns/<namespace>/sa/<service-account>)",
+			node.GetId(), ident.Presented, ident.Group, a.trustDomain)
 	case role == translate.RoleSidecar && !ident.Workload:
 		err = status.Errorf(codes.PermissionDenied,
 			"xds: node %q asked for sidecar configuration with identity %s, which entitles gateway group %q's gateway configuration only; a sidecar presents its workload's certificate (spiffe://%s/ns/<namespace>/sa/<service-account>)",

@@ -73,7 +73,7 @@ func (p *Proxies) Status(group, node string) []ProxyStatus {
 		}
 		st := ProxyStatus{Node: px.NodeID, Group: px.Group, Address: px.Address, Protocol: px.Protocol,
 			Connected: px.Connected, Types: map[string]TypeSyncStatus{}}
-		for _, typ := range snapshot.Types {
+		for _, typ := range snapshot.TypesFor(px.Group) {
 			current := ""
 			if gs != nil {
 				current = gs.Type(typ).Version

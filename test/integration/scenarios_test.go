@@ -1084,7 +1084,7 @@ var scenarios = []Scenario{{
 			}
 		}
 	},
-}, {
+}, httpRulesScenario, {
 	Name:  "zero-nacks",
 	About: "over the whole run, every configuration was accepted",
 	Config: func(e *Env, c *check) {
