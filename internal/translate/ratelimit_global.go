@@ -231,7 +231,9 @@ func rateLimitService() *ratelimitconfv3.RateLimitServiceConfig {
 // the identity renders as NoSource, so every request has its entry and is
 // counted: a descriptor with a missing entry would not be sent at all.
 // CEL's split is off by default in Envoy; the namespace's formatter turns
-// it on for its one expression.
+// it on for its one expression. No read_only: Envoy 1.40 deprecates it and
+// ignores it (every filter state object is mutable); no other filter of
+// ours writes these keys, and a client cannot write filter state.
 func (t *translator) rateLimitSources(kinds map[intent.SourceKind]bool) *setfilterstatehttpv3.Config {
 	var values []*setfilterstatev3.FilterStateValue
 	for _, k := range sourceKinds {
@@ -251,7 +253,6 @@ func (t *translator) rateLimitSources(kinds map[intent.SourceKind]bool) *setfilt
 			Key:        &setfilterstatev3.FilterStateValue_ObjectKey{ObjectKey: sourceState(k)},
 			FactoryKey: "envoy.string",
 			Value:      &setfilterstatev3.FilterStateValue_FormatString{FormatString: f},
-			ReadOnly:   true,
 		})
 	}
 	return &setfilterstatehttpv3.Config{OnRequestHeaders: values}
