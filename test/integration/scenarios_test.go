@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -309,14 +310,28 @@ var scenarios = []Scenario{{
   rateLimit: {maxTokens: 3, tokensPerFill: 3, fillInterval: 1m}`
 	},
 	Config: func(e *Env, c *check) {
-		// The allow list and the rate limit come first; the listener's
-		// dynamic forward proxy filters (dynamic-ports) sit before the router.
+		// Authorization comes first (the allow list, then the methods and
+		// paths filter when a destination of the listener has rules: the
+		// http-rules scenario's, sharing this listener), then the rate
+		// limit; the listener's dynamic forward proxy filters
+		// (dynamic-ports) sit before the router, which is last.
 		hf := httpFilters(c.hcm(c.listener(e.listener("http", 80))))
-		if len(hf) >= 3 {
-			hf = append(hf[:2:2], hf[len(hf)-1])
+		want := []string{httpRBAC}
+		if slices.Contains(hf, httpOperationsRBAC) {
+			want = append(want, httpOperationsRBAC)
 		}
-		c.equal("HTTP filters", hf, []string{httpRBAC, httpRateLimit, "envoy.filters.http.router"})
+		want = append(want, httpRateLimit)
+		if len(hf) > len(want) {
+			c.equal("HTTP filters", append(slices.Clone(hf[:len(want)]), hf[len(hf)-1]), append(want, "envoy.filters.http.router"))
+		} else {
+			c.fail("HTTP filters %v: want %v, ..., router", hf, want)
+		}
 		vh := c.vhost(c.routes(e.listener("http", 80)), clusterName("rate-limit", "limited", 80))
+		// The destination has no rules: the operations filter, if the
+		// listener has one, does nothing for its requests.
+		if _, ok := c.route(vh).GetTypedPerFilterConfig()[httpOperationsRBAC]; ok {
+			c.fail("limited has no methods or paths, but its route has %s", httpOperationsRBAC)
+		}
 		rl := unpack[*lrlhttpv3.LocalRateLimit](c, c.route(vh).GetTypedPerFilterConfig()[httpRateLimit])
 		tb := rl.GetTokenBucket()
 		c.equal("bucket", fmt.Sprint(tb.GetMaxTokens(), tb.GetTokensPerFill().GetValue(), tb.GetFillInterval().AsDuration()), "3 3 1m0s")
