@@ -45,11 +45,15 @@ import (
 //     its chain (<destination>/source_not_allowed) forwards instead of
 //     closing; on HTTP routes the allow list becomes RBAC shadow rules,
 //     which never refuse. Logged with "audit": "source_not_allowed" and
-//     the "policy" that would have refused it.
+//     the "policy" that would have refused it;
+//   - a request outside a destination's methods and paths (HTTP ports):
+//     the rules are shadow rules too, logged with "audit":
+//     "method_or_path_not_allowed".
 // Counters: tcp.<listener>/audit_not_declared.*, the TCP proxy stats of
 // <destination>/source_not_allowed, vhost.egress_not_declared.route.
 // <listener>/audit_not_declared.*, and per HTTP destination the virtual
-// cluster vhost.<destination>.vcluster.source_not_allowed.*. Host names are
+// clusters vhost.<destination>.vcluster.source_not_allowed.* and
+// vhost.<destination>.vcluster.method_or_path_not_allowed.*. Host names are
 // in the logs only: no stat is named after a requested host.
 //
 // What audit never forwards: names that no intent could declare (IP
@@ -74,6 +78,9 @@ const (
 	// Values of the access log's "audit" field.
 	AuditNotDeclared      = "not_declared"
 	AuditSourceNotAllowed = "source_not_allowed"
+	// AuditOutsideRules: a request of an admitted source outside the
+	// destination's methods and paths (enforce: 403).
+	AuditOutsideRules = OperationNotAllowedPolicy
 	// HeldBackBody answers requests for a destination held back in audit
 	// mode (enforce answers NotDeclaredBody, as if it were not declared).
 	HeldBackBody = "egress-xds: this destination is held back (its TLS Secret cannot be used), so audit does not forward it"
@@ -306,24 +313,45 @@ func withFilter(logs []*accesslogv3.AccessLog, f *accesslogv3.AccessLogFilter) *
 	return &accesslogv3.AccessLog{Name: logs[0].GetName(), ConfigType: logs[0].GetConfigType(), Filter: f}
 }
 
-// auditRBACPerRoute turns a destination's allow list into shadow rules: a
-// DENY policy named source_not_allowed for every source the allow list
-// does not admit, so the shadow decision's policy is the log's "audit".
-// Nothing is enforced.
+// auditRBACPerRoute turns a destination's allow list and its methods and
+// paths into shadow rules: a DENY policy named source_not_allowed for every
+// source the allow list does not admit, and one named
+// method_or_path_not_allowed for the requests of admitted sources that no
+// entry's rules admit, so the shadow decision's policy is the log's
+// "audit". The two never match the same request (the second requires an
+// admitted source), whatever order Envoy tries them in. Nothing is
+// enforced.
 func (t *translator) auditRBACPerRoute(dp *destPort) *anypb.Any {
-	key := "audit\x00" + allowKey(dp.dest)
+	d := dp.dest
+	key := "audit\x00"
+	if d.Allow != nil {
+		key += allowKey(d)
+	}
+	if d.HasHTTPRules() {
+		key += "\x00" + rulesKey(d)
+	}
 	if a, ok := t.rbacPerRoute[key]; ok {
 		return a
 	}
-	allowed := t.rbacRules(dp.dest).GetPolicies()[allowPolicyName].GetPrincipals()
-	a := t.pack(&rbachttpv3.RBACPerRoute{Rbac: &rbachttpv3.RBAC{ShadowRules: &rbacv3.RBAC{
-		Action: rbacv3.RBAC_DENY,
-		Policies: map[string]*rbacv3.Policy{AuditSourceNotAllowed: {
+	policies := map[string]*rbacv3.Policy{}
+	var admitted *rbacv3.Principal
+	if d.Allow != nil {
+		admitted = orIDs(t.rbacRules(d).GetPolicies()[allowPolicyName].GetPrincipals()...)
+		policies[AuditSourceNotAllowed] = &rbacv3.Policy{
 			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
-			Principals: []*rbacv3.Principal{{Identifier: &rbacv3.Principal_NotId{NotId: &rbacv3.Principal{
-				Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: allowed}},
-			}}}},
-		}},
+			Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_NotId{NotId: admitted}}},
+		}
+	}
+	if d.HasHTTPRules() {
+		p := t.operationsPolicy(d)
+		if admitted != nil {
+			p.Principals = []*rbacv3.Principal{andIDs(admitted, p.Principals[0])}
+		}
+		policies[AuditOutsideRules] = p
+	}
+	a := t.pack(&rbachttpv3.RBACPerRoute{Rbac: &rbachttpv3.RBAC{ShadowRules: &rbacv3.RBAC{
+		Action:   rbacv3.RBAC_DENY,
+		Policies: policies,
 	}}})
 	if t.rbacPerRoute == nil {
 		t.rbacPerRoute = map[string]*anypb.Any{}
@@ -333,20 +361,31 @@ func (t *translator) auditRBACPerRoute(dp *destPort) *anypb.Any {
 }
 
 // auditDestination adds, in audit, what a destination's virtual host
-// needs: the virtual cluster counting its sources outside the allow list,
-// and on its route (the first) the policy the log names.
+// needs: the virtual clusters counting its sources outside the allow list
+// and its requests outside the methods and paths, and on its route (the
+// first) the allow list the log names as "policy".
 func (t *translator) auditDestination(vh *routev3.VirtualHost, dp *destPort) {
-	if !t.audit() || dp.dest.Allow == nil {
+	d := dp.dest
+	if !t.audit() {
 		return
 	}
-	vh.VirtualClusters = []*routev3.VirtualCluster{{
-		Name: AuditSourceNotAllowed,
-		Headers: []*routev3.HeaderMatcher{{Name: AuditHeader, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
-			StringMatch: exact(AuditSourceNotAllowed),
-		}}},
-	}}
+	count := func(name string) *routev3.VirtualCluster {
+		return &routev3.VirtualCluster{
+			Name: name,
+			Headers: []*routev3.HeaderMatcher{{Name: AuditHeader, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+				StringMatch: exact(name),
+			}}},
+		}
+	}
+	if d.HasHTTPRules() && dp.port.Protocol == intent.ProtocolHTTP {
+		vh.VirtualClusters = append(vh.VirtualClusters, count(AuditOutsideRules))
+	}
+	if d.Allow == nil {
+		return
+	}
+	vh.VirtualClusters = append(vh.VirtualClusters, count(AuditSourceNotAllowed))
 	if len(vh.Routes) > 0 {
-		vh.Routes[0].Metadata = routeMetadata(map[string]any{"policy": allowPolicyText(dp.dest)})
+		vh.Routes[0].Metadata = routeMetadata(map[string]any{"policy": allowPolicyText(d)})
 	}
 }
 

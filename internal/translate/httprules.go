@@ -29,6 +29,11 @@ import (
 // are principals as well as permissions). An entry with no rules admits
 // whatever its source asks; without an allow list the destination's rules
 // are the one entry.
+//
+// In audit (a group's mode: audit) nothing here refuses: the policy joins
+// the allow list's shadow rules on the first RBAC filter
+// (auditRBACPerRoute), so a request outside the rules passes and is
+// logged with "audit": "method_or_path_not_allowed".
 
 const (
 	operationsRBACFilter = "envoy.filters.http.rbac.operations"
@@ -40,9 +45,10 @@ const (
 
 // operationsFilters is the connection manager's rules filter when one of
 // its destinations has rules: no rules of its own, so it enforces only the
-// per-route ones. Gateways only: sidecars leave authorization to them.
+// per-route ones. Gateways only: sidecars leave authorization to them;
+// none in audit, whose rules are shadow rules of the allow list's filter.
 func (t *translator) operationsFilters(dps []*destPort) []*hcmv3.HttpFilter {
-	if t.opts.Role != RoleGateway || !anyRules(dps, (*intent.Destination).HasHTTPRules) {
+	if t.opts.Role != RoleGateway || t.audit() || !anyRules(dps, (*intent.Destination).HasHTTPRules) {
 		return nil
 	}
 	return []*hcmv3.HttpFilter{{Name: operationsRBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&rbachttpv3.RBAC{})}}}
@@ -75,7 +81,7 @@ func normalizePaths(hcm *hcmv3.HttpConnectionManager, dps []*destPort) {
 // Destinations with the same rules share one packed config.
 func (t *translator) operationsPerRoute(dp *destPort) *anypb.Any {
 	d := dp.dest
-	if t.opts.Role != RoleGateway || !d.HasHTTPRules() {
+	if t.opts.Role != RoleGateway || t.audit() || !d.HasHTTPRules() {
 		return nil
 	}
 	key := rulesKey(d)
@@ -92,6 +98,15 @@ func (t *translator) operationsPerRoute(dp *destPort) *anypb.Any {
 
 // operationsRules denies what no allow entry admits with its rules.
 func (t *translator) operationsRules(d *intent.Destination) *rbacv3.RBAC {
+	return &rbacv3.RBAC{
+		Action:   rbacv3.RBAC_DENY,
+		Policies: map[string]*rbacv3.Policy{OperationNotAllowedPolicy: t.operationsPolicy(d)},
+	}
+}
+
+// operationsPolicy matches the requests no allow entry admits with its
+// rules.
+func (t *translator) operationsPolicy(d *intent.Destination) *rbacv3.Policy {
 	var entries []*rbacv3.Principal
 	if d.Allow == nil {
 		entries = append(entries, operations(d.Methods, d.Paths))
@@ -109,12 +124,9 @@ func (t *translator) operationsRules(d *intent.Destination) *rbacv3.RBAC {
 	if len(entries) > 0 {
 		refused = &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: orIDs(entries...)}}
 	}
-	return &rbacv3.RBAC{
-		Action: rbacv3.RBAC_DENY,
-		Policies: map[string]*rbacv3.Policy{OperationNotAllowedPolicy: {
-			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
-			Principals:  []*rbacv3.Principal{refused},
-		}},
+	return &rbacv3.Policy{
+		Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
+		Principals:  []*rbacv3.Principal{refused},
 	}
 }
 

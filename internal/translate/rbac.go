@@ -92,11 +92,11 @@ func (t *translator) httpRBACBase() *anypb.Any { return t.pack(&rbachttpv3.RBAC{
 // Destinations with the same allow list share one packed config: it holds
 // nothing else.
 func (t *translator) httpRBACPerRoute(dp *destPort) *anypb.Any {
+	if t.audit() && (dp.dest.Allow != nil || dp.dest.HasHTTPRules()) {
+		return t.auditRBACPerRoute(dp)
+	}
 	if dp.dest.Allow == nil {
 		return nil
-	}
-	if t.audit() {
-		return t.auditRBACPerRoute(dp)
 	}
 	key := allowKey(dp.dest)
 	if a, ok := t.rbacPerRoute[key]; ok {
