@@ -87,6 +87,9 @@ func discoverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "discover: %d line(s), %d audited (%d refused even in audit, %d unusable, %d from another trust domain, %d over --max-destinations); proposed: %d new ConfigMap(s), %d widening(s)\n",
 		s.Lines, s.Audited, s.Refused, s.Unusable, s.OtherTrustDomain, s.OverLimit, len(res.Proposals)-widenings, widenings)
+	if s.OutsideRules > 0 {
+		fmt.Fprintf(stderr, "discover: %d line(s) of requests outside their destination's methods and paths: nothing is proposed for them; widen methods or paths by hand if they are needed\n", s.OutsideRules)
+	}
 	if s.SourcesNotKept > 0 {
 		fmt.Fprintf(stderr, "discover: %d line(s) from sources beyond %d per destination were not kept: their allow lists are incomplete\n", s.SourcesNotKept, discover.DefaultMaxSources)
 	}

@@ -63,6 +63,10 @@ type Stats struct {
 	// OtherTrustDomain: lines from a workload identity the server's mesh
 	// cannot admit.
 	OtherTrustDomain int
+	// OutsideRules: requests of admitted sources outside their
+	// destination's methods and paths. Nothing is proposed for them:
+	// widening rules is a judgement discover leaves to a person.
+	OutsideRules int
 	// OverLimit: lines of destinations beyond MaxDestinations;
 	// SourcesNotKept: of sources beyond MaxSources.
 	OverLimit, SourcesNotKept int
@@ -230,6 +234,9 @@ func (c *Collector) Add(line []byte) {
 			k.group, k.cluster = strings.Clone(k.group), strings.Clone(k.cluster)
 			c.widen[k] = d
 		}
+	case "method_or_path_not_allowed":
+		c.Stats.OutsideRules++
+		return
 	default:
 		c.Stats.Unusable++
 		return

@@ -60,7 +60,7 @@ func propose(t testing.TB, lines []byte, cur []compile.ConfigMap) (Result, Stats
 // testdata/audit.log holds every kind of audit line (TLS by SNI, HTTP by
 // Host, CONNECT as TLS and TCP, absolute-form, the mesh with an identity,
 // lines wrapped by log collectors, a refused one, a source outside an
-// allow list) and hostile ones (an IP SNI, another trust domain, a group
+// allow list, a request outside its destination's methods and paths) and hostile ones (an IP SNI, another trust domain, a group
 // and a host that try to inject YAML, a wildcard at a public suffix, a
 // CONNECT to the forward proxy's own port). The proposals are
 // testdata/proposed.txt (go test -update rewrites it).
@@ -243,5 +243,18 @@ func TestCIDRAggregation(t *testing.T) {
 	want := "10.0.0.0/28 10.0.1.200/32 2001:db8::/120"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("got %v, want %s", got, want)
+	}
+}
+
+// A request outside its destination's methods and paths is counted apart,
+// neither proposed (widening rules is for a person) nor unusable.
+func TestOutsideRulesCounted(t *testing.T) {
+	c := NewCollector(Options{})
+	c.Add([]byte(`{"listener":"http_80","audit":"method_or_path_not_allowed","group":"g","port":"80","destination":"apps/egress/web/80","authority":"web.example.com","method":"POST","downstream_address":"10.0.0.5:1"}`))
+	if c.Stats.OutsideRules != 1 || c.Stats.Unusable != 0 || len(c.dests) != 0 || len(c.widen) != 0 {
+		t.Fatalf("stats %+v, %d destinations, %d widenings", c.Stats, len(c.dests), len(c.widen))
+	}
+	if res := c.Propose(nil, intent.ResolveOptions{}); len(res.Proposals) != 0 {
+		t.Fatalf("proposed %v", res.Proposals)
 	}
 }

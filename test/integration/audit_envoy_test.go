@@ -35,9 +35,11 @@ import (
 // Audit mode end to end with a real gateway, the adoption path of the
 // README: a group in audit passes traffic to undeclared hosts (by Host,
 // by SNI, CONNECT and absolute-form through the explicit proxy) and to
-// declared hosts from a source outside their allow list, and logs each;
-// discover turns that log into intents; applied, and the group switched to
-// enforce, the same traffic passes, and anything else is refused. Audit
+// declared hosts from a source outside their allow list or outside their
+// methods and paths, and logs each; discover turns that log into intents
+// (none for requests outside the rules: it counts them); applied, and the
+// group switched to enforce, the same traffic passes, and anything else
+// is refused (the requests outside the rules too). Audit
 // never forwards to a refused network (here the gateway's own 127.0.0.1)
 // nor to a name no intent could declare.
 //
@@ -78,6 +80,11 @@ func testAudit(t *testing.T, a *auditStack) {
 		t.Error("audit forwarded an SNI that resolves to the gateway's own address")
 	}
 	web, tlsDest := fmt.Sprintf("apps/audit-app/known-web/%d", a.httpPort), fmt.Sprintf("apps/audit-app/known-tls/%d", a.tlsPort)
+	ruled := fmt.Sprintf("apps/audit-app/ruled-web/%d", a.httpPort)
+	// A method outside the destination's rules passes in audit.
+	if code, body := a.httpDo(src1, http.MethodPost, "ruled-web.audit.test"); code != http.StatusOK || body != "upstream ruled-web.audit.test" {
+		t.Errorf("audit refused a POST outside ruled-web's methods: %d %q", code, body)
+	}
 	for what, match := range map[string]func(map[string]any) bool{
 		"HTTP to an undeclared host": func(e map[string]any) bool {
 			return e["audit"] == "not_declared" && e["authority"] == "other-web.audit.test" && e["port"] == strconv.Itoa(int(a.httpPort)) && e["group"] == group
@@ -92,6 +99,9 @@ func testAudit(t *testing.T, a *auditStack) {
 			return e["audit"] == "source_not_allowed" && e["destination"] == web && e["policy"] == "allow: cidr 127.0.0.1/32" &&
 				strings.HasPrefix(fmt.Sprint(e["downstream_address"]), "127.0.0.3:")
 		},
+		"HTTP outside the destination's methods": func(e map[string]any) bool {
+			return e["audit"] == translate.AuditOutsideRules && e["destination"] == ruled && e["method"] == "POST" && e["response_code"] == float64(200)
+		},
 		"TLS from a source outside the allow list": func(e map[string]any) bool {
 			return e["audit"] == "source_not_allowed" && e["destination"] == tlsDest && e["policy"] == "allow: cidr 127.0.0.1/32"
 		},
@@ -101,6 +111,7 @@ func testAudit(t *testing.T, a *auditStack) {
 	// Counted per destination and per reason; no stat names a requested host.
 	for _, s := range []string{
 		"vhost." + web + ".vcluster.source_not_allowed.upstream_rq_total",
+		"vhost." + ruled + ".vcluster." + translate.AuditOutsideRules + ".upstream_rq_total",
 		"tcp." + tlsDest + "/source_not_allowed.downstream_cx_total",
 		fmt.Sprintf("tcp.tls_%d/audit_not_declared.downstream_cx_total", a.tlsPort),
 		fmt.Sprintf("vhost.egress_not_declared.route.http_%d/audit_not_declared.upstream_rq_total", a.httpPort),
@@ -167,6 +178,18 @@ func testAudit(t *testing.T, a *auditStack) {
 	if err := a.tlsGet(src4, a.tlsPort, "known-tls.audit.test"); err == nil {
 		t.Error("enforce passed TLS from a source never seen")
 	}
+	// Discover proposes nothing for requests outside the rules: enforce
+	// refuses them again, and lets the rules' own through.
+	if code, _ := a.httpDo(src1, http.MethodPost, "ruled-web.audit.test"); code != http.StatusForbidden {
+		t.Errorf("enforce passed a POST outside ruled-web's methods: %d", code)
+	}
+	if err := a.httpGet(src1, "ruled-web.audit.test", "upstream ruled-web.audit.test"); err != nil {
+		t.Errorf("enforce: a GET within ruled-web's methods: %v", err)
+	}
+	a.waitLog(t, "the request outside the rules refused in enforce", func(e map[string]any) bool {
+		return e["destination"] == ruled && e["method"] == "POST" && e["response_code"] == float64(403) &&
+			e["response_code_details"] == "rbac_access_denied_matched_policy["+translate.OperationNotAllowedPolicy+"]"
+	})
 	// In enforce nothing is logged with audit: what passes is declared,
 	// the rest refused with its reason.
 	a.waitLog(t, "the refused host in enforce", func(e map[string]any) bool {
@@ -251,7 +274,7 @@ func newAuditStack(t *testing.T, bin string, mode xdstest.Mode) *auditStack {
 	t.Cleanup(cancel)
 	up := netip.MustParseAddr("127.0.0.2")
 	dns, err := fakeservices.StartDNS(ctx, "127.0.0.1", map[string][]netip.Addr{
-		"known-web.audit.test": {up}, "other-web.audit.test": {up}, "abs.audit.test": {up}, "never.audit.test": {up},
+		"known-web.audit.test": {up}, "other-web.audit.test": {up}, "ruled-web.audit.test": {up}, "abs.audit.test": {up}, "never.audit.test": {up},
 		"known-tls.audit.test": {up}, "other-tls.audit.test": {up}, "tunnel.audit.test": {up},
 		"loop.audit.test": {netip.MustParseAddr("127.0.0.1")},
 	})
@@ -279,7 +302,11 @@ data:
         host: known-tls.audit.test
         ports: [{number: %d, protocol: TLS}]
         allow: [{cidr: 127.0.0.1/32}]
-`, group, a.httpPort, a.tlsPort))
+      - name: ruled-web
+        host: ruled-web.audit.test
+        ports: [{number: %d, protocol: HTTP}]
+        methods: [GET]
+`, group, a.httpPort, a.tlsPort, a.httpPort))
 	a.opts = translate.Options{ListenerAddress: "127.0.0.1", ForwardProxyPort: a.fwdProxy, SettingsNamespace: "egress-xds",
 		DNSResolvers: []netip.AddrPort{netip.MustParseAddrPort(dns.Addr)},
 		// The gateway's own address stays refused; the upstreams' is
@@ -350,7 +377,11 @@ func dialer(src netip.Addr) *net.Dialer {
 }
 
 func (a *auditStack) httpCode(src netip.Addr, host string) (int, string) {
-	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", a.httpPort), nil)
+	return a.httpDo(src, http.MethodGet, host)
+}
+
+func (a *auditStack) httpDo(src netip.Addr, method, host string) (int, string) {
+	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d/", a.httpPort), nil)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -504,6 +535,9 @@ func (a *auditStack) discover(t *testing.T, logFile string) discover.Result {
 		t.Fatal(err)
 	}
 	res := c.Propose(cms, ro)
+	if c.Stats.OutsideRules < 1 {
+		t.Errorf("discover did not count the request outside the rules: %+v", c.Stats)
+	}
 	for _, p := range res.Proposals {
 		if !bytes.Contains(p.Manifest, []byte("127.0.0.")) {
 			t.Errorf("%s proposes no source:\n%s", p.ConfigMap, p.Manifest)
