@@ -17,6 +17,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/egress-xds/egress-xds/envoy/bootstrap"
+	"github.com/egress-xds/egress-xds/internal/snapshot"
+	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/watch"
 	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
 )
@@ -98,7 +100,7 @@ func TestComposeFile(t *testing.T) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	if want := []string{svcClient, svcGateway1, svcGateway2, svcFakes, svcXDS}; !slices.Equal(names, want) {
+	if want := []string{svcClient, svcGateway1, svcGateway2, svcFakes, svcRateLimit, svcRedis, svcXDS}; !slices.Equal(names, want) {
 		t.Fatalf("services %v, want %v", names, want)
 	}
 	certsDir := path.Dir(env.SystemCABundle)
@@ -112,7 +114,9 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s publishes %d on %q:%q; want 127.0.0.1 and a port Docker picks", s.Name, port.Target, port.HostIP, port.Published)
 			}
 		}
-		if s.Build == nil && !regexp.MustCompile(`:v?\d+\.\d+\.\d+$`).MatchString(s.Image) {
+		// The rate limit project tags no releases: its image is pinned
+		// to the commit the tests build (TestComposeRateLimit).
+		if s.Build == nil && s.Name != svcRateLimit && !regexp.MustCompile(`:v?\d+\.\d+\.\d+$`).MatchString(s.Image) {
 			t.Errorf("%s: image %q is not pinned to a release", s.Name, s.Image)
 		}
 	}
@@ -131,6 +135,7 @@ func TestComposeFile(t *testing.T) {
 		flagValue(cmd, "--mesh-port") != strconv.Itoa(int(mesh.Port)) || flagValue(cmd, "--mesh-cert-dir") != mesh.CertDir ||
 		flagValue(cmd, "--mesh-gateway-address") != mesh.GatewayAddress || slices.Contains(cmd, "--mesh-trust-domain") ||
 		flagValue(cmd, "--origination-secret-dir") != env.OriginationSecretDir ||
+		flagValue(cmd, "--ratelimit-address") != env.RateLimitAddress ||
 		mesh.TrustDomain != "cluster.local" {
 		t.Errorf("xds-server command %v disagrees with composeEnv %+v", cmd, env)
 	}
@@ -255,6 +260,66 @@ func TestComposeFile(t *testing.T) {
 	}
 	if client.DependsOn[svcGateway1].Condition != types.ServiceConditionHealthy || client.DependsOn[svcGateway2].Condition != types.ServiceConditionHealthy {
 		t.Errorf("client depends on %+v", client.DependsOn)
+	}
+}
+
+// The global rate limit service of the stack: the commit the tests build,
+// its configuration from xds-server over xDS as the rate limit role, its
+// counters in a Redis that nothing else reaches, its gRPC port where the
+// gateways are told to ask.
+func TestComposeRateLimit(t *testing.T) {
+	p, root := loadCompose(t)
+	env := composeEnv()
+	rl := service(t, p, svcRateLimit)
+	mod, err := os.ReadFile(filepath.Join(root, "tools/ratelimit/go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`github\.com/envoyproxy/ratelimit v\S+-([0-9a-f]{12})\b`).FindSubmatch(mod)
+	if m == nil || rl.Image != "envoyproxy/ratelimit:"+string(m[1][:8]) {
+		t.Errorf("ratelimit image %q: want envoyproxy/ratelimit:<the first 8 hex digits of the commit tools/ratelimit/go.mod pins>", rl.Image)
+	}
+	e := func(s types.ServiceConfig, k string) string {
+		if v := s.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	if e(rl, "CONFIG_TYPE") != "GRPC_XDS_SOTW" || e(rl, "CONFIG_GRPC_XDS_SERVER_URL") != fmt.Sprintf("%s:%d", svcXDS, xdsPort) ||
+		e(rl, "CONFIG_GRPC_XDS_NODE_METADATA") != snapshot.RoleMetadataKey+"="+string(translate.RoleRateLimit) {
+		t.Errorf("ratelimit does not fetch its configuration from %s:%d as the rate limit role: %v", svcXDS, xdsPort, rl.Environment)
+	}
+	if e(rl, "BACKEND_TYPE") != "redis" || e(rl, "REDIS_URL") != svcRedis+":6379" {
+		t.Errorf("ratelimit counts in %q %q, want redis at %s:6379", e(rl, "BACKEND_TYPE"), e(rl, "REDIS_URL"), svcRedis)
+	}
+	if env.RateLimitAddress != svcRateLimit+":"+e(rl, "GRPC_PORT") {
+		t.Errorf("the gateways ask %s, the service listens on %s:%s", env.RateLimitAddress, svcRateLimit, e(rl, "GRPC_PORT"))
+	}
+	if e(rl, "DEBUG_HOST") != "127.0.0.1" {
+		t.Errorf("ratelimit's debug port is open on %q", e(rl, "DEBUG_HOST"))
+	}
+	xds, gw := service(t, p, svcXDS), service(t, p, svcGateway1)
+	for _, n := range networks(xds) {
+		if !slices.Contains(networks(rl), n) || !slices.Contains(networks(gw), n) {
+			t.Errorf("network %s: xds-server %v, ratelimit %v, gateway %v: want one the three share", n, networks(xds), networks(rl), networks(gw))
+		}
+	}
+	redis := service(t, p, svcRedis)
+	if got := networks(redis); len(got) != 1 || !slices.Contains(networks(rl), got[0]) {
+		t.Errorf("redis networks %v: want one it shares with ratelimit alone", got)
+	}
+	for _, s := range p.Services {
+		if s.Name != svcRedis && s.Name != svcRateLimit && slices.Contains(networks(s), networks(redis)[0]) {
+			t.Errorf("%s reaches redis (network %s)", s.Name, networks(redis)[0])
+		}
+	}
+	for _, s := range []types.ServiceConfig{rl, redis} {
+		if s.User == "" || s.User == "root" || s.User == "0" || !s.ReadOnly || len(s.Ports) > 0 {
+			t.Errorf("%s: user %q, read-only %v, published %v: want a user, read-only, nothing published", s.Name, s.User, s.ReadOnly, s.Ports)
+		}
+	}
+	if rl.DependsOn[svcRedis].Condition != types.ServiceConditionHealthy || rl.DependsOn[svcXDS].Condition != types.ServiceConditionHealthy || redis.HealthCheck == nil {
+		t.Errorf("ratelimit depends on %+v; redis healthcheck %v", rl.DependsOn, redis.HealthCheck)
 	}
 }
 

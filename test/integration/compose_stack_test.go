@@ -22,13 +22,15 @@ import (
 // Service names and ports of docker-compose.yaml the harness relies on
 // (TestComposeFile checks them).
 const (
-	svcXDS      = "xds-server"
-	svcGateway1 = "egress-gateway-1" // the external names resolve to it
-	svcGateway2 = "egress-gateway-2" // the explicit proxy of the client
-	svcFakes    = fakesHost
-	svcClient   = "client"
-	xdsPort     = 18000
-	adminPort   = 9090
+	svcXDS       = "xds-server"
+	svcGateway1  = "egress-gateway-1" // the external names resolve to it
+	svcGateway2  = "egress-gateway-2" // the explicit proxy of the client
+	svcFakes     = fakesHost
+	svcClient    = "client"
+	svcRateLimit = "ratelimit"
+	svcRedis     = "redis"
+	xdsPort      = 18000
+	adminPort    = 9090
 )
 
 // dockerMissing says why the compose stack cannot run here; "" when it can.

@@ -71,6 +71,9 @@ type Env struct {
 	// DNSResolver is the test DNS server the gateways resolve with
 	// (--dns-resolver); empty: their system resolver.
 	DNSResolver string
+	// RateLimitAddress is the global rate limit service as the gateways
+	// reach it (--ratelimit-address); empty: none.
+	RateLimitAddress string
 }
 
 // composeEnv is docker-compose.yaml: fake services by their service name,
@@ -95,6 +98,7 @@ func composeEnv() *Env {
 		MeshCertDir:      "/certs/" + fakeservices.MeshDir,
 		// The gateways mount the certs volume at /certs.
 		OriginationSecretDir: "/certs/" + fakeservices.SecretsDir,
+		RateLimitAddress:     svcRateLimit + ":8081",
 	}
 }
 
@@ -147,6 +151,9 @@ func (e *Env) translateOptions() translate.Options {
 		OriginationSecretDir: e.OriginationSecretDir, SettingsNamespace: "egress-xds"}
 	if e.DNSResolver != "" {
 		o.DNSResolvers = []netip.AddrPort{netip.MustParseAddrPort(e.DNSResolver)}
+	}
+	if e.RateLimitAddress != "" {
+		o.RateLimitService = &translate.RateLimitServiceOptions{Address: e.RateLimitAddress}
 	}
 	return o
 }
