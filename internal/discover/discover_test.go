@@ -60,10 +60,12 @@ func propose(t testing.TB, lines []byte, cur []compile.ConfigMap) (Result, Stats
 // testdata/audit.log holds every kind of audit line (TLS by SNI, HTTP by
 // Host, CONNECT as TLS and TCP, absolute-form, the mesh with an identity,
 // lines wrapped by log collectors, a refused one, a source outside an
-// allow list, a request outside its destination's methods and paths) and hostile ones (an IP SNI, another trust domain, a group
-// and a host that try to inject YAML, a wildcard at a public suffix, a
-// CONNECT to the forward proxy's own port). The proposals are
-// testdata/proposed.txt (go test -update rewrites it).
+// allow list, one whose destination has per-entry methods, a request
+// outside its destination's methods and paths) and hostile ones (an IP
+// SNI, another trust domain, a group and a host that try to inject YAML,
+// a wildcard at a public suffix, a CONNECT to the forward proxy's own
+// port). The proposals are testdata/proposed.txt (go test -update
+// rewrites it).
 func TestProposeGolden(t *testing.T) {
 	lines, err := os.ReadFile("testdata/audit.log")
 	if err != nil {

@@ -418,6 +418,12 @@ func (c *Collector) widenings(cur []*intent.Intent, byKey map[string]compile.Con
 			continue
 		}
 		cm := in.Origin.ConfigMap()
+		if dest.HasHTTPRules() {
+			// An added entry has no rules of its own: the destination's
+			// apply to it, which may be none where other entries have
+			// their own.
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: the sources added get the destination's own methods and paths (%s), not those of its other allow entries: review them", wk.cluster, rulesText(dest)))
+		}
 		edits[cm] = append(edits[cm], edit{key: doc.Origin.Key, dest: dest.Name, src: add, seen: d.seen})
 	}
 	var out []Proposal
@@ -453,6 +459,29 @@ func (c *Collector) widenings(cur []*intent.Intent, byKey map[string]compile.Con
 		})
 	}
 	return out
+}
+
+// rulesText says what the destination's own methods and paths admit.
+func rulesText(d *intent.Destination) string {
+	if len(d.Methods) == 0 && len(d.Paths) == 0 {
+		return "none: every request"
+	}
+	var parts []string
+	if len(d.Methods) > 0 {
+		parts = append(parts, "methods "+strings.Join(d.Methods, ", "))
+	}
+	if len(d.Paths) > 0 {
+		var ps []string
+		for _, p := range d.Paths {
+			if p.Prefix != "" {
+				ps = append(ps, "prefix "+p.Prefix)
+			} else {
+				ps = append(ps, "exact "+p.Exact)
+			}
+		}
+		parts = append(parts, "paths "+strings.Join(ps, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // findCluster finds the current destination whose cluster (translate's
