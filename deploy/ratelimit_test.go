@@ -72,12 +72,21 @@ func serviceNames(name string) []string {
 	return []string{name, name + "." + namespace, name + "." + namespace + ".svc", name + "." + namespace + ".svc.cluster.local"}
 }
 
+// rateLimitPod is deploy/'s objects, its Certificates, and the rate limit
+// service's Deployment, container and environment.
+func rateLimitPod(t *testing.T) ([]object, map[string]*certManagerObject, *appsv1.Deployment, corev1.Container, map[string]string) {
+	t.Helper()
+	objs := manifests(t)
+	d := one[*appsv1.Deployment](t, objs, "ratelimit")
+	c := d.Spec.Template.Spec.Containers[0]
+	return objs, certificates(objs), d, c, env(c)
+}
+
 // The gateways reach the rate limit service over TLS, verifying it with
 // the CA of their own xDS Secret against the name they dial, which the
 // service's certificate carries; xds-server's flags are valid.
 func TestRateLimitServiceForGateways(t *testing.T) {
-	objs := manifests(t)
-	certs := certificates(objs)
+	objs, certs, rl, c, re := rateLimitPod(t)
 	srv := one[*appsv1.Deployment](t, objs, "xds-server")
 	e := env(srv.Spec.Template.Spec.Containers[0])
 	addr := e["EGRESS_XDS_RATELIMIT_ADDRESS"]
@@ -89,9 +98,6 @@ func TestRateLimitServiceForGateways(t *testing.T) {
 		t.Errorf("EGRESS_XDS_RATELIMIT_CA_FILE %q: want the CA of the gateways' own xDS Secret, %s/ca.crt", o.CAFile, gatewayCertDir)
 	}
 	host, _, _ := net.SplitHostPort(addr)
-	rl := one[*appsv1.Deployment](t, objs, "ratelimit")
-	c := rl.Spec.Template.Spec.Containers[0]
-	re := env(c)
 	sp := servicePort(t, objs, "ratelimit", addr)
 	if p := ports(c)[sp.TargetPort.String()]; strconv.Itoa(int(p)) != re["GRPC_PORT"] {
 		t.Errorf("the Service's port %d targets %q (%d), the service's gRPC port is %s", sp.Port, sp.TargetPort.String(), p, re["GRPC_PORT"])
@@ -136,11 +142,7 @@ func TestRateLimitServiceForGateways(t *testing.T) {
 // secure xDS as the rate limit role, with a workload certificate that node
 // authorization admits for that role: the name of its ServiceAccount.
 func TestRateLimitServiceFetchesOverXDS(t *testing.T) {
-	objs := manifests(t)
-	certs := certificates(objs)
-	rl := one[*appsv1.Deployment](t, objs, "ratelimit")
-	c := rl.Spec.Template.Spec.Containers[0]
-	e := env(c)
+	objs, certs, rl, c, e := rateLimitPod(t)
 	if e["CONFIG_TYPE"] != "GRPC_XDS_SOTW" || e["CONFIG_GRPC_XDS_NODE_METADATA"] != snapshot.RoleMetadataKey+"="+string(translate.RoleRateLimit) {
 		t.Errorf("CONFIG_TYPE %q, CONFIG_GRPC_XDS_NODE_METADATA %q: want GRPC_XDS_SOTW and %s=%s", e["CONFIG_TYPE"], e["CONFIG_GRPC_XDS_NODE_METADATA"], snapshot.RoleMetadataKey, translate.RoleRateLimit)
 	}
@@ -192,11 +194,7 @@ func TestRateLimitServiceFetchesOverXDS(t *testing.T) {
 // Redis takes mutual TLS only, from the rate limit service, whose client
 // certificate comes from the same CA as Redis's.
 func TestRedisForTheRateLimitService(t *testing.T) {
-	objs := manifests(t)
-	certs := certificates(objs)
-	rl := one[*appsv1.Deployment](t, objs, "ratelimit")
-	rc := rl.Spec.Template.Spec.Containers[0]
-	e := env(rc)
+	objs, certs, rl, rc, e := rateLimitPod(t)
 	if e["BACKEND_TYPE"] != "redis" || e["REDIS_TLS"] != "true" || e["REDIS_TYPE"] != "SINGLE" || e["REDIS_SOCKET_TYPE"] != "tcp" {
 		t.Errorf("BACKEND_TYPE %q REDIS_TLS %q REDIS_TYPE %q REDIS_SOCKET_TYPE %q", e["BACKEND_TYPE"], e["REDIS_TLS"], e["REDIS_TYPE"], e["REDIS_SOCKET_TYPE"])
 	}
