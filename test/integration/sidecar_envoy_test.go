@@ -49,7 +49,7 @@ var (
 //
 //	                        checkout (payments)   invoices (billing)
 //	api.github.com:443      yes (principal)       yes (namespace)
-//	api.external-service:80 yes (namespace)       no
+//	api.external-service:80 GET, HEAD (namespace) no
 //	external-db:5432        yes (principal)       no
 //	mesh-api:443            no                    yes (namespace)
 //	*.wild.localhost:443    yes (namespace)       no
@@ -65,7 +65,7 @@ func sidecarsIntent(e *Env) string {
   ports: [{number: 80, protocol: HTTP}]
   tls: {mode: SIMPLE}
   endpoints: [`+e.ep(fakeservices.ServiceTLS)+`]
-  allow: [{namespace: payments}]
+  allow: [{namespace: payments, methods: [GET, HEAD]}]
 - name: db
   host: external-db.example.com
   ports: [{number: 5432, protocol: TCP}]
@@ -528,10 +528,16 @@ func connectOn(conn net.Conn, authority string) (int, net.Conn, error) {
 
 // proxyRequest sends an absolute-form GET through an explicit proxy, as
 // an HTTP_PROXY client does.
-func proxyRequest(proxy, u string) (response, error) {
+func proxyRequest(proxy, u string) (response, error) { return proxyDo(proxy, http.MethodGet, u) }
+
+func proxyDo(proxy, method, u string) (response, error) {
 	tr := &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxy})}
 	c := &http.Client{Transport: tr, Timeout: requestTimeout}
-	resp, err := c.Get(u)
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return response{}, err
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return response{}, err
 	}
@@ -669,6 +675,16 @@ func TestSidecarEnvoy(t *testing.T) {
 			t.Fatalf("absolute-form request through the sidecar: %d %+v %q %v, want TLS originated by the gateway", r.code, r.reply, r.body, err)
 		}
 		s.admittedByGateway(t, checkoutID, "api.external-service.com")
+		// Admitted by the allow list, refused by its entry's methods, with
+		// the identity the gateway verified in the log.
+		if r, err := proxyDo(proxy, http.MethodPost, "http://api.external-service.com/orders"); err != nil || r.code != http.StatusForbidden ||
+			!strings.Contains(r.body, "RBAC: access denied") {
+			t.Fatalf("a POST from payments, allowed GET and HEAD: %d %q %v, want 403 RBAC: access denied", r.code, r.body, err)
+		}
+		(&Traffic{}).waitLog(t, s.gw, "the POST refused by its methods", func(e logEntry) bool {
+			return e.get("listener") == s.env.mesh() && e.get("peer_identity") == checkoutID && e.get("method") == "POST" &&
+				e.get("response_code") == "403" && e.get("response_code_details") == operationRefused
+		})
 
 		// Admitted by the mesh, refused by the allow list: billing only.
 		refusedConnect(t, billing)
