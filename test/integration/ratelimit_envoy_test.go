@@ -337,6 +337,11 @@ func TestGlobalRateLimitEnvoy(t *testing.T) {
 		waitAccessLog(t, gws[0].localGateway, func(e logEntry) bool {
 			return e.get("authority") == "hard.example.com" && e.get("response_code") == "503" && e.get("response_code_details") == "rate_limiter_error"
 		})
+		// The fail-closed filter counts under its stat prefix.
+		hard := "cluster.apps/rl/hard/80.ratelimit.fail_closed.error"
+		if n := (&Traffic{}).stat(t, gws[0].localGateway, hard); n < 1 {
+			t.Errorf("%s = %d, want the refused request counted", hard, n)
+		}
 	})
 }
 
