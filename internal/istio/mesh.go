@@ -130,7 +130,7 @@ func (im *importer) peerAuthentications() {
 			}
 			var keep []intent.Source
 			for _, src := range *s.allow {
-				if src.CIDR == "" {
+				if src.CIDR == "" && !everySource(src) {
 					keep = append(keep, src)
 				}
 			}

@@ -446,6 +446,9 @@ func (im *importer) subtract(o *object, path string, s *slot, a alt) {
 	var keep []intent.Source
 	for _, src := range *s.allow {
 		switch {
+		case everySource(src):
+			inexact("every source but " + altText(a) + " (" + opsOf(src).String() + ")")
+			return
 		case src.CIDR != "" && a.cidrs != nil:
 			pfx, _ := intent.ParseCIDR(src.CIDR)
 			covered, overlaps := false, false
@@ -552,6 +555,9 @@ func (im *importer) exportTo() {
 				switch {
 				case src.Namespace != "" && contains(ns, src.Namespace), src.Principal != "" && contains(ns, nsOf(src.Principal)):
 					keep = append(keep, src)
+				case everySource(src):
+					keep = append(keep, inNamespaces(src, ns)...)
+					im.rep.add(o, "spec.exportTo", StatusCarried, sourceText(src)+": only workloads of "+strings.Join(ns, ", ")+" saw it: allow namespaces "+strings.Join(ns, ", ")+" with the same rules", s)
 				default:
 					dropped = true
 					st := StatusCarried
@@ -569,7 +575,7 @@ func (im *importer) exportTo() {
 				s.hold("no source its AuthorizationPolicies admit is in a namespace its ServiceEntry is exported to")
 				continue
 			}
-			s.allow = &keep
+			s.allow = allowOf(keep)
 		}
 	}
 }
@@ -602,9 +608,15 @@ func (im *importer) meshOnly() {
 		case s.allow != nil:
 			var keep []intent.Source
 			for _, src := range *s.allow {
-				if src.CIDR == "" {
+				switch {
+				case everySource(src) && len(mn) > 0:
+					keep = append(keep, inNamespaces(src, mn)...)
+					im.rep.add(sv.gw, sv.path+".tls.mode", StatusCarried, "ISTIO_MUTUAL let any workload of the mesh through: "+sourceText(src)+" becomes namespaces "+strings.Join(mn, ", ")+" (--mesh-namespaces) with the same rules", s)
+				case everySource(src):
+					im.rep.add(sv.gw, sv.path+".tls.mode", StatusAccess, sourceText(src)+": only workloads with a sidecar passed this server (ISTIO_MUTUAL), which needs --mesh-namespaces to be said: not admitted (narrower)", s)
+				case src.CIDR == "":
 					keep = append(keep, src)
-				} else {
+				default:
 					im.rep.add(sv.gw, sv.path, StatusAccess, sourceText(src)+": only workloads with a sidecar passed this server (ISTIO_MUTUAL), which an address does not prove: not admitted (narrower)", s)
 				}
 			}
@@ -612,7 +624,7 @@ func (im *importer) meshOnly() {
 				s.hold("its Gateway server (ISTIO_MUTUAL) let only mesh workloads through, and its allow list names none")
 				continue
 			}
-			s.allow = &keep
+			s.allow = allowOf(keep)
 		case len(mn) > 0:
 			l := make([]intent.Source, 0, len(mn))
 			for _, n := range mn {
@@ -625,4 +637,14 @@ func (im *importer) meshOnly() {
 			im.rep.add(sv.gw, sv.path+".tls.mode", StatusAccess, "ISTIO_MUTUAL let only workloads with a sidecar through; open, the destination would admit every source: held back. Name the namespaces of the mesh's workloads with --mesh-namespaces, or carry an AuthorizationPolicy naming who may pass", s)
 		}
 	}
+}
+
+// inNamespaces is an every-source grant as the same grant for each of
+// the namespaces.
+func inNamespaces(src intent.Source, ns []string) []intent.Source {
+	var out []intent.Source
+	for _, n := range ns {
+		out = append(out, opsOf(src).on(intent.Source{Namespace: n}))
+	}
+	return out
 }

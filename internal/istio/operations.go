@@ -1,0 +1,398 @@
+package istio
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
+)
+
+// An ALLOW rule's to.operation methods and paths become the methods and
+// paths of the allow entries it makes, on HTTP ports. Istio's semantics:
+// rules are OR'ed, within a rule from, to and when are AND'ed, the to
+// entries OR'ed; within one operation every field must match. So a rule
+// admits each of its sources for each operation that names the
+// destination, and an allow entry carries one operation's methods and
+// paths (an entry's own replace the destination's, and entries are
+// OR'ed, intent/httprules.go). What egress-xds cannot say (notPaths,
+// suffix and template paths, methods it does not name) admits less,
+// never more.
+
+// ops is what one operation admits of an HTTP request: methods and
+// paths, nil for any.
+type ops struct {
+	methods []string
+	paths   []intent.PathRule
+}
+
+func (o ops) any() bool { return o.methods == nil && o.paths == nil }
+
+func (o ops) String() string {
+	var parts []string
+	if o.methods != nil {
+		parts = append(parts, "methods "+strings.Join(o.methods, ", "))
+	}
+	if o.paths != nil {
+		var ps []string
+		for _, p := range o.paths {
+			ps = append(ps, pathText(p))
+		}
+		parts = append(parts, "paths "+strings.Join(ps, ", "))
+	}
+	return strings.Join(parts, " on ")
+}
+
+func pathText(p intent.PathRule) string {
+	if p.Prefix != "" {
+		return p.Prefix + "*"
+	}
+	return p.Exact
+}
+
+// everySource reports whether an entry stands for every source (grants
+// only: the intent has no such entry).
+func everySource(s intent.Source) bool { return s.CIDR == "" && s.Principal == "" && s.Namespace == "" }
+
+func sameSource(a, b intent.Source) bool {
+	return a.CIDR == b.CIDR && a.Principal == b.Principal && a.Namespace == b.Namespace
+}
+
+func opsOf(s intent.Source) ops { return ops{methods: s.Methods, paths: s.Paths} }
+
+func (o ops) on(s intent.Source) intent.Source {
+	s.Methods, s.Paths = o.methods, o.paths
+	return s
+}
+
+// covers reports whether every request b admits, a admits.
+func (a ops) covers(b ops) bool {
+	if a.methods != nil && (b.methods == nil || !subset(b.methods, a.methods)) {
+		return false
+	}
+	if a.paths != nil && (b.paths == nil || !subset(b.paths, a.paths)) {
+		return false
+	}
+	return true
+}
+
+func subset[T comparable](a, b []T) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func union[T comparable](a, b []T) []T {
+	out := append([]T(nil), a...)
+	for _, x := range b {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// merge joins two operations into one when that is exact: the same
+// methods (the paths of both), or the same paths (the methods of both).
+func merge(a, b ops) (ops, bool) {
+	switch {
+	case a.covers(b):
+		return a, true
+	case b.covers(a):
+		return b, true
+	case sameSet(a.methods, b.methods):
+		return ops{methods: a.methods, paths: union(a.paths, b.paths)}, true
+	case sameSet(a.paths, b.paths):
+		return ops{methods: union(a.methods, b.methods), paths: a.paths}, true
+	}
+	return ops{}, false
+}
+
+func sameSet[T comparable](a, b []T) bool {
+	return (a == nil) == (b == nil) && subset(a, b) && subset(b, a)
+}
+
+// mergeAll joins what can be joined exactly; the rest stay apart.
+func mergeAll(l []ops) []ops {
+	out := append([]ops(nil), l...)
+	for again := true; again; {
+		again = false
+		for i := 0; i < len(out) && !again; i++ {
+			for j := i + 1; j < len(out); j++ {
+				if m, ok := merge(out[i], out[j]); ok {
+					out[i] = m
+					out = append(out[:j], out[j+1:]...)
+					again = true
+					break
+				}
+			}
+		}
+	}
+	for i := range out {
+		out[i] = sortedOps(out[i])
+	}
+	return out
+}
+
+func sortedOps(o ops) ops {
+	if o.methods != nil {
+		o.methods = append([]string(nil), o.methods...)
+		sort.Strings(o.methods)
+	}
+	if o.paths != nil {
+		o.paths = append([]intent.PathRule(nil), o.paths...)
+		sort.Slice(o.paths, func(i, j int) bool { return pathText(o.paths[i]) < pathText(o.paths[j]) })
+	}
+	return o
+}
+
+// allowOf is the allow list of what the ALLOW rules granted, each entry
+// a source (the zero source: every source) and the requests it may make:
+// nil when every source may make every request. An entry whose requests
+// another entry of the same source (or of every source) admits is left
+// out; the operations of one source are joined where that is exact.
+func allowOf(grants []intent.Source) *[]intent.Source {
+	type group struct {
+		src intent.Source
+		ops []ops
+	}
+	var groups []*group
+	for _, g := range grants {
+		src := ops{}.on(g)
+		var into *group
+		for _, x := range groups {
+			if sameSource(x.src, src) {
+				into = x
+			}
+		}
+		if into == nil {
+			into = &group{src: src}
+			groups = append(groups, into)
+		}
+		into.ops = append(into.ops, opsOf(g))
+	}
+	var every []ops
+	for _, g := range groups {
+		g.ops = mergeAll(g.ops)
+		if everySource(g.src) {
+			every = g.ops
+		}
+	}
+	var out []intent.Source
+	for _, g := range groups {
+		for _, o := range g.ops {
+			if everySource(g.src) {
+				if o.any() {
+					return nil
+				}
+			} else if slices.ContainsFunc(every, func(e ops) bool { return e.covers(o) }) {
+				continue
+			}
+			out = append(out, o.on(g.src))
+		}
+	}
+	out = sortSources(out)
+	return &out
+}
+
+// readOperation reads an operation's methods and paths as egress-xds can
+// say them, reporting each; ok is false when it admits no request here.
+func (im *importer) readOperation(o *object, op *Operation, p string) (out ops, ok bool) {
+	methods, mok := im.readMethods(o, op, p)
+	paths, pok := im.readPaths(o, op, p)
+	return ops{methods: methods, paths: paths}, mok && pok
+}
+
+func (im *importer) readMethods(o *object, op *Operation, p string) ([]string, bool) {
+	if len(op.Methods) == 0 && len(op.NotMethods) == 0 {
+		return nil, true
+	}
+	var out []string
+	all := len(op.Methods) == 0
+	for i, m := range op.Methods {
+		ep := fmt.Sprintf("%s.methods[%d]", p, i)
+		switch known := matchingMethods(m); {
+		case m == "*":
+			all = true
+			im.rep.add(o, ep, StatusCarried, "any method")
+		case strings.Contains(m, "*"):
+			out = union(out, known)
+			what := "none of the methods egress-xds names matches: it admits no method here (narrower)"
+			if len(known) > 0 {
+				what = "methods " + strings.Join(known, ", ") + " (the methods egress-xds names that match; others are refused here: narrower)"
+			}
+			im.rep.add(o, ep, StatusAccess, clip(m)+": "+what)
+		case len(known) == 1:
+			out = union(out, known)
+			im.rep.add(o, ep, StatusCarried, "method "+m)
+		case strings.ToUpper(m) != m:
+			im.rep.add(o, ep, StatusNotCarried, clip(m)+" matched no request in Istio (it refuses methods not in capitals with 400): nothing to carry")
+		default:
+			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s is not among the methods egress-xds names (%s): not admitted here (narrower)", clip(m), strings.Join(intent.Methods, ", ")))
+		}
+	}
+	if all {
+		out = nil
+	}
+	if len(op.NotMethods) > 0 {
+		base := out
+		if base == nil {
+			base = intent.Methods
+		}
+		var keep []string
+		for _, m := range base {
+			if !slices.ContainsFunc(op.NotMethods, func(n string) bool { return methodMatches(n, m) }) {
+				keep = append(keep, m)
+			}
+		}
+		st, why := StatusCarried, ""
+		if out == nil {
+			st, why = StatusAccess, "; methods egress-xds does not name are refused here, which Istio admitted (narrower)"
+		}
+		if len(keep) == 0 {
+			im.rep.add(o, p+".notMethods", StatusCarried, "refuses every method the operation admits: it admits no request")
+			return nil, false
+		}
+		im.rep.add(o, p+".notMethods", st, "methods "+strings.Join(keep, ", ")+why)
+		out = keep
+	}
+	if out == nil && !all {
+		return nil, false
+	}
+	return out, true
+}
+
+// matchingMethods is the methods egress-xds names that an Istio method
+// pattern (exact, prefix "P*", suffix "*T") matches.
+func matchingMethods(pat string) []string {
+	var out []string
+	for _, m := range intent.Methods {
+		if methodMatches(pat, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func methodMatches(pat, m string) bool {
+	switch {
+	case pat == "*":
+		return true
+	case strings.HasPrefix(pat, "*"):
+		return strings.HasSuffix(m, pat[1:])
+	case strings.HasSuffix(pat, "*"):
+		return strings.HasPrefix(m, strings.TrimSuffix(pat, "*"))
+	}
+	return pat == m
+}
+
+func (im *importer) readPaths(o *object, op *Operation, p string) ([]intent.PathRule, bool) {
+	if len(op.NotPaths) > 0 {
+		im.rep.add(o, p+".notPaths", StatusAccess, "notPaths cannot be expressed (paths name what is admitted): this operation admits no request here (narrower)")
+		return nil, false
+	}
+	if len(op.Paths) == 0 {
+		return nil, true
+	}
+	var out []intent.PathRule
+	for i, v := range op.Paths {
+		ep := fmt.Sprintf("%s.paths[%d]", p, i)
+		var pr intent.PathRule
+		switch {
+		case v == "*":
+			im.rep.add(o, ep, StatusCarried, "any path")
+			return nil, true
+		case strings.Contains(v, "{*}") || strings.Contains(v, "{**}"):
+			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: path templates cannot be expressed (paths are exact or prefixes): not admitted here (narrower)", clip(v)))
+			continue
+		case strings.HasPrefix(v, "*"):
+			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: suffix matches cannot be expressed (paths are exact or prefixes): not admitted here (narrower)", clip(v)))
+			continue
+		case strings.HasSuffix(v, "*"):
+			pr.Prefix = strings.TrimSuffix(v, "*")
+		default:
+			pr.Exact = v
+		}
+		if why := pathRuleProblem(pr); why != "" {
+			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: egress-xds refuses it (%s): not admitted here (narrower)", clip(v), why))
+			continue
+		}
+		out = append(out, pr)
+		what := "path " + pr.Exact
+		if pr.Prefix != "" {
+			what = "paths under prefix " + pr.Prefix
+		}
+		im.rep.add(o, ep, StatusCarried, what+" (matched once normalized, without the query, as Istio does)")
+	}
+	return out, len(out) > 0
+}
+
+// pathRuleProblem says why the server would refuse a path rule, as it
+// says it; empty when it takes it.
+func pathRuleProblem(pr intent.PathRule) string {
+	d := intent.Destination{Name: "p", Host: "p.example.com", Ports: []intent.Port{{Number: 80, Protocol: intent.ProtocolHTTP}}, Paths: []intent.PathRule{pr}}
+	b, err := yaml.Marshal(intent.Document{Destinations: []intent.Destination{d}})
+	if err != nil {
+		return err.Error()
+	}
+	_, diags := intent.ParseDocument(intent.Origin{}, b)
+	for _, dg := range diags {
+		if dg.Severity != intent.SeverityWarning {
+			return dg.Message
+		}
+	}
+	return ""
+}
+
+// httpFields names the HTTP-only fields of a rule's operations: Istio
+// skips an ALLOW rule naming any of them for TLS and TCP traffic, every
+// operation of it.
+func httpFields(r *Rule) []string {
+	var out []string
+	for _, to := range r.To {
+		if op := to.Operation; op != nil {
+			for _, n := range setNames([]field{{"methods", len(op.Methods) > 0}, {"notMethods", len(op.NotMethods) > 0}, {"paths", len(op.Paths) > 0}, {"notPaths", len(op.NotPaths) > 0}}) {
+				out = appendUnique(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// everySourceEntries writes the grants of every source that some
+// requests only have: alone, they are the destination's own methods and
+// paths; beside other entries (an allow entry names a source), entries
+// of cidr 0.0.0.0/0 and ::/0, every address, carry them.
+func (im *importer) everySourceEntries() {
+	for _, s := range im.slotList {
+		if s.allow == nil || len(s.held) > 0 {
+			continue
+		}
+		l := *s.allow
+		if len(l) == 1 && everySource(l[0]) {
+			s.d.Methods, s.d.Paths = l[0].Methods, l[0].Paths
+			s.allow = nil
+			continue
+		}
+		var out []intent.Source
+		for _, src := range l {
+			if !everySource(src) {
+				out = append(out, src)
+				continue
+			}
+			for _, c := range []string{"0.0.0.0/0", "::/0"} {
+				x := src
+				x.CIDR = c
+				out = append(out, x)
+			}
+			im.rep.add(s.origin, s.path, StatusNote, sourceText(src)+", beside other allow entries: written as entries of cidr 0.0.0.0/0 and ::/0 (every address) with these rules", s)
+		}
+		s.allow = &out
+	}
+}
