@@ -259,7 +259,7 @@ func (im *importer) readMethods(o *object, op *Operation, p string) ([]string, b
 			im.rep.add(o, p+".notMethods", StatusCarried, "refuses every method the operation admits: it admits no request")
 			return nil, false
 		}
-		im.rep.add(o, p+".notMethods", st, "methods "+strings.Join(keep, ", ")+why)
+		im.rep.add(o, p+".notMethods", st, "the methods left: "+strings.Join(keep, ", ")+why)
 		out = keep
 	}
 	if out == nil && !all {

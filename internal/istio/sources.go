@@ -435,6 +435,9 @@ func (im *importer) subtract(o *object, path string, s *slot, a alt) {
 		s.hold("an AuthorizationPolicy DENY rule cannot be expressed on its allow list")
 		im.rep.add(o, path, StatusAccess, why+": not expressible, held back", s)
 	}
+	if len(s.held) > 0 {
+		return // left out already: refused
+	}
 	if a.anySource() {
 		s.hold("an AuthorizationPolicy DENY rule refuses every source")
 		return
