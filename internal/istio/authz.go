@@ -28,13 +28,14 @@ type sources struct {
 }
 
 // grant adds what the sources may ask (op) to a slot's grants: allow
-// entries, the zero source standing for every source.
+// entries, the zero source standing for every source (allowOf joins
+// them).
 func (a sources) grant(l []intent.Source, op ops) []intent.Source {
 	if a.any {
-		return appendSource(l, op.on(intent.Source{}))
+		return append(l, op.on(intent.Source{}))
 	}
 	for _, s := range a.list {
-		l = appendSource(l, op.on(s))
+		l = append(l, op.on(s))
 	}
 	return l
 }

@@ -57,10 +57,6 @@ func pathText(p intent.PathRule) string {
 // only: the intent has no such entry).
 func everySource(s intent.Source) bool { return s.CIDR == "" && s.Principal == "" && s.Namespace == "" }
 
-func sameSource(a, b intent.Source) bool {
-	return a.CIDR == b.CIDR && a.Principal == b.Principal && a.Namespace == b.Namespace
-}
-
 func opsOf(s intent.Source) ops { return ops{methods: s.Methods, paths: s.Paths} }
 
 func (o ops) on(s intent.Source) intent.Source {
@@ -88,56 +84,105 @@ func subset[T comparable](a, b []T) bool {
 	return true
 }
 
+// union is a's elements, then b's not in a.
 func union[T comparable](a, b []T) []T {
 	out := append([]T(nil), a...)
+	seen := make(map[T]bool, len(a)+len(b))
+	for _, x := range a {
+		seen[x] = true
+	}
 	for _, x := range b {
-		if !slices.Contains(out, x) {
+		if !seen[x] {
+			seen[x] = true
 			out = append(out, x)
 		}
 	}
 	return out
 }
 
-// merge joins two operations into one when that is exact: the same
-// methods (the paths of both), or the same paths (the methods of both).
-func merge(a, b ops) (ops, bool) {
-	switch {
-	case a.covers(b):
-		return a, true
-	case b.covers(a):
-		return b, true
-	case sameSet(a.methods, b.methods):
-		return ops{methods: a.methods, paths: union(a.paths, b.paths)}, true
-	case sameSet(a.paths, b.paths):
-		return ops{methods: union(a.methods, b.methods), paths: a.paths}, true
-	}
-	return ops{}, false
-}
+// mostCompared bounds the pairwise work on one source's operations (which
+// covers which): beyond it they are written as they are, exact still.
+const mostCompared = 64
 
-func sameSet[T comparable](a, b []T) bool {
-	return (a == nil) == (b == nil) && subset(a, b) && subset(b, a)
-}
-
-// mergeAll joins what can be joined exactly; the rest stay apart.
+// mergeAll joins what can be joined exactly (operations with the same
+// methods, then with the same paths, until nothing changes) and leaves
+// out what another operation covers; the rest stay apart.
 func mergeAll(l []ops) []ops {
-	out := append([]ops(nil), l...)
-	for again := true; again; {
-		again = false
-		for i := 0; i < len(out) && !again; i++ {
-			for j := i + 1; j < len(out); j++ {
-				if m, ok := merge(out[i], out[j]); ok {
-					out[i] = m
-					out = append(out[:j], out[j+1:]...)
-					again = true
-					break
-				}
+	var out []ops
+	seen := map[string]bool{}
+	for _, o := range l {
+		o = sortedOps(o)
+		if o.any() {
+			return []ops{o}
+		}
+		if k := o.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, o)
+		}
+	}
+	for n := -1; n != len(out); {
+		n = len(out)
+		out = joinBy(out, func(o ops) string { return listKey(o.methods) }, func(a, b ops) ops {
+			return ops{methods: a.methods, paths: anyOr(a.paths, b.paths)}
+		})
+		out = joinBy(out, func(o ops) string { return listKey(o.paths) }, func(a, b ops) ops {
+			return ops{methods: anyOr(a.methods, b.methods), paths: a.paths}
+		})
+	}
+	if len(out) <= mostCompared {
+		var keep []ops
+		for i, o := range out {
+			covered := false
+			for j, x := range out {
+				covered = covered || j != i && x.covers(o) && (!o.covers(x) || j < i)
+			}
+			if !covered {
+				keep = append(keep, o)
 			}
 		}
+		out = keep
+	}
+	return out
+}
+
+// anyOr is the union of two lists where nil is every value.
+func anyOr[T comparable](a, b []T) []T {
+	if a == nil || b == nil {
+		return nil
+	}
+	return union(a, b)
+}
+
+// joinBy joins the operations of the same key, in first-seen order.
+func joinBy(l []ops, key func(ops) string, join func(a, b ops) ops) []ops {
+	at := map[string]int{}
+	var out []ops
+	for _, o := range l {
+		k := key(o)
+		if i, ok := at[k]; ok {
+			out[i] = join(out[i], o)
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, o)
 	}
 	for i := range out {
 		out[i] = sortedOps(out[i])
 	}
 	return out
+}
+
+// listKey names a list as a set: nil (every value) apart from any list.
+func listKey[T any](l []T) string {
+	if l == nil {
+		return "*"
+	}
+	parts := make([]string, len(l))
+	for i, x := range l {
+		parts[i] = fmt.Sprint(x)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "\x00")
 }
 
 func sortedOps(o ops) ops {
@@ -163,16 +208,14 @@ func allowOf(grants []intent.Source) *[]intent.Source {
 		ops []ops
 	}
 	var groups []*group
+	bySource := map[string]*group{}
 	for _, g := range grants {
 		src := ops{}.on(g)
-		var into *group
-		for _, x := range groups {
-			if sameSource(x.src, src) {
-				into = x
-			}
-		}
+		k := sourceText(src)
+		into := bySource[k]
 		if into == nil {
 			into = &group{src: src}
+			bySource[k] = into
 			groups = append(groups, into)
 		}
 		into.ops = append(into.ops, opsOf(g))
@@ -191,7 +234,7 @@ func allowOf(grants []intent.Source) *[]intent.Source {
 				if o.any() {
 					return nil
 				}
-			} else if slices.ContainsFunc(every, func(e ops) bool { return e.covers(o) }) {
+			} else if len(every) <= mostCompared && slices.ContainsFunc(every, func(e ops) bool { return e.covers(o) }) {
 				continue
 			}
 			out = append(out, o.on(g.src))
