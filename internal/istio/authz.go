@@ -322,6 +322,16 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 				im.rep.add(o, p, StatusAccess, "admits no request egress-xds can express here (see its "+strings.Join(httpOnly, ", ")+"): it admits no one here (narrower)", s)
 				continue
 			case kind == allowPolicy:
+			case len(httpOnly) == 1 && httpOnly[0] == "methods" && s.protocol == intent.ProtocolHTTP:
+				denied, some := deniedMethods(op.Methods)
+				if !some {
+					im.rep.add(o, p+".methods", StatusNotCarried, "no method in capitals: it matched no request in Istio, and refuses nothing", s)
+					continue
+				}
+				if full {
+					pick(s, ops{methods: denied})
+					continue
+				}
 			case len(httpOnly) > 0 && s.protocol == intent.ProtocolHTTP:
 				fields := strings.Join(httpOnly, ", ")
 				s.hold("an AuthorizationPolicy DENY rule refuses some of its requests (" + fields + "), which egress-xds cannot express")

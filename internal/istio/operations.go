@@ -439,3 +439,51 @@ func (im *importer) everySourceEntries() {
 		s.allow = &out
 	}
 }
+
+// deniedMethods is what a DENY operation's methods refuse, as egress-xds
+// names methods (patterns expanded; an entry keeps an explicit list, so
+// methods it does not name are refused with them): nil for "*", every
+// method; some is false when none is in capitals (Istio matched nothing).
+func deniedMethods(l []string) (out []string, some bool) {
+	out = []string{}
+	for _, m := range l {
+		if m == "*" {
+			return nil, true
+		}
+		if strings.ToUpper(m) != m {
+			continue
+		}
+		some = true
+		out = union(out, matchingMethods(m))
+	}
+	return out, some
+}
+
+// refusedMethods is what a DENY rule's operations refuse on a slot: nil
+// when one of them refuses every request, else the methods of all.
+func refusedMethods(l []ops) []string {
+	out := []string{}
+	for _, o := range l {
+		if o.methods == nil {
+			return nil
+		}
+		out = union(out, o.methods)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// withoutMethods is an entry's methods (nil: every method egress-xds
+// names) but the denied ones.
+func withoutMethods(have, denied []string) []string {
+	if have == nil {
+		have = intent.Methods
+	}
+	var out []string
+	for _, m := range have {
+		if !slices.Contains(denied, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
