@@ -278,9 +278,9 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 			continue
 		}
 		var requests ops
-		requestsOK := true
+		requestsOK, narrowed := true, false
 		if kind == allowPolicy && len(httpOnly) > 0 {
-			requests, requestsOK = im.readOperation(o, op, p)
+			requests, requestsOK, narrowed = im.readOperation(o, op, p)
 		}
 		cands := im.slotList
 		if kind == allowPolicy && len(op.Hosts) > 0 && len(hostConds) == 0 {
@@ -317,9 +317,13 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 				dropped = true
 				im.rep.add(o, p, StatusNotCarried, "Istio skips an ALLOW rule with "+ruleHTTP+" for TLS and TCP traffic (every operation of it): it admits no one here, as in Istio", s)
 				continue
-			case kind == allowPolicy && len(httpOnly) > 0 && !requestsOK:
+			case kind == allowPolicy && len(httpOnly) > 0 && !requestsOK && narrowed:
 				dropped = true
 				im.rep.add(o, p, StatusAccess, "admits no request egress-xds can express here (see its "+strings.Join(httpOnly, ", ")+"): it admits no one here (narrower)", s)
+				continue
+			case kind == allowPolicy && len(httpOnly) > 0 && !requestsOK:
+				dropped = true
+				im.rep.add(o, p, StatusNotCarried, "its "+strings.Join(httpOnly, ", ")+" admit no request, in Istio as here", s)
 				continue
 			case kind == allowPolicy:
 			case len(httpOnly) == 1 && httpOnly[0] == "methods" && s.protocol == intent.ProtocolHTTP:

@@ -245,18 +245,18 @@ func allowOf(grants []intent.Source) *[]intent.Source {
 }
 
 // readOperation reads an operation's methods and paths as egress-xds can
-// say them, reporting each; ok is false when it admits no request here.
-func (im *importer) readOperation(o *object, op *Operation, p string) (out ops, ok bool) {
-	methods, mok := im.readMethods(o, op, p)
-	paths, pok := im.readPaths(o, op, p)
-	return ops{methods: methods, paths: paths}, mok && pok
+// say them, reporting each; ok is false when it admits no request here,
+// narrowed when it admits less than in Istio.
+func (im *importer) readOperation(o *object, op *Operation, p string) (out ops, ok, narrowed bool) {
+	methods, mok, mn := im.readMethods(o, op, p)
+	paths, pok, pn := im.readPaths(o, op, p)
+	return ops{methods: methods, paths: paths}, mok && pok, mn || pn
 }
 
-func (im *importer) readMethods(o *object, op *Operation, p string) ([]string, bool) {
+func (im *importer) readMethods(o *object, op *Operation, p string) (out []string, ok, narrowed bool) {
 	if len(op.Methods) == 0 && len(op.NotMethods) == 0 {
-		return nil, true
+		return nil, true, false
 	}
-	var out []string
 	all := len(op.Methods) == 0
 	for i, m := range op.Methods {
 		ep := fmt.Sprintf("%s.methods[%d]", p, i)
@@ -271,6 +271,7 @@ func (im *importer) readMethods(o *object, op *Operation, p string) ([]string, b
 				what = "methods " + strings.Join(known, ", ") + " (the methods egress-xds names that match; others are refused here: narrower)"
 			}
 			im.rep.add(o, ep, StatusAccess, clip(m)+": "+what)
+			narrowed = true
 		case len(known) == 1:
 			out = union(out, known)
 			im.rep.add(o, ep, StatusCarried, "method "+m)
@@ -278,6 +279,7 @@ func (im *importer) readMethods(o *object, op *Operation, p string) ([]string, b
 			im.rep.add(o, ep, StatusNotCarried, clip(m)+" matched no request in Istio (it refuses methods not in capitals with 400): nothing to carry")
 		default:
 			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s is not among the methods egress-xds names (%s): not admitted here (narrower)", clip(m), strings.Join(intent.Methods, ", ")))
+			narrowed = true
 		}
 	}
 	if all {
@@ -297,18 +299,19 @@ func (im *importer) readMethods(o *object, op *Operation, p string) ([]string, b
 		st, why := StatusCarried, ""
 		if out == nil {
 			st, why = StatusAccess, "; methods egress-xds does not name are refused here, which Istio admitted (narrower)"
+			narrowed = true
 		}
 		if len(keep) == 0 {
 			im.rep.add(o, p+".notMethods", StatusCarried, "refuses every method the operation admits: it admits no request")
-			return nil, false
+			return nil, false, narrowed
 		}
 		im.rep.add(o, p+".notMethods", st, "the methods left: "+strings.Join(keep, ", ")+why)
 		out = keep
 	}
 	if out == nil && !all {
-		return nil, false
+		return nil, false, narrowed
 	}
-	return out, true
+	return out, true, narrowed
 }
 
 // matchingMethods is the methods egress-xds names that an Istio method
@@ -335,27 +338,30 @@ func methodMatches(pat, m string) bool {
 	return pat == m
 }
 
-func (im *importer) readPaths(o *object, op *Operation, p string) ([]intent.PathRule, bool) {
+func (im *importer) readPaths(o *object, op *Operation, p string) (out []intent.PathRule, ok, narrowed bool) {
 	if len(op.NotPaths) > 0 {
 		im.rep.add(o, p+".notPaths", StatusAccess, "notPaths cannot be expressed (paths name what is admitted): this operation admits no request here (narrower)")
-		return nil, false
+		return nil, false, true
 	}
 	if len(op.Paths) == 0 {
-		return nil, true
+		return nil, true, false
 	}
-	var out []intent.PathRule
+	anyPath := false
 	for i, v := range op.Paths {
 		ep := fmt.Sprintf("%s.paths[%d]", p, i)
 		var pr intent.PathRule
 		switch {
 		case v == "*":
 			im.rep.add(o, ep, StatusCarried, "any path")
-			return nil, true
+			anyPath = true
+			continue
 		case strings.Contains(v, "{*}") || strings.Contains(v, "{**}"):
 			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: path templates cannot be expressed (paths are exact or prefixes): not admitted here (narrower)", clip(v)))
+			narrowed = true
 			continue
 		case strings.HasPrefix(v, "*"):
 			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: suffix matches cannot be expressed (paths are exact or prefixes): not admitted here (narrower)", clip(v)))
+			narrowed = true
 			continue
 		case strings.HasSuffix(v, "*"):
 			pr.Prefix = strings.TrimSuffix(v, "*")
@@ -364,6 +370,7 @@ func (im *importer) readPaths(o *object, op *Operation, p string) ([]intent.Path
 		}
 		if why := pathRuleProblem(pr); why != "" {
 			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: egress-xds refuses it (%s): not admitted here (narrower)", clip(v), why))
+			narrowed = true
 			continue
 		}
 		out = append(out, pr)
@@ -373,7 +380,10 @@ func (im *importer) readPaths(o *object, op *Operation, p string) ([]intent.Path
 		}
 		im.rep.add(o, ep, StatusCarried, what+" (matched once normalized, without the query, as Istio does)")
 	}
-	return out, len(out) > 0
+	if anyPath {
+		return nil, true, narrowed
+	}
+	return out, len(out) > 0, narrowed
 }
 
 // pathRuleProblem says why the server would refuse a path rule, as it
