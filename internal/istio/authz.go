@@ -277,11 +277,10 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 			}
 			continue
 		}
+		// An ALLOW operation's methods and paths are read (and reported)
+		// once it names an HTTP destination.
 		var requests ops
-		requestsOK, narrowed := true, false
-		if kind == allowPolicy && len(httpOnly) > 0 {
-			requests, requestsOK, narrowed = im.readOperation(o, op, p)
-		}
+		read, requestsOK, narrowed := false, true, false
 		cands := im.slotList
 		if kind == allowPolicy && len(op.Hosts) > 0 && len(hostConds) == 0 {
 			cands = im.slotsOf(op.Hosts)
@@ -311,6 +310,10 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 			}
 			if !full && !part {
 				continue
+			}
+			if kind == allowPolicy && len(httpOnly) > 0 && s.protocol == intent.ProtocolHTTP && !read {
+				read = true
+				requests, requestsOK, narrowed = im.readOperation(o, op, p)
 			}
 			switch {
 			case kind == allowPolicy && s.protocol != intent.ProtocolHTTP && ruleHTTP != "":
@@ -353,6 +356,11 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 			default:
 				s.hold("an AuthorizationPolicy DENY rule refuses some names of it, which egress-xds cannot express")
 				im.rep.add(o, p, StatusAccess, "refuses some names of the wildcard "+s.key.host+": not expressible, held back", s)
+			}
+		}
+		if kind == allowPolicy && !read {
+			for _, f := range httpOnly {
+				im.rep.add(o, p+"."+f, StatusNotCarried, "names no HTTP destination declared here: nothing to carry")
 			}
 		}
 		var what []string
