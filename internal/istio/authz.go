@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,15 +27,17 @@ type sources struct {
 	list []intent.Source
 }
 
-func (a *sources) add(b sources) {
-	if b.any {
-		a.any = true
+// grant adds what the sources may ask (op) to a slot's grants: allow
+// entries, the zero source standing for every source (allowOf joins
+// them).
+func (a sources) grant(l []intent.Source, op ops) []intent.Source {
+	if a.any {
+		return append(l, op.on(intent.Source{}))
 	}
-	for _, s := range b.list {
-		if !containsSource(a.list, s) {
-			a.list = append(a.list, s)
-		}
+	for _, s := range a.list {
+		l = append(l, op.on(s))
 	}
+	return l
 }
 
 func containsSource(l []intent.Source, s intent.Source) bool {
@@ -99,18 +102,15 @@ func (im *importer) authorize() {
 			im.rep.add(o, "spec.action", StatusAccess, ap.Action+" is not an Istio action: every destination is held back", im.slotList...)
 		}
 	}
-	adm := map[*slot]*sources{}
+	adm := map[*slot][]intent.Source{}
 	if len(allows) > 0 {
-		for _, s := range im.slotList {
-			adm[s] = &sources{}
-		}
 		for _, p := range allows {
 			if len(p.ap.Rules) == 0 && !p.o.broken {
 				im.rep.add(p.o, "spec", StatusDefault, "an ALLOW policy without rules admits no one: the default here (only what an allow list or an open destination admits passes)")
 			}
 			for i := range p.ap.Rules {
 				path := fmt.Sprintf("spec.rules[%d]", i)
-				targets, dropped := im.ruleTargetsDropped(p.o, &p.ap.Rules[i], path, allowPolicy)
+				targets, requests, dropped := im.ruleTargetsDropped(p.o, &p.ap.Rules[i], path, allowPolicy)
 				src, ok := im.ruleSources(p.o, &p.ap.Rules[i], path, allowPolicy)
 				if !ok {
 					continue
@@ -122,17 +122,33 @@ func (im *importer) authorize() {
 					im.rep.add(p.o, path, StatusNotCarried, "admits "+src.String()+" to no declared destination: no ServiceEntry declares what it names")
 					continue
 				}
+				var lines []string
+				by := map[string][]*slot{}
 				for _, s := range targets {
-					adm[s].add(src)
+					var what []string
+					for _, op := range requests[s] {
+						adm[s] = src.grant(adm[s], op)
+						what = appendUnique(what, op.String())
+					}
+					line := "admits " + src.String()
+					if !slices.Contains(what, "") {
+						line += " to " + strings.Join(what, "; or ")
+					}
+					if by[line] == nil {
+						lines = append(lines, line)
+					}
+					by[line] = append(by[line], s)
 				}
-				im.rep.add(p.o, path, StatusCarried, "admits "+src.String(), targets...)
+				for _, l := range lines {
+					im.rep.add(p.o, path, StatusCarried, l, by[l]...)
+				}
 			}
 		}
 		for _, s := range im.slotList {
-			a := adm[s]
+			allow := allowOf(adm[s])
 			switch {
-			case a.any:
-			case len(a.list) == 0:
+			case allow == nil:
+			case len(*allow) == 0:
 				switch {
 				case len(s.held) > 0:
 				case s.viaGateway:
@@ -142,8 +158,7 @@ func (im *importer) authorize() {
 				}
 				s.hold("no ALLOW AuthorizationPolicy rule on the egress gateway admits it")
 			default:
-				l := sortSources(a.list)
-				s.allow = &l
+				s.allow = allow
 			}
 		}
 	}
@@ -156,6 +171,7 @@ func (im *importer) authorize() {
 	}
 	im.sidecars()
 	im.peerAuthentications()
+	im.everySourceEntries()
 }
 
 // policyApplies reports whether a policy is the egress gateway's: in its
@@ -191,26 +207,27 @@ func (im *importer) policyApplies(o *object, ap *AuthorizationPolicy) bool {
 // in an ALLOW rule (narrower); in a DENY rule they hold back what they
 // might refuse.
 func (im *importer) ruleTargets(o *object, r *Rule, path string, kind policyKind) []*slot {
-	out, _ := im.ruleTargetsDropped(o, r, path, kind)
+	out, _, _ := im.ruleTargetsDropped(o, r, path, kind)
 	return out
 }
 
-// ruleTargetsDropped is ruleTargets, and whether some slot was named but
-// left out because the rule cannot be expressed on it.
-func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind policyKind) ([]*slot, bool) {
+// ruleTargetsDropped is ruleTargets, the requests an ALLOW rule admits
+// on each slot (one ops per operation naming it: methods and paths on
+// HTTP ports), and whether some slot was named but left out because the
+// rule cannot be expressed on it.
+func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind policyKind) ([]*slot, map[*slot][]ops, bool) {
 	dropped := false
 	hostConds, portConds, ok := im.destinationConditions(o, r, path, kind)
 	if !ok {
-		return nil, true
+		return nil, nil, true
 	}
 	var out []*slot
-	pick := func(s *slot) {
-		for _, x := range out {
-			if x == s {
-				return
-			}
+	admits := map[*slot][]ops{}
+	pick := func(s *slot, op ops) {
+		if _, ok := admits[s]; !ok {
+			out = append(out, s)
 		}
-		out = append(out, s)
+		admits[s] = append(admits[s], op)
 	}
 	matchHosts := func(pats []string, s *slot) (full, part bool) {
 		for _, p := range pats {
@@ -234,6 +251,9 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 		}
 		return full, part
 	}
+	// Istio skips an ALLOW rule with HTTP-only fields for TLS and TCP
+	// traffic, all of it: the error of one operation drops the rule.
+	ruleHTTP := strings.Join(httpFields(r), ", ")
 	tos := r.To
 	if len(tos) == 0 {
 		tos = append(tos, struct {
@@ -257,6 +277,10 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 			}
 			continue
 		}
+		// An ALLOW operation's methods and paths are read (and reported)
+		// once it names an HTTP destination.
+		var requests ops
+		read, requestsOK, narrowed := false, true, false
 		cands := im.slotList
 		if kind == allowPolicy && len(op.Hosts) > 0 && len(hostConds) == 0 {
 			cands = im.slotsOf(op.Hosts)
@@ -287,34 +311,56 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 			if !full && !part {
 				continue
 			}
-			if len(httpOnly) > 0 {
-				fields := strings.Join(httpOnly, ", ")
-				switch {
-				case kind == allowPolicy && s.protocol == intent.ProtocolHTTP:
-					dropped = true
-					im.rep.add(o, p, StatusAccess, "admits only requests with these "+fields+": egress-xds cannot say so, so this rule admits no one here (narrower)", s)
-					continue
-				case kind == allowPolicy:
-					dropped = true
-					im.rep.add(o, p, StatusNotCarried, "Istio does not apply an ALLOW rule with "+fields+" to TLS and TCP traffic: it admits no one here, as in Istio", s)
-					continue
-				case s.protocol == intent.ProtocolHTTP:
-					s.hold("an AuthorizationPolicy DENY rule refuses some of its requests (" + fields + "), which egress-xds cannot express")
-					im.rep.add(o, p, StatusAccess, "refuses requests with these "+fields+": not expressible, held back", s)
-					continue
-				}
-				// DENY on TLS and TCP: Istio drops the HTTP fields and
-				// refuses the traffic.
+			if kind == allowPolicy && len(httpOnly) > 0 && s.protocol == intent.ProtocolHTTP && !read {
+				read = true
+				requests, requestsOK, narrowed = im.readOperation(o, op, p)
 			}
 			switch {
+			case kind == allowPolicy && s.protocol != intent.ProtocolHTTP && ruleHTTP != "":
+				dropped = true
+				im.rep.add(o, p, StatusNotCarried, "Istio skips an ALLOW rule with "+ruleHTTP+" for TLS and TCP traffic (every operation of it): it admits no one here, as in Istio", s)
+				continue
+			case kind == allowPolicy && len(httpOnly) > 0 && !requestsOK && narrowed:
+				dropped = true
+				im.rep.add(o, p, StatusAccess, "admits no request egress-xds can express here (see its "+strings.Join(httpOnly, ", ")+"): it admits no one here (narrower)", s)
+				continue
+			case kind == allowPolicy && len(httpOnly) > 0 && !requestsOK:
+				dropped = true
+				im.rep.add(o, p, StatusNotCarried, "its "+strings.Join(httpOnly, ", ")+" admit no request, in Istio as here", s)
+				continue
+			case kind == allowPolicy:
+			case len(httpOnly) == 1 && httpOnly[0] == "methods" && s.protocol == intent.ProtocolHTTP:
+				denied, some := deniedMethods(op.Methods)
+				if !some {
+					im.rep.add(o, p+".methods", StatusNotCarried, "no method in capitals: it matched no request in Istio, and refuses nothing", s)
+					continue
+				}
+				if full {
+					pick(s, ops{methods: denied})
+					continue
+				}
+			case len(httpOnly) > 0 && s.protocol == intent.ProtocolHTTP:
+				fields := strings.Join(httpOnly, ", ")
+				s.hold("an AuthorizationPolicy DENY rule refuses some of its requests (" + fields + "), which egress-xds cannot express")
+				im.rep.add(o, p, StatusAccess, "refuses requests with these "+fields+": not expressible, held back", s)
+				continue
+			}
+			// (A DENY on TLS and TCP: Istio drops the HTTP fields and
+			// refuses the traffic.)
+			switch {
 			case full:
-				pick(s)
+				pick(s, requests)
 			case kind == allowPolicy:
 				dropped = true
 				im.rep.add(o, p, StatusAccess, "admits only some names of the wildcard "+s.key.host+": not expressible, so this rule admits no one there (narrower)", s)
 			default:
 				s.hold("an AuthorizationPolicy DENY rule refuses some names of it, which egress-xds cannot express")
 				im.rep.add(o, p, StatusAccess, "refuses some names of the wildcard "+s.key.host+": not expressible, held back", s)
+			}
+		}
+		if kind == allowPolicy && !read {
+			for _, f := range httpOnly {
+				im.rep.add(o, p+"."+f, StatusNotCarried, "names no HTTP destination declared here: nothing to carry")
 			}
 		}
 		var what []string
@@ -342,7 +388,7 @@ func (im *importer) ruleTargetsDropped(o *object, r *Rule, path string, kind pol
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return lessSlot(out[i], out[j]) })
-	return out, dropped
+	return out, admits, dropped
 }
 
 func narrowing(kind policyKind) string {
@@ -439,13 +485,19 @@ func (s sources) String() string {
 }
 
 func sourceText(s intent.Source) string {
+	t := "every source"
 	switch {
 	case s.CIDR != "":
-		return "cidr " + s.CIDR
+		t = "cidr " + s.CIDR
 	case s.Principal != "":
-		return "principal " + s.Principal
+		t = "principal " + s.Principal
+	case s.Namespace != "":
+		t = "namespace " + s.Namespace
 	}
-	return "namespace " + s.Namespace
+	if o := opsOf(s); !o.any() {
+		t += " (" + o.String() + ")"
+	}
+	return t
 }
 
 func sortSources(l []intent.Source) []intent.Source {

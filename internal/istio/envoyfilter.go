@@ -4,16 +4,25 @@ import (
 	"fmt"
 	"strings"
 
+	yaml "go.yaml.in/yaml/v3"
+
 	"github.com/egress-xds/egress-xds/internal/intent"
 )
 
 // The guide's EnvoyFilter inserts envoy.filters.http.local_ratelimit in
 // the egress gateway's HTTP connection managers; it becomes rateLimit on
 // every HTTP destination of the listener port it names (all of them
-// without one). Any other patch is reported with its path: egress-xds
-// serves its own Envoy configuration.
+// without one). The global rate limit (envoy.filters.http.ratelimit and
+// the rate_limits actions of route patches, Istio's recipe) is reported,
+// not carried: its limits are the rate limit service's own configuration,
+// descriptors by request attributes that no Istio object holds. Any other
+// patch is reported with its path: egress-xds serves its own Envoy
+// configuration.
 
-const localRateLimit = "envoy.filters.http.local_ratelimit"
+const (
+	localRateLimit  = "envoy.filters.http.local_ratelimit"
+	globalRateLimit = "envoy.filters.http.ratelimit"
+)
 
 // localRateLimitConfig is envoy.extensions.filters.http.local_ratelimit.v3
 // LocalRateLimit, as far as the importer reads it (protobuf field names).
@@ -139,6 +148,9 @@ func (im *importer) patch(o *object, p string, cp ConfigPatch) {
 			what = cp.Patch.Operation + " " + what
 		}
 		im.rep.add(o, p, StatusAccess, "an Envoy patch on the egress gateway ("+strings.TrimSpace(what)+"), not carried: egress-xds serves its own configuration; review what it did, it may have refused traffic")
+	}
+	if cp.Patch != nil && im.globalRateLimit(o, p, cp, name) {
+		return
 	}
 	if strings.ToUpper(cp.ApplyTo) != "HTTP_FILTER" || name != localRateLimit || cp.Patch == nil {
 		other()
@@ -286,4 +298,65 @@ func (im *importer) rateLimitConfig(o *object, p string, tc Raw) (*intent.RateLi
 		}
 	}
 	return out, true
+}
+
+// globalRateLimit reports the patches of Istio's global rate limit
+// recipe: the filter, and the rate_limits (descriptor actions) merged
+// into virtual hosts or routes. Both refused requests over limits that
+// live in the rate limit service's configuration (descriptors of
+// arbitrary request attributes: paths, headers, addresses), which the
+// import does not read and rateLimit.global (a budget per destination,
+// or per source) cannot always say: ACCESS NOT CARRIED, with what to
+// write instead, and the filter holds back the HTTP destinations it
+// limited. False when the patch is none of these.
+func (im *importer) globalRateLimit(o *object, p string, cp ConfigPatch, name string) bool {
+	val := cp.Patch.Value.Node
+	instead := "declare the limits as rateLimit.global on the destinations (requests per second, minute, hour or day, for the destination or per source) and serve with --ratelimit-address"
+	switch {
+	case strings.ToUpper(cp.ApplyTo) == "HTTP_FILTER" && name == globalRateLimit:
+		var what []string
+		if tc := mapValue(orEmpty(val), "typed_config"); tc != nil {
+			if v := mapValue(tc, "value"); v != nil && mapValue(tc, "type_url") != nil {
+				tc = v // a TypedStruct
+			}
+			if d := mapValue(tc, "domain"); d != nil {
+				what = append(what, "domain "+clip(d.Value))
+			}
+			if c := mapValue(orEmpty(mapValue(orEmpty(mapValue(orEmpty(mapValue(tc, "rate_limit_service")), "grpc_service")), "envoy_grpc")), "cluster_name"); c != nil {
+				what = append(what, "service "+clip(c.Value))
+			}
+			if f := mapValue(tc, "failure_mode_deny"); f != nil && f.Value == "true" {
+				what = append(what, "failing closed")
+			}
+		}
+		desc := "the global rate limit filter"
+		if len(what) > 0 {
+			desc += " (" + strings.Join(what, ", ") + ")"
+		}
+		port := uint32(0)
+		if m := cp.Match; m != nil && m.Listener != nil {
+			port = m.Listener.PortNumber
+		}
+		var held []*slot
+		for _, s := range im.slotList {
+			if s.protocol == intent.ProtocolHTTP && (port == 0 || s.gatewayPort == port) {
+				s.hold("the egress gateway's global rate limit (EnvoyFilter " + o.id() + ") is not carried")
+				held = append(held, s)
+			}
+		}
+		im.rep.add(o, p, StatusAccess, desc+": its limits are the rate limit service's own configuration (descriptors by request attributes), which no Istio object holds: not carried, and the HTTP destinations it limited are held back (without it they would take more requests); "+instead, held...)
+		return true
+	case val != nil && (mapValue(val, "rate_limits") != nil || mapValue(orEmpty(mapValue(val, "route")), "rate_limits") != nil):
+		im.rep.add(o, p, StatusAccess, "rate_limits ("+strings.ToLower(cp.ApplyTo)+"): the descriptors the global rate limit service counted requests by: not carried; "+instead)
+		return true
+	}
+	return false
+}
+
+// orEmpty lets mapValue look into a node that may be missing.
+func orEmpty(n *yaml.Node) *yaml.Node {
+	if n == nil {
+		return &yaml.Node{}
+	}
+	return n
 }

@@ -89,6 +89,8 @@ func (im *importer) other(o *object) {
 		im.meshConfigMap(o)
 	case o.apiVersion == "v1" && o.kind == "ConfigMap" && o.meta.Labels["egress-xds.io/intent"] == "true":
 		im.rep.add(o, "", StatusNotCarried, "already an egress intent ConfigMap: apply it as it is")
+	case o.apiVersion == "v1" && o.kind == "ConfigMap" && rateLimitServiceConfig(o) != "":
+		im.rep.add(o, "data", StatusNotCarried, "the rate limit service's descriptors (domain "+rateLimitServiceConfig(o)+"), as the global rate limit filter that asked for them (see the EnvoyFilter): write the limits as rateLimit.global")
 	case o.apiVersion == "v1" && o.kind == "Secret":
 		im.rep.add(o, "", StatusNotCarried, "a Secret: the report says which Secrets the intents name and with which keys; the importer never copies keys")
 	case strings.HasSuffix(group, ".istio.io"):
@@ -287,4 +289,24 @@ func (im *importer) requestAuth(o *object) {
 		return
 	}
 	im.requestAuthObjs = append(im.requestAuthObjs, o)
+}
+
+// rateLimitServiceConfig is the domain of an envoyproxy/ratelimit
+// configuration a ConfigMap holds (a data value with domain and
+// descriptors), or empty.
+func rateLimitServiceConfig(o *object) string {
+	data := o.field("data")
+	if data == nil {
+		return ""
+	}
+	for i := 1; i < len(data.Content); i += 2 {
+		var cfg struct {
+			Domain      string `yaml:"domain"`
+			Descriptors []any  `yaml:"descriptors"`
+		}
+		if yaml.Unmarshal([]byte(data.Content[i].Value), &cfg) == nil && cfg.Domain != "" && cfg.Descriptors != nil {
+			return clip(cfg.Domain)
+		}
+	}
+	return ""
 }

@@ -58,7 +58,7 @@ func (im *importer) sidecars() {
 				continue
 			}
 			if !sees(egress, ns, s.cluster.se.meta.Namespace, s.key) {
-				im.subtract(o, "spec.egress", s, alt{ids: idset{namespaces: []string{ns}}})
+				im.subtract(o, "spec.egress", s, alt{ids: idset{namespaces: []string{ns}}}, nil)
 				hidden = append(hidden, s)
 			}
 		}
@@ -130,7 +130,7 @@ func (im *importer) peerAuthentications() {
 			}
 			var keep []intent.Source
 			for _, src := range *s.allow {
-				if src.CIDR == "" {
+				if src.CIDR == "" && !everySource(src) {
 					keep = append(keep, src)
 				}
 			}

@@ -2,6 +2,7 @@ package istio
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,5 +41,25 @@ func TestInputBounds(t *testing.T) {
 	}
 	if res.Exit() != 1 || len(res.ConfigMaps) != 0 {
 		t.Errorf("exit %d, %d ConfigMaps", res.Exit(), len(res.ConfigMaps))
+	}
+}
+
+// A policy of many operations (each source once per operation) is joined
+// in time linear in them, not pairwise: the import stays valid and
+// admits each source for what the operations say.
+func TestManyOperations(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: web, namespace: ext}\nspec:\n  hosts: [web.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow, namespace: istio-system}\nspec:\n  selector: {matchLabels: {istio: egressgateway}}\n  rules:\n  - from: [{source: {namespaces: [a, b, c]}}]\n    to:\n")
+	ms := []string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
+	const n = 1000
+	for i := range n {
+		fmt.Fprintf(&b, "    - operation: {methods: [%s, %s], paths: [/p%d/*, /q%d]}\n", ms[i%7], ms[(i/7)%7], i, i/3)
+	}
+	_, opts := caseOptions(t, "testdata/none")
+	res := Import([]Input{{Name: "many.yaml", Data: []byte(b.String())}}, nil, opts)
+	validOutput(t, res, opts)
+	out := string(res.YAML())
+	if res.Exit() != 0 || !strings.Contains(out, "prefix: /p999/") || !strings.Contains(out, "exact: /q333") || strings.Count(out, "- namespace: c") < 7 {
+		t.Errorf("exit %d; the import lacks some operations:\n%.3000s", res.Exit(), out)
 	}
 }

@@ -387,7 +387,7 @@ func (im *importer) deny(o *object, ap *AuthorizationPolicy) {
 	}
 	for i := range ap.Rules {
 		path := fmt.Sprintf("spec.rules[%d]", i)
-		targets := im.ruleTargets(o, &ap.Rules[i], path, denyPolicy)
+		targets, requests, _ := im.ruleTargetsDropped(o, &ap.Rules[i], path, denyPolicy)
 		alts, ok := im.ruleAlternatives(o, &ap.Rules[i], path, denyPolicy)
 		if !ok {
 			for _, s := range targets {
@@ -396,17 +396,28 @@ func (im *importer) deny(o *object, ap *AuthorizationPolicy) {
 			im.rep.add(o, path, StatusAccess, "what it refuses cannot be expressed: the destinations it names are held back", targets...)
 			continue
 		}
-		for _, s := range targets {
-			for _, a := range alts {
-				im.subtract(o, path, s, a)
-			}
-		}
 		var what []string
 		for _, a := range alts {
 			what = append(what, altText(a))
 		}
-		if len(targets) > 0 {
-			im.rep.add(o, path, StatusCarried, "refuses "+strings.Join(what, "; "), targets...)
+		by := map[string][]*slot{}
+		var lines []string
+		for _, s := range targets {
+			denied := refusedMethods(requests[s])
+			for _, a := range alts {
+				im.subtract(o, path, s, a, denied)
+			}
+			line := "refuses " + strings.Join(what, "; ")
+			if denied != nil {
+				line += " the methods " + strings.Join(denied, ", ")
+			}
+			if by[line] == nil {
+				lines = append(lines, line)
+			}
+			by[line] = append(by[line], s)
+		}
+		for _, l := range lines {
+			im.rep.add(o, path, StatusCarried, l, by[l]...)
 		}
 	}
 }
@@ -428,35 +439,46 @@ func altText(a alt) string {
 	return strings.Join(parts, ", ")
 }
 
-// subtract takes what a DENY alternative refuses out of a slot's allow
-// list, or holds the slot back when that cannot be said exactly.
-func (im *importer) subtract(o *object, path string, s *slot, a alt) {
+// subtract takes what a DENY alternative refuses (every request, or the
+// methods denied: non-nil) out of a slot's allow list, or holds the slot
+// back when that cannot be said exactly.
+func (im *importer) subtract(o *object, path string, s *slot, a alt, denied []string) {
 	inexact := func(why string) {
 		s.hold("an AuthorizationPolicy DENY rule cannot be expressed on its allow list")
 		im.rep.add(o, path, StatusAccess, why+": not expressible, held back", s)
 	}
-	if a.anySource() {
+	if len(s.held) > 0 {
+		return // left out already: refused
+	}
+	if a.anySource() && denied == nil {
 		s.hold("an AuthorizationPolicy DENY rule refuses every source")
 		return
 	}
 	if s.allow == nil {
-		inexact("every source but " + altText(a))
-		return
+		if !a.anySource() {
+			inexact("every source but " + altText(a))
+			return
+		}
+		l := []intent.Source{{}} // every source, for what remains
+		s.allow = &l
 	}
 	var keep []intent.Source
+	narrowed := false
 	for _, src := range *s.allow {
+		covered := a.anySource()
 		switch {
+		case covered:
+		case everySource(src):
+			inexact("every source but " + altText(a) + " (" + opsOf(src).String() + ")")
+			return
 		case src.CIDR != "" && a.cidrs != nil:
 			pfx, _ := intent.ParseCIDR(src.CIDR)
-			covered, overlaps := false, false
+			overlaps := false
 			for _, d := range a.cidrs {
 				covered = covered || cidrContains(d, pfx)
 				overlaps = overlaps || d.Overlaps(pfx)
 			}
-			if covered {
-				continue
-			}
-			if overlaps {
+			if !covered && overlaps {
 				inexact(src.CIDR + " except " + altText(a))
 				return
 			}
@@ -464,27 +486,37 @@ func (im *importer) subtract(o *object, path string, s *slot, a alt) {
 			inexact("refusing by address what is admitted by identity, or by identity what is admitted by address")
 			return
 		case src.Principal != "":
-			if contains(a.ids.principals, src.Principal) || contains(a.ids.namespaces, nsOf(src.Principal)) {
-				continue
-			}
+			covered = contains(a.ids.principals, src.Principal) || contains(a.ids.namespaces, nsOf(src.Principal))
 		case src.Namespace != "":
-			if contains(a.ids.namespaces, src.Namespace) {
-				continue
-			}
+			covered = contains(a.ids.namespaces, src.Namespace)
 			for _, p := range a.ids.principals {
-				if nsOf(p) == src.Namespace {
+				if !covered && nsOf(p) == src.Namespace {
 					inexact("namespace " + src.Namespace + " except " + p)
 					return
 				}
 			}
 		}
-		keep = append(keep, src)
+		if !covered {
+			keep = append(keep, src)
+			continue
+		}
+		if denied == nil {
+			continue
+		}
+		narrowed = narrowed || src.Methods == nil
+		if m := withoutMethods(src.Methods, denied); len(m) > 0 {
+			src.Methods = m
+			keep = append(keep, src)
+		}
+	}
+	if narrowed {
+		im.rep.add(o, path, StatusAccess, "refusing methods leaves the methods egress-xds names: others, which Istio let through, are refused here (narrower)", s)
 	}
 	if len(keep) == 0 {
 		s.hold("the AuthorizationPolicy DENY rules refuse every source its ALLOW rules admit")
 		return
 	}
-	s.allow = &keep
+	s.allow = allowOf(keep)
 }
 
 // custom holds back what an external authorizer decided on.
@@ -552,6 +584,9 @@ func (im *importer) exportTo() {
 				switch {
 				case src.Namespace != "" && contains(ns, src.Namespace), src.Principal != "" && contains(ns, nsOf(src.Principal)):
 					keep = append(keep, src)
+				case everySource(src):
+					keep = append(keep, inNamespaces(src, ns)...)
+					im.rep.add(o, "spec.exportTo", StatusCarried, sourceText(src)+": only workloads of "+strings.Join(ns, ", ")+" saw it: allow namespaces "+strings.Join(ns, ", ")+" with the same rules", s)
 				default:
 					dropped = true
 					st := StatusCarried
@@ -569,7 +604,7 @@ func (im *importer) exportTo() {
 				s.hold("no source its AuthorizationPolicies admit is in a namespace its ServiceEntry is exported to")
 				continue
 			}
-			s.allow = &keep
+			s.allow = allowOf(keep)
 		}
 	}
 }
@@ -602,9 +637,15 @@ func (im *importer) meshOnly() {
 		case s.allow != nil:
 			var keep []intent.Source
 			for _, src := range *s.allow {
-				if src.CIDR == "" {
+				switch {
+				case everySource(src) && len(mn) > 0:
+					keep = append(keep, inNamespaces(src, mn)...)
+					im.rep.add(sv.gw, sv.path+".tls.mode", StatusCarried, "ISTIO_MUTUAL let any workload of the mesh through: "+sourceText(src)+" becomes namespaces "+strings.Join(mn, ", ")+" (--mesh-namespaces) with the same rules", s)
+				case everySource(src):
+					im.rep.add(sv.gw, sv.path+".tls.mode", StatusAccess, sourceText(src)+": only workloads with a sidecar passed this server (ISTIO_MUTUAL), which needs --mesh-namespaces to be said: not admitted (narrower)", s)
+				case src.CIDR == "":
 					keep = append(keep, src)
-				} else {
+				default:
 					im.rep.add(sv.gw, sv.path, StatusAccess, sourceText(src)+": only workloads with a sidecar passed this server (ISTIO_MUTUAL), which an address does not prove: not admitted (narrower)", s)
 				}
 			}
@@ -612,7 +653,7 @@ func (im *importer) meshOnly() {
 				s.hold("its Gateway server (ISTIO_MUTUAL) let only mesh workloads through, and its allow list names none")
 				continue
 			}
-			s.allow = &keep
+			s.allow = allowOf(keep)
 		case len(mn) > 0:
 			l := make([]intent.Source, 0, len(mn))
 			for _, n := range mn {
@@ -625,4 +666,14 @@ func (im *importer) meshOnly() {
 			im.rep.add(sv.gw, sv.path+".tls.mode", StatusAccess, "ISTIO_MUTUAL let only workloads with a sidecar through; open, the destination would admit every source: held back. Name the namespaces of the mesh's workloads with --mesh-namespaces, or carry an AuthorizationPolicy naming who may pass", s)
 		}
 	}
+}
+
+// inNamespaces is an every-source grant as the same grant for each of
+// the namespaces.
+func inNamespaces(src intent.Source, ns []string) []intent.Source {
+	var out []intent.Source
+	for _, n := range ns {
+		out = append(out, opsOf(src).on(intent.Source{Namespace: n}))
+	}
+	return out
 }

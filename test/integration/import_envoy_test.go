@@ -25,7 +25,10 @@ import (
 //
 // The one change to the guide's objects: its ServiceEntry gets the fake
 // service as its endpoint, where the real api.payment-provider.com would
-// be resolved.
+// be resolved. Beside them, an HTTP ServiceEntry and an AuthorizationPolicy
+// with methods and paths (importedRules): imported as an allow entry with
+// methods and paths, it lets a GET under its path through and refuses a
+// POST, and other paths, with 403.
 func TestImportedGuideEnvoy(t *testing.T) {
 	bin := envoytest.Find(t)
 	guide, err := os.ReadFile("../../internal/istio/testdata/guide-20-production-egress-setup/in.yaml")
@@ -40,15 +43,16 @@ func TestImportedGuideEnvoy(t *testing.T) {
 		if in == string(guide) {
 			t.Fatal("the guide's ServiceEntry is not where the test expects it")
 		}
+		in += importedRules(e)
 		res := istio.Import([]istio.Input{{Name: "production-egress-setup.yaml", Data: []byte(in)}}, nil, istio.Options{})
-		if res.Exit() != 0 || len(res.ConfigMaps) != 1 || res.ConfigMaps[0].Destinations != 1 {
+		if res.Exit() != 0 || len(res.ConfigMaps) != 1 || res.ConfigMaps[0].Destinations != 2 {
 			t.Fatalf("import: exit %d, %d ConfigMaps\n%s", res.Exit(), len(res.ConfigMaps), res.Report())
 		}
 		imported = res.ConfigMaps[0].YAML
 		return string(imported)
 	}
 	ports := freePorts(t, 2)
-	s := newMeshStack(t, bin, meshStackOptions{host: "127.0.0.1", proxyPort: ports[0], capturePort: ports[1], intent: intent, ports: []uint32{443}})
+	s := newMeshStack(t, bin, meshStackOptions{host: "127.0.0.1", proxyPort: ports[0], capturePort: ports[1], intent: intent, ports: []uint32{80, 443}})
 	proxy := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(s.proxyPort)))
 	const host = "api.payment-provider.com"
 	authority := host + ":443"
@@ -85,6 +89,32 @@ func TestImportedGuideEnvoy(t *testing.T) {
 		}
 		s.refusedByGateway(t, id, authority)
 	})
+	t.Run("methods and paths", func(t *testing.T) {
+		if !strings.Contains(string(imported), "methods:") || !strings.Contains(string(imported), "prefix: /status/") {
+			t.Fatalf("the policy's methods and paths are not in the import:\n%s", imported)
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(s.env.listenerPort(80))))
+		for _, c := range []struct {
+			method, path string
+			want         int
+		}{
+			{"GET", "/status/payments", http.StatusOK},
+			{"POST", "/status/payments", http.StatusForbidden},
+			{"GET", "/admin", http.StatusForbidden},
+			{"GET", "/status/../admin", http.StatusForbidden}, // normalized to /admin
+		} {
+			r, err := rawRequest(addr, c.method, "status.payment-provider.com", c.path)
+			if err != nil {
+				t.Fatalf("%s %s: %v", c.method, c.path, err)
+			}
+			if r.code != c.want {
+				t.Errorf("%s http://status.payment-provider.com%s: %d %q, want %d\n%s", c.method, c.path, r.code, r.body, c.want, imported)
+			}
+			if c.want == http.StatusOK && r.reply.Service != fakeservices.ServiceHTTP {
+				t.Errorf("%s %s: not answered by the service: %+v", c.method, c.path, r.reply)
+			}
+		}
+	})
 	t.Run("without a sidecar", func(t *testing.T) {
 		// DNS pointing at the gateway, no identity: the allow list names
 		// identities only, so the gateway closes the connection.
@@ -105,4 +135,34 @@ func TestImportedGuideEnvoy(t *testing.T) {
 			t.Fatalf("CONNECT %s through the gateway's explicit proxy: %d %v, want 403", authority, code, err)
 		}
 	})
+}
+
+// importedRules is an HTTP ServiceEntry beside the guide's, and an
+// AuthorizationPolicy on the egress gateway admitting the test's address
+// to GET under /status/ only.
+func importedRules(e *Env) string {
+	up := e.Upstreams[fakeservices.ServiceHTTP]
+	return `
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payment-status, namespace: production}
+spec:
+  hosts: [status.payment-provider.com]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: ` + strconv.Itoa(int(up.Port)) + `}]
+  resolution: STATIC
+  endpoints: [{address: ` + up.Host + `}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: payment-status, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: egressgateway}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {ipBlocks: [127.0.0.0/8]}
+    to:
+    - operation: {hosts: [status.payment-provider.com], methods: [GET], paths: ["/status/*"]}
+`
 }
