@@ -189,6 +189,9 @@ func (e *Encoder) newTypeSnapshot(typeURL string, items []types.Resource, cover 
 	return ts, nil
 }
 
+// Bytes is the resource's encoding, as served.
+func (it *Item) Bytes() []byte { return it.any.GetValue() }
+
 // SameContent reports whether two items are the same resource, byte for
 // byte. Versions may differ for the same content (an endpoint set's
 // version covers its cluster's).
