@@ -2,53 +2,22 @@ package compile_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/egress-xds/egress-xds/internal/benchinput"
 	"github.com/egress-xds/egress-xds/internal/compile"
 	"github.com/egress-xds/egress-xds/internal/translate"
 )
 
-// benchConfigMaps declares n destinations in ConfigMaps of 100 each: mostly
-// TLS passthrough, a quarter HTTP with TLS origination, rate limit, retries
-// and an allowlist, and some TCP with static endpoints.
+// benchConfigMaps declares n destinations in ConfigMaps of 100 each
+// (internal/benchinput).
 func benchConfigMaps(n int) []compile.ConfigMap {
 	var cms []compile.ConfigMap
-	for start := 0; start < n; start += 100 {
-		var b strings.Builder
-		b.WriteString("destinations:\n")
-		for i := start; i < start+100 && i < n; i++ {
-			switch {
-			case i%20 == 0:
-				fmt.Fprintf(&b, `  - name: db-%d
-    host: db-%d.example.com
-    ports: [{number: %d, protocol: TCP}]
-    endpoints: [{address: 192.0.2.%d}, {address: 198.51.100.%d}]
-    connectionPool: {maxConnections: 50, connectTimeout: 5s}
-    outlierDetection: {consecutive5xxErrors: 5, interval: 30s, baseEjectionTime: 60s}
-`, i, i, 10000+i, i%250+1, i%250+1)
-			case i%4 == 1:
-				fmt.Fprintf(&b, `  - name: api-%d
-    host: api-%d.example.com
-    ports: [{number: 80, protocol: HTTP}]
-    tls: {mode: SIMPLE}
-    rateLimit: {maxTokens: 100, tokensPerFill: 10, fillInterval: 1s}
-    timeout: 10s
-    retries: {attempts: 3, perTryTimeout: 2s}
-    allow: [{cidr: 10.0.0.0/8}]
-`, i, i)
-			default:
-				fmt.Fprintf(&b, `  - name: tls-%d
-    host: svc-%d.example.com
-    ports: [{number: 443, protocol: TLS}]
-    allow: [{cidr: 10.0.0.0/8}]
-`, i, i)
-			}
-		}
-		cms = append(cms, intentCM("bench", fmt.Sprintf("egress-%05d", start), b.String()))
+	for start := 0; start < n; start += benchinput.PerConfigMap {
+		cms = append(cms, intentCM("bench", benchinput.Name(start), benchinput.Document(start, n)))
 	}
 	return cms
 }

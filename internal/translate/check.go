@@ -151,12 +151,8 @@ func check(r *Resources, deep bool, memo *checkMemo) error {
 		}
 	}()
 	var errs []error
-	refs := map[string]map[string]bool{"cluster": {}, "route": {}, "endpoints": {}, "secret": {}}
-	addRefs := func(rs []reference) {
-		for _, ref := range rs {
-			refs[ref.kind][ref.name] = true
-		}
-	}
+	// References are looked up once every name is known.
+	var refs [][]reference
 	names := map[string]map[string]bool{}
 	add := func(kind, name string, m proto.Message, partRefs func(proto.Message) ([]reference, error)) {
 		if names[kind] == nil {
@@ -176,7 +172,7 @@ func check(r *Resources, deep bool, memo *checkMemo) error {
 		if p.err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, p.err))
 		}
-		addRefs(p.refs)
+		refs = append(refs, p.refs)
 	}
 	for _, x := range r.Listeners {
 		add("listener", x.Name, x, chainReferences)
@@ -191,20 +187,27 @@ func check(r *Resources, deep bool, memo *checkMemo) error {
 		add("secret", x.Name, x, nil)
 	}
 	wg.Wait()
+	names["cluster"] = make(map[string]bool, len(r.Clusters))
 	for _, x := range r.Clusters {
 		add("cluster", x.Name, nil, nil)
 	}
-	for _, rs := range clusterRefs {
-		addRefs(rs)
-	}
-	for _, kind := range []string{"cluster", "route", "endpoints", "secret"} {
-		missing := map[string]bool{}
-		for name := range refs[kind] {
-			if !names[kind][name] {
-				missing[name] = true
+	missing := map[reference]bool{}
+	for _, rs := range append(refs, clusterRefs...) {
+		for _, ref := range rs {
+			if !names[ref.kind][ref.name] {
+				missing[ref] = true
 			}
 		}
-		for _, name := range sortedSet(missing) {
+	}
+	for _, kind := range []string{"cluster", "route", "endpoints", "secret"} {
+		var these []string
+		for ref := range missing {
+			if ref.kind == kind {
+				these = append(these, ref.name)
+			}
+		}
+		sort.Strings(these)
+		for _, name := range these {
 			errs = append(errs, fmt.Errorf("%s %q is referenced but not defined", kind, name))
 		}
 	}
