@@ -395,12 +395,3 @@ func tcpProxyCluster(b []byte) (string, error) {
 	}
 	return "", nil
 }
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
