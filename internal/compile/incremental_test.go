@@ -23,14 +23,19 @@ import (
 	"github.com/egress-xds/egress-xds/internal/watch"
 )
 
-// corpus is every ConfigMap and Secret of the translation goldens and the
-// examples (FuzzCompile's seeds).
-func corpus(t *testing.T) ([]compile.ConfigMap, []corev1.Secret) {
+// corpusFile is one file of the corpus: the translation goldens and the
+// examples (FuzzCompile's seeds), each a ConfigMap set of its own.
+type corpusFile struct {
+	path    string
+	cms     []corev1.ConfigMap
+	secrets []corev1.Secret
+}
+
+func corpusFiles(t *testing.T) []corpusFile {
 	t.Helper()
 	files, _ := filepath.Glob("../translate/testdata/*/in.yaml")
 	examples, _ := filepath.Glob("../../examples/*.yaml")
-	var cms []compile.ConfigMap
-	var secrets []corev1.Secret
+	var out []corpusFile
 	for _, p := range append(files, examples...) {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -40,10 +45,21 @@ func corpus(t *testing.T) ([]compile.ConfigMap, []corev1.Secret) {
 		if err != nil {
 			continue // a golden case of a broken manifest
 		}
-		for i := range c {
-			cms = append(cms, compile.ConfigMap{ConfigMap: &c[i]})
+		out = append(out, corpusFile{path: p, cms: c, secrets: s})
+	}
+	return out
+}
+
+// corpus is every ConfigMap and Secret of the corpus files.
+func corpus(t *testing.T) ([]compile.ConfigMap, []corev1.Secret) {
+	t.Helper()
+	var cms []compile.ConfigMap
+	var secrets []corev1.Secret
+	for _, f := range corpusFiles(t) {
+		for i := range f.cms {
+			cms = append(cms, compile.ConfigMap{ConfigMap: &f.cms[i]})
 		}
-		secrets = append(secrets, s...)
+		secrets = append(secrets, f.secrets...)
 	}
 	if len(cms) < 20 {
 		t.Fatalf("corpus of %d ConfigMaps", len(cms))
@@ -267,18 +283,9 @@ func (s *sequence) compare(step int) {
 // value cached: a cache key that missed an option shaping a fragment
 // fails here.
 func TestIncrementalOptions(t *testing.T) {
-	files, _ := filepath.Glob("../translate/testdata/*/in.yaml")
-	examples, _ := filepath.Glob("../../examples/*.yaml")
-	for _, p := range append(files, examples...) {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, secrets, err := watch.ParseManifests(data)
-		if err != nil {
-			continue
-		}
-		t.Run(p, func(t *testing.T) {
+	for _, f := range corpusFiles(t) {
+		c, secrets := f.cms, f.secrets
+		t.Run(f.path, func(t *testing.T) {
 			s := &sequence{t: t, rng: rand.New(rand.NewPCG(1, 2)), store: compile.NewStore(), secrets: secrets,
 				caches: map[string]*translate.Cache{}, encoders: map[string]*snapshot.Encoder{},
 				opts: translate.Options{ForwardProxyPort: 3128, PrivateKeysInline: true, SettingsNamespace: "egress-xds",

@@ -1,7 +1,7 @@
 // Package translate turns validated egress intent into Envoy resources. It is
 // a pure function: intent and secret data in, sorted resources out; no
-// client-go, no cache, no clock. Proto construction lives only here, one file
-// per kind.
+// client-go, no clock. A Cache (fragments.go) only saves work: its output is
+// Translate's. Proto construction lives only here, one file per kind.
 package translate
 
 import (
