@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -111,7 +110,7 @@ func benchEdit(b *testing.B, old, new string) {
 		cm.Data["egress.yaml"] = edited
 		cms[i] = compile.ConfigMap{File: cms[i].File, ConfigMap: cm}
 		prev := r.Cache.Snapshot(group)
-		before := cpuTime()
+		before := benchinput.CPUTime()
 		start := time.Now()
 		r.Builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: secrets, Diagnostics: diags})
 		next := prev
@@ -124,7 +123,7 @@ func benchEdit(b *testing.B, old, new string) {
 		}
 		published = append(published, time.Since(start))
 		acked = append(acked, gw.wait(b, start.UnixNano(), versions(prev, next)...)...)
-		cpu += cpuTime() - before
+		cpu += benchinput.CPUTime() - before
 	}
 	b.StopTimer()
 	perEdit := float64(cpu.Microseconds()) / 1000 / float64(b.N)
@@ -156,7 +155,7 @@ func versions(prev, gs *snapshot.GroupSnapshot) []string {
 func fullBuildCPU(b *testing.B, cms []compile.ConfigMap) time.Duration {
 	b.Helper()
 	o := translate.Options{ForwardProxyPort: 3128}
-	before := cpuTime()
+	before := benchinput.CPUTime()
 	intents, _ := compile.NewStore().Update(cms, o.ResolveOptions())
 	res, _, err := compile.Group(intents, group, nil, o)
 	if err != nil {
@@ -165,16 +164,7 @@ func fullBuildCPU(b *testing.B, cms []compile.ConfigMap) time.Duration {
 	if _, err := snapshot.NewGroupSnapshot(res); err != nil {
 		b.Fatal(err)
 	}
-	return cpuTime() - before
-}
-
-// cpuTime is the CPU time (user and system) the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return benchinput.CPUTime() - before
 }
 
 func percentile(d []time.Duration, p float64) float64 {
