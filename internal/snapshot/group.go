@@ -105,8 +105,9 @@ type Item struct {
 	enc *encoded
 }
 
-// NewGroupSnapshot proves resources consistent with go-control-plane's own
-// rules and marshals them once. They must come from compile.Group, which has
+// NewGroupSnapshot proves resources consistent by go-control-plane's rule
+// (Snapshot.Consistent, on the references its GetResourceReferences reads
+// in each resource) and marshals them once. They must come from compile.Group, which has
 // run translate.Check on them (validation is not repeated here).
 func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
 	return NewEncoder().NewGroupSnapshot(res)
