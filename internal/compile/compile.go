@@ -298,6 +298,13 @@ func Secrets(secrets []corev1.Secret) translate.Secrets {
 // an error (and no resources) when the result fails the check, which would
 // be a bug in the translator: such resources never reach Envoy.
 func Group(intents []*intent.Intent, key string, secrets translate.Secrets, opts translate.Options) (*translate.Resources, intent.Diagnostics, error) {
+	return GroupCached(nil, intents, key, secrets, opts)
+}
+
+// GroupCached is Group, translating and checking again only what changed
+// since the last call with the same cache (translate.Cache): one cache per
+// snapshot key, the result is the same.
+func GroupCached(cache *translate.Cache, intents []*intent.Intent, key string, secrets translate.Secrets, opts translate.Options) (*translate.Resources, intent.Diagnostics, error) {
 	opts.Role, opts.Group = SplitKey(key)
 	if m := intent.Modes(intents)[opts.Group]; m.Mode == intent.ModeAudit {
 		opts.Audit, opts.AuditSource = true, m.Origin.ConfigMap()
@@ -307,11 +314,11 @@ func Group(intents []*intent.Intent, key string, secrets translate.Secrets, opts
 		// One service counts for every group.
 		docs = intent.AllDocs(intents)
 	}
-	res, diags := translate.Translate(docs, secrets, opts)
+	res, diags := cache.Translate(docs, secrets, opts)
 	if diags.HasErrorsWithoutOrigin() {
 		return nil, diags, fmt.Errorf("translation of %q failed: %v", key, diags)
 	}
-	if err := translate.Check(res); err != nil {
+	if err := cache.Check(res); err != nil {
 		return nil, diags, fmt.Errorf("resources of %q failed validation: %w", key, err)
 	}
 	return res, diags, nil

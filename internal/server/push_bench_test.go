@@ -73,7 +73,7 @@ func benchPush(b *testing.B, mode xdstest.Mode) {
 		b.Fatal("no snapshot")
 	}
 
-	gw := startGateways(b, ctx, r.XDSAddr, mode)
+	gw := startGateways(b, ctx, r.XDSAddr, mode, benchGateways)
 	for r.Cache.Snapshot(group) == nil && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -129,10 +129,10 @@ type gateways struct {
 	out *bufio.Scanner
 }
 
-func startGateways(b *testing.B, ctx context.Context, addr string, mode xdstest.Mode) *gateways {
+func startGateways(b *testing.B, ctx context.Context, addr string, mode xdstest.Mode, n int) *gateways {
 	b.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestGatewayProcess$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d|%s", clientsEnv, addr, benchGateways, mode))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d|%s", clientsEnv, addr, n, mode))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -205,7 +205,10 @@ func TestGatewayProcess(t *testing.T) {
 	clients := make([]*xdstest.Client, n)
 	for i := range clients {
 		// One connection per gateway, as each Envoy has its own.
-		cc, err := grpc.NewClient(parts[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// Envoy takes responses of any size: at 10,000 destinations
+		// one listener is 18 MB.
+		cc, err := grpc.NewClient(parts[0], grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
 		if err != nil {
 			fmt.Println("error", err)
 			return

@@ -85,10 +85,36 @@ type Builder struct {
 	certExpiry map[[2]string]bool
 	// inject is set by tests only (InjectForTest, inject.go).
 	inject Injection
+	// caches keep, per snapshot key, what the last build translated,
+	// checked and encoded, so that a build redoes only what changed.
+	caches map[string]*groupCache
 	// modes are the gateway groups' modes at the last build (modes.go),
 	// read by the admin endpoints under modesMu.
 	modesMu sync.Mutex
 	modes   map[string]intent.GroupMode
+}
+
+// groupCache is what a group's next build can reuse of its last.
+type groupCache struct {
+	translation *translate.Cache
+	encoder     *Encoder
+}
+
+// cacheOf is a group's cache; with a test's injection, which changes
+// resources after translation, a fresh one that is then forgotten.
+func (b *Builder) cacheOf(group string) *groupCache {
+	if b.inject != nil {
+		return &groupCache{encoder: NewEncoder()}
+	}
+	c, ok := b.caches[group]
+	if !ok {
+		c = &groupCache{translation: translate.NewCache(), encoder: NewEncoder()}
+		if b.caches == nil {
+			b.caches = map[string]*groupCache{}
+		}
+		b.caches[group] = c
+	}
+	return c
 }
 
 // servedRecord is the state record of the served ConfigMap versions.
@@ -318,8 +344,14 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	failed := false
 	built := compile.Groups(intents, b.cache.Groups()...)
 	b.recordModes(intents, built)
+	for g := range b.caches {
+		if !slices.Contains(built, g) {
+			delete(b.caches, g)
+		}
+	}
 	for _, group := range built {
-		res, tdiags, err := compile.Group(intents, group, secrets, opts)
+		gc := b.cacheOf(group)
+		res, tdiags, err := compile.GroupCached(gc.translation, intents, group, secrets, opts)
 		diags = append(diags, tdiags...)
 		if res != nil {
 			certs = append(certs, res.Certificates...)
@@ -332,7 +364,7 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 		}
 		var gs *GroupSnapshot
 		if err == nil {
-			gs, err = NewGroupSnapshot(res)
+			gs, err = gc.encoder.NewGroupSnapshot(res)
 		}
 		if err != nil {
 			failed = true

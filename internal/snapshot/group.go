@@ -11,7 +11,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/translate"
@@ -100,27 +99,40 @@ type Item struct {
 	Resource types.Resource
 	any      *anypb.Any
 	delta    *discovery.Resource
+	// sum is the hash of the content (Version also covers the covering
+	// resource's version); enc what the encoder keeps of it.
+	sum [32]byte
+	enc *encoded
 }
 
-// NewGroupSnapshot proves resources consistent with go-control-plane's own
-// rules and marshals them once. They must come from compile.Group, which has
+// NewGroupSnapshot proves resources consistent by go-control-plane's rule
+// (Snapshot.Consistent, on the references its GetResourceReferences reads
+// in each resource) and marshals them once. They must come from compile.Group, which has
 // run translate.Check on them (validation is not repeated here).
 func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
+	return NewEncoder().NewGroupSnapshot(res)
+}
+
+// NewGroupSnapshot is NewGroupSnapshot, reusing what the encoder's last
+// snapshot encoded.
+func (e *Encoder) NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
 	byType := ByType(res)
 	gs := &GroupSnapshot{typeURLs: typesOf(res), types: map[string]*TypeSnapshot{}, sources: res.Sources}
-	snap := &cachev3.Snapshot{}
 	for _, typ := range gs.typeURLs {
 		// Clusters come before endpoints in Types: each endpoint set's
 		// version covers its cluster's (see newTypeSnapshot).
-		ts, err := newTypeSnapshot(typ, byType[typ], gs.types[coveredBy[typ]])
+		ts, err := e.newTypeSnapshot(typ, byType[typ], gs.types[coveredBy[typ]])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", typ, err)
 		}
 		gs.types[typ] = ts
-		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(ts.Version, byType[typ])
 	}
-	if err := snap.Consistent(); err != nil {
+	if err := consistent(gs); err != nil {
 		return nil, err
+	}
+	e.items = map[string]map[string]*Item{}
+	for typ, ts := range gs.types {
+		e.items[typ] = ts.Items
 	}
 	return gs, nil
 }
@@ -138,40 +150,48 @@ var coveredBy = map[string]string{resourcev3.EndpointType: resourcev3.ClusterTyp
 // sent and the cluster would be applied only after the 15 s initial fetch
 // timeout. A moved version sends them again, after the cluster (Types
 // order, kept by SetSnapshot), over SotW and delta.
-func newTypeSnapshot(typeURL string, items []types.Resource, cover *TypeSnapshot) (*TypeSnapshot, error) {
-	ts := &TypeSnapshot{Items: make(map[string]*Item, len(items))}
-	opts := proto.MarshalOptions{Deterministic: true}
-	h := sha256.New()
+func (e *Encoder) newTypeSnapshot(typeURL string, items []types.Resource, cover *TypeSnapshot) (*TypeSnapshot, error) {
+	ts := &TypeSnapshot{Items: make(map[string]*Item, len(items)), Names: make([]string, 0, len(items))}
 	for _, r := range items {
 		name := cachev3.GetResourceName(r)
 		if _, dup := ts.Items[name]; dup {
 			return nil, fmt.Errorf("resource %q is defined twice", name)
 		}
-		b, err := opts.Marshal(r)
+		it, err := e.item(typeURL, name, r)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		sum := sha256.Sum256(b)
+		version := it.sum
 		if c := cover.item(name); c != nil {
-			sum = sha256.Sum256(append(sum[:], c.Version...))
+			version = sha256.Sum256(append(it.sum[:], c.Version...))
 		}
-		a := &anypb.Any{TypeUrl: typeURL, Value: b}
-		it := &Item{Name: name, Version: hex.EncodeToString(sum[:8]), Resource: r, any: a}
-		it.delta = &discovery.Resource{Name: name, Version: it.Version, Resource: a}
+		it.Version = hex.EncodeToString(version[:8])
+		it.delta = &discovery.Resource{Name: name, Version: it.Version, Resource: it.any}
 		ts.Items[name] = it
 		ts.Names = append(ts.Names, name)
 	}
-	sort.Strings(ts.Names)
+	if !sort.StringsAreSorted(ts.Names) {
+		sort.Strings(ts.Names)
+	}
 	ts.all = make([]*anypb.Any, 0, len(ts.Names))
+	ts.deltaAll = make([]*discovery.Resource, 0, len(ts.Names))
+	// The type's version is a hash of its resources' names and versions.
+	h := sha256.New()
 	for _, n := range ts.Names {
 		it := ts.Items[n]
 		ts.all = append(ts.all, it.any)
 		ts.deltaAll = append(ts.deltaAll, it.delta)
-		fmt.Fprintf(h, "%s\x00%s\x00", n, it.Version)
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(it.Version))
+		h.Write([]byte{0})
 	}
 	ts.Version = hex.EncodeToString(h.Sum(nil))[:16]
 	return ts, nil
 }
+
+// Bytes is the resource's encoding, as served.
+func (it *Item) Bytes() []byte { return it.any.GetValue() }
 
 // SameContent reports whether two items are the same resource, byte for
 // byte. Versions may differ for the same content (an endpoint set's
@@ -215,6 +235,6 @@ func (gs *GroupSnapshot) Versions() map[string]string {
 }
 
 var emptyType = func() *TypeSnapshot {
-	ts, _ := newTypeSnapshot("", nil, nil)
+	ts, _ := NewEncoder().newTypeSnapshot("", nil, nil)
 	return ts
 }()

@@ -8,8 +8,8 @@ import (
 )
 
 // Injection changes the resources of one group after translation and
-// before the checks every build passes (translate.Check, then Consistent
-// in NewGroupSnapshot). It exists so that a test can make a real Envoy
+// before the checks every build passes (translate.Check, then the
+// consistency check of NewGroupSnapshot). It exists so that a test can make a real Envoy
 // reject a version that our own checks let through: a NACK end to end,
 // which no valid input produces.
 type Injection func(group string, res *translate.Resources)

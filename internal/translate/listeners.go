@@ -52,7 +52,7 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 	}}
 	l.AccessLog = t.notDeclaredLog(name)
 	for _, dp := range dps {
-		l.FilterChains = append(l.FilterChains, t.admissionChains(name, dp, []string{dp.dest.Host})...)
+		l.FilterChains = append(l.FilterChains, t.cachedAdmissionChains(name, dp)...)
 	}
 	if t.audit() {
 		l.FilterChains = append(append(l.FilterChains, t.heldBackChains(name, port)...), t.auditNotDeclaredChain(name, dps[0].port.Number))

@@ -28,16 +28,22 @@ const (
 func (t *translator) httpRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 	for _, dp := range dps {
-		vh := &routev3.VirtualHost{
-			Name:    dp.cluster,
-			Domains: []string{dp.dest.Host, fmt.Sprintf("%s:%d", dp.dest.Host, dp.port.Number)},
-			Routes:  []*routev3.Route{t.httpRoute(dp)},
-		}
-		t.auditDestination(vh, dp)
-		rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		rc.VirtualHosts = append(rc.VirtualHosts, t.cachedHTTPVirtualHost(dp))
 	}
 	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(dps[0].listenerPort)...), t.catchAll(rc, name, dps[0].port.Number, false))
 	return rc
+}
+
+// httpVirtualHost is a destination port's virtual host on its HTTP
+// listener.
+func (t *translator) httpVirtualHost(dp *destPort) *routev3.VirtualHost {
+	vh := &routev3.VirtualHost{
+		Name:    dp.cluster,
+		Domains: []string{dp.dest.Host, fmt.Sprintf("%s:%d", dp.dest.Host, dp.port.Number)},
+		Routes:  []*routev3.Route{t.httpRoute(dp)},
+	}
+	t.auditDestination(vh, dp)
+	return vh
 }
 
 // httpRoute sends a destination's requests to its cluster with its timeout,
@@ -101,24 +107,30 @@ func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
 // host without a matching route.
 func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
-	refuse := notDeclaredVirtualHost().GetRoutes()
 	for _, dp := range dps {
-		http := dp.port.Protocol == intent.ProtocolHTTP
-		domains := proxyDomains(dp, http && dp.port.Number == 80)
-		var routes []*routev3.Route
-		if http {
-			routes = []*routev3.Route{t.httpRoute(dp), refuse[1]}
-		} else {
-			r := connectRoute(dp.cluster, dp.cluster, true)
-			r.TypedPerFilterConfig = t.perRouteFilters(dp)
-			routes = []*routev3.Route{r, refuse[0]}
-		}
-		vh := &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: routes}
-		t.auditDestination(vh, dp)
-		rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		rc.VirtualHosts = append(rc.VirtualHosts, t.cachedProxyVirtualHost(dp))
 	}
 	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(0)...), t.catchAll(rc, name, 0, true))
 	return rc
+}
+
+// proxyVirtualHost is a destination port's virtual host on the forward
+// proxy and the mesh port.
+func (t *translator) proxyVirtualHost(dp *destPort) *routev3.VirtualHost {
+	refuse := notDeclaredVirtualHost().GetRoutes()
+	http := dp.port.Protocol == intent.ProtocolHTTP
+	domains := proxyDomains(dp, http && dp.port.Number == 80)
+	var routes []*routev3.Route
+	if http {
+		routes = []*routev3.Route{t.httpRoute(dp), refuse[1]}
+	} else {
+		r := connectRoute(dp.cluster, dp.cluster, true)
+		r.TypedPerFilterConfig = t.perRouteFilters(dp)
+		routes = []*routev3.Route{r, refuse[0]}
+	}
+	vh := &routev3.VirtualHost{Name: dp.cluster, Domains: domains, Routes: routes}
+	t.auditDestination(vh, dp)
+	return vh
 }
 
 // proxyDomains are the authorities a proxy client sends for a destination

@@ -13,9 +13,22 @@ import (
 type Sources map[string]map[string][]string
 
 func (s Sources) add(typeURL, name string, dps ...*destPort) {
-	for _, dp := range dps {
-		s.addConfigMap(typeURL, name, dp.origin.ConfigMap())
+	if len(dps) == 0 {
+		return
 	}
+	if s[typeURL] == nil {
+		s[typeURL] = map[string][]string{}
+	}
+	cms := s[typeURL][name]
+	var last *destPort
+	for _, dp := range dps {
+		// Ports come sorted by ConfigMap: most repeats are the last one.
+		if last == nil || dp.origin.Namespace != last.origin.Namespace || dp.origin.Name != last.origin.Name {
+			cms = append(cms, dp.origin.ConfigMap())
+		}
+		last = dp
+	}
+	s[typeURL][name] = cms
 }
 
 func (s Sources) addConfigMap(typeURL, name string, cms ...string) {

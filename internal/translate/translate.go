@@ -1,7 +1,7 @@
 // Package translate turns validated egress intent into Envoy resources. It is
 // a pure function: intent and secret data in, sorted resources out; no
-// client-go, no cache, no clock. Proto construction lives only here, one file
-// per kind.
+// client-go, no clock. A Cache (fragments.go) only saves work: its output is
+// Translate's. Proto construction lives only here, one file per kind.
 package translate
 
 import (
@@ -153,6 +153,10 @@ type Resources struct {
 // destination whose Secrets are missing or malformed is left out and
 // reported; everything else is still translated.
 func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, intent.Diagnostics) {
+	return translate(docs, secrets, opts, nil)
+}
+
+func translate(docs []intent.Doc, secrets Secrets, opts Options, cache *Cache) (*Resources, intent.Diagnostics) {
 	if opts.Role == "" {
 		opts.Role = RoleGateway
 	}
@@ -162,7 +166,7 @@ func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, in
 	if opts.ListenerAddress == "" {
 		opts.ListenerAddress = "0.0.0.0"
 	}
-	t := &translator{opts: opts, secrets: secrets, out: &Resources{Sources: Sources{}}}
+	t := &translator{opts: opts, secrets: secrets, out: &Resources{Sources: Sources{}}, cache: cache}
 	switch opts.Role {
 	case RoleGateway:
 		t.collect(docs)
@@ -185,6 +189,9 @@ func Translate(docs []intent.Doc, secrets Secrets, opts Options) (*Resources, in
 
 // translator carries one translation's inputs and outputs.
 type translator struct {
+	// cache, when set, holds the fragments of the last translation
+	// (fragments.go).
+	cache        *Cache
 	opts         Options
 	secrets      Secrets
 	out          *Resources
@@ -229,6 +236,9 @@ type destPort struct {
 	cluster      string // cluster name, also the stat prefix and route name
 	perRoute     map[string]*anypb.Any
 	perRouteDone bool
+	// fragments are what it was translated into, kept while a cache
+	// keeps the port (fragments.go).
+	fragments [fragmentKinds]*fragment
 }
 
 // upstreamPort is the port the gateway connects to.
@@ -252,22 +262,30 @@ func (dp *destPort) originatesTLS() bool {
 
 func (t *translator) collect(docs []intent.Doc) {
 	ro := t.opts.ResolveOptions()
-	for _, d := range docs {
+	for di := range docs {
+		d := &docs[di]
+		cached := t.cache.doc(d)
 		for i := range d.Destinations {
 			dest := &d.Destinations[i]
-			id := DestinationID(d.Origin, dest.Name)
 			if !t.secretsPresent(d.Origin, i, dest) {
 				t.holdBack(d.Origin, dest)
 				continue
 			}
-			for _, p := range dest.Ports {
-				dp := &destPort{
-					origin:       d.Origin,
-					dest:         dest,
-					port:         p,
-					listenerPort: ro.ListenerPort(p.Number),
-					cluster:      fmt.Sprintf("%s/%d", id, p.Number),
+			dps := t.cache.destPorts(cached, i, d.Origin, dest, func() []*destPort {
+				id := DestinationID(d.Origin, dest.Name)
+				var dps []*destPort
+				for _, p := range dest.Ports {
+					dps = append(dps, &destPort{
+						origin:       d.Origin,
+						dest:         dest,
+						port:         p,
+						listenerPort: ro.ListenerPort(p.Number),
+						cluster:      fmt.Sprintf("%s/%d", id, p.Number),
+					})
 				}
+				return dps
+			})
+			for _, dp := range dps {
 				t.ports = append(t.ports, dp)
 				if t.opts.Role == RoleGateway {
 					t.out.Sources.add(resourcev3.ClusterType, dp.cluster, dp)
@@ -296,7 +314,7 @@ func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
 // and endpoints on another: they share nothing but the read-only input,
 // and translation time matters at ten thousand destinations.
 func (t *translator) buildGateway() {
-	ct := &translator{opts: t.opts}
+	ct := &translator{opts: t.opts, cache: t.cache}
 	var clusters []*clusterv3.Cluster
 	var endpoints []*endpointv3.ClusterLoadAssignment
 	var wg sync.WaitGroup
@@ -305,7 +323,7 @@ func (t *translator) buildGateway() {
 		defer wg.Done()
 		clusters = make([]*clusterv3.Cluster, 0, len(t.ports))
 		for _, dp := range t.ports {
-			c, cla := ct.cluster(dp)
+			c, cla := ct.cachedCluster(dp)
 			clusters = append(clusters, c)
 			if cla != nil {
 				endpoints = append(endpoints, cla)
@@ -317,16 +335,17 @@ func (t *translator) buildGateway() {
 		dps := groups[lp]
 		switch {
 		case dps[0].port.Protocol.Passthrough():
-			t.addListener(t.tlsListener(lp, dps), nil, dps)
+			l, _ := t.assembledListener(listenerName(kindTLS, lp), dps, func(f *fragment) { f.listener = t.tlsListener(lp, dps) })
+			t.addListener(l, nil, dps)
 		case dps[0].port.Protocol == intent.ProtocolHTTP:
-			l, rc := t.httpListener(lp, dps)
+			l, rc := t.assembledListener(listenerName(kindHTTP, lp), dps, func(f *fragment) { f.listener, f.routes = t.httpListener(lp, dps) })
 			t.addListener(l, rc, dps)
 		default:
-			t.addListener(t.tcpListener(lp, dps[0]), nil, dps)
+			t.addListener(t.cachedTCPListener(lp, dps[0]), nil, dps)
 		}
 	}
-	if t.opts.ForwardProxyPort != 0 {
-		l, rc := t.forwardProxy(t.opts.ForwardProxyPort, t.ports)
+	if p := t.opts.ForwardProxyPort; p != 0 {
+		l, rc := t.assembledListener(listenerName(kindForwardProxy, p), t.ports, func(f *fragment) { f.listener, f.routes = t.forwardProxy(p, t.ports) })
 		t.addListener(l, rc, t.ports)
 	}
 	if t.opts.Mesh != nil {
