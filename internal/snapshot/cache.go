@@ -390,6 +390,14 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 			return lostBasis(req, v)
 		}
 	}
+	if wildcard && len(returned) == 0 {
+		// A stream that holds nothing (a new one): every resource, the
+		// shared list. Names subscribed beside the wildcard add nothing.
+		if len(ts.deltaAll) == 0 && !always {
+			return nil
+		}
+		return &deltaResp{req: req, version: ts.Version, resources: ts.deltaAll, next: map[string]string{versionMarker: ts.Version}}
+	}
 	unchangedSub := len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0
 	if wildcard && unchangedSub && basis != nil && len(returned) == 1 {
 		switch {
