@@ -105,7 +105,7 @@ func heapAfterEdits(b *testing.B, n, edits int) (startup, edited, rss float64) {
 		if edit == string(data) {
 			b.Fatalf("%s: no destination left to edit", f)
 		}
-		writeAtomic(b, f, edit)
+		write(b, f, edit)
 		for srv.Cache.Snapshot(group).Type(resourcev3.ClusterType).Version == prev {
 			if ctx.Err() != nil {
 				b.Fatalf("edit %d: no new version", e)
@@ -169,17 +169,4 @@ func writeMixedDestinations(b *testing.B, dir string, n int) []string {
 		files = append(files, path)
 	}
 	return files
-}
-
-// writeAtomic replaces a file as editors and kubelet do: a new file renamed
-// over the old one.
-func writeAtomic(b *testing.B, path, content string) {
-	b.Helper()
-	tmp := path + ".tmp~"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		b.Fatal(err)
-	}
 }

@@ -211,21 +211,29 @@ func names(rs []*discovery.Resource) []string {
 	return out
 }
 
-// A delta stream two versions behind gets the full difference, not only
-// the last step's.
-func TestDeltaLaggingStreamGetsEverything(t *testing.T) {
-	c := NewCache(nil, nil)
-	c.SetSnapshot("g", groupSnapshot(t, "a.example", "b.example", "c.example"))
+// deltaStreamHolding publishes a snapshot of hosts for group g and returns
+// a wildcard CDS delta stream that holds it.
+func deltaStreamHolding(t *testing.T, c *Cache, hosts ...string) (*stream.Subscription, chan cachev3.DeltaResponse) {
+	t.Helper()
+	c.SetSnapshot("g", groupSnapshot(t, hosts...))
 	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
 	ch := make(chan cachev3.DeltaResponse, 1)
 	if _, err := c.CreateDeltaWatch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}, &sub, ch); err != nil {
 		t.Fatal(err)
 	}
 	sub.SetReturnedResources((<-ch).GetReturnedResources())
+	return &sub, ch
+}
+
+// A delta stream two versions behind gets the full difference, not only
+// the last step's.
+func TestDeltaLaggingStreamGetsEverything(t *testing.T) {
+	c := NewCache(nil, nil)
+	sub, ch := deltaStreamHolding(t, c, "a.example", "b.example", "c.example")
 	c.SetSnapshot("g", groupSnapshot(t, "a.example", "x.example", "c.example")) // db changes
 	c.SetSnapshot("g", groupSnapshot(t, "y.example", "x.example"))              // da changes, dc goes
 	ack := &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}
-	if _, err := c.CreateDeltaWatch(ack, &sub, ch); err != nil {
+	if _, err := c.CreateDeltaWatch(ack, sub, ch); err != nil {
 		t.Fatal(err)
 	}
 	out, _ := (<-ch).GetDeltaDiscoveryResponse()
@@ -271,18 +279,12 @@ func TestDeltaStreamBehindHistory(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := NewCache(nil, nil)
 			c.limitSteps = tc.limitSteps
-			c.SetSnapshot("g", groupSnapshot(t, "a.example", "b.example", "c.example"))
-			sub := stream.NewDeltaSubscription(nil, nil, nil, true)
-			ch := make(chan cachev3.DeltaResponse, 1)
-			if _, err := c.CreateDeltaWatch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}, &sub, ch); err != nil {
-				t.Fatal(err)
-			}
-			sub.SetReturnedResources((<-ch).GetReturnedResources())
+			sub, ch := deltaStreamHolding(t, c, "a.example", "b.example", "c.example")
 			for i := 0; i < 10; i++ {
 				c.SetSnapshot("g", groupSnapshot(t, fmt.Sprintf("v%d.example", i)))
 			}
 			ack := &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}
-			if _, err := c.CreateDeltaWatch(ack, &sub, ch); err != nil {
+			if _, err := c.CreateDeltaWatch(ack, sub, ch); err != nil {
 				t.Fatal(err)
 			}
 			out, err := (<-ch).GetDeltaDiscoveryResponse()
