@@ -30,21 +30,26 @@ import (
 )
 
 const (
-	benchGateways = 1000
-	perConfigMap  = 100
+	perConfigMap = 100
+	// largeGatewaysEnv sets the gateways of the 10,000-destination case
+	// (100 by default): the gateway process holds what every gateway is
+	// sent, over 20 GiB for 1,000 gateways of 10,000 destinations.
+	largeGatewaysEnv = "EGRESS_XDS_BENCH_GATEWAYS"
 	clientsEnv    = "EGRESS_XDS_BENCH_CLIENTS" // address|gateways|mode|timeout, set for the gateway process
 	// envoyWindow is Envoy's default HTTP/2 initial stream and connection
 	// window (Http2ProtocolOptions), which the gateway bootstrap keeps.
 	envoyWindow = 256 << 20
 	// pushProfileEnv names a file prefix for a CPU profile of the server
-	// during the edits alone (PREFIX.sotw, PREFIX.delta), not the setup.
+	// during the edits alone (PREFIX.sotw, PREFIX.delta), not the setup,
+	// and of the gateway process (PREFIX.gateways.sotw, ...).
 	pushProfileEnv = "EGRESS_XDS_PUSH_PROFILE"
 )
 
 // BenchmarkPush measures what an operator waits for: after one destination
 // is edited, the time until every one of 1,000 gateways (real ADS streams
 // on loopback, one connection each, as Envoys have) has ACKed the new
-// version, with 1,000 SNI destinations, and 10,000 (skipped with -short
+// version, with 1,000 SNI destinations; and with 10,000 destinations, 100
+// gateways (EGRESS_XDS_BENCH_GATEWAYS sets how many; skipped with -short
 // and in CI: its setup alone takes minutes). Each iteration is one edit; the
 // p50/p99/max are over gateways and iterations. The clock starts when the
 // change is observed (the builder receives it; the folder watcher's own
@@ -56,17 +61,25 @@ const (
 //
 //	go test ./internal/server -run '^$' -bench 'BenchmarkPush/destinations=1000/' -benchtime 5x
 func BenchmarkPush(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("destinations=%d", n), func(b *testing.B) {
-			skipLarge(b, n)
+	large := 100
+	if v := os.Getenv(largeGatewaysEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a number of gateways", largeGatewaysEnv, v)
+		}
+		large = n
+	}
+	for _, c := range []struct{ destinations, gateways int }{{1000, 1000}, {10000, large}} {
+		b.Run(fmt.Sprintf("destinations=%d/gateways=%d", c.destinations, c.gateways), func(b *testing.B) {
+			skipLarge(b, c.destinations)
 			for _, mode := range []xdstest.Mode{xdstest.SotW, xdstest.Delta} {
-				b.Run(mode.String(), func(b *testing.B) { benchPush(b, n, mode) })
+				b.Run(mode.String(), func(b *testing.B) { benchPush(b, c.destinations, c.gateways, mode) })
 			}
 		})
 	}
 }
 
-func benchPush(b *testing.B, destinations int, mode xdstest.Mode) {
+func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 	dir := b.TempDir()
 	for f := 0; f < destinations/perConfigMap; f++ {
 		var sb strings.Builder
@@ -93,7 +106,16 @@ func benchPush(b *testing.B, destinations int, mode xdstest.Mode) {
 		b.Fatal("no snapshot")
 	}
 
-	gw := startGateways(b, ctx, r.XDSAddr, mode, timeout)
+	gw := startGateways(b, ctx, r.XDSAddr, gateways, mode, timeout)
+	gw.problems = func() string {
+		var out []string
+		for _, l := range strings.Split(r.log.String(), "\n") {
+			if strings.Contains(l, "level=ERROR") || strings.Contains(l, "level=WARN") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out[max(0, len(out)-20):], "\n")
+	}
 	for r.Cache.Snapshot(group) == nil && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -177,12 +199,15 @@ func percentile(d []time.Duration, p float64) float64 {
 type gateways struct {
 	in  io.Writer
 	out *bufio.Scanner
+	// problems are the server's error and warning log lines, told when
+	// the gateways fail.
+	problems func() string
 }
 
-func startGateways(b *testing.B, ctx context.Context, addr string, mode xdstest.Mode, timeout time.Duration) *gateways {
+func startGateways(b *testing.B, ctx context.Context, addr string, n int, mode xdstest.Mode, timeout time.Duration) *gateways {
 	b.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestGatewayProcess$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d|%s|%s", clientsEnv, addr, benchGateways, mode, timeout))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d|%s|%s", clientsEnv, addr, n, mode, timeout))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -246,7 +271,7 @@ func (g *gateways) reply(b *testing.B) string {
 		if line := g.out.Text(); strings.HasPrefix(line, "ok") {
 			return line
 		} else if strings.HasPrefix(line, "error") {
-			b.Fatal(line)
+			b.Fatalf("%s\nserver problems:\n%s", line, g.problems())
 		}
 	}
 	b.Fatalf("gateway process ended: %v", g.out.Err())
@@ -300,6 +325,7 @@ func TestGatewayProcess(t *testing.T) {
 		defer c.Close()
 		clients[i] = c
 	}
+	var profile *os.File
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -313,6 +339,7 @@ func TestGatewayProcess(t *testing.T) {
 			lat := make([]int64, len(clients))
 			var wg sync.WaitGroup
 			var failed error
+			nFailed := 0
 			var mu sync.Mutex
 			for i, c := range clients {
 				wg.Add(1)
@@ -321,6 +348,7 @@ func TestGatewayProcess(t *testing.T) {
 					if err := c.WaitFor(ctx, xdstest.HasVersions(want)); err != nil {
 						mu.Lock()
 						failed = err
+						nFailed++
 						mu.Unlock()
 						return
 					}
@@ -329,7 +357,7 @@ func TestGatewayProcess(t *testing.T) {
 			}
 			wg.Wait()
 			if failed != nil {
-				fmt.Println("error", strings.ReplaceAll(failed.Error(), "\n", " "))
+				fmt.Printf("error %d of %d gateways: %s\n", nFailed, len(clients), strings.ReplaceAll(failed.Error(), "\n", " "))
 				return
 			}
 			var sb strings.Builder
@@ -347,6 +375,22 @@ func TestGatewayProcess(t *testing.T) {
 			}
 			fmt.Println("ok", float64(total)/float64(len(clients)))
 		case "cpu":
+			// Called before and after the edits: the profile, if asked
+			// for, covers them alone.
+			if path := os.Getenv(pushProfileEnv); path != "" {
+				if profile == nil {
+					if profile, err = os.Create(fmt.Sprintf("%s.gateways.%s", path, mode)); err == nil {
+						err = pprof.StartCPUProfile(profile)
+					}
+				} else {
+					pprof.StopCPUProfile()
+					err = profile.Close()
+				}
+				if err != nil {
+					fmt.Println("error", err)
+					return
+				}
+			}
 			fmt.Println("ok", int64(cpuTime()))
 		}
 	}
