@@ -50,6 +50,10 @@ func GroupOf(n *core.Node) string {
 type Cache struct {
 	mu     sync.Mutex
 	groups map[string]*groupState
+	// current is each group's snapshot (group -> *GroupSnapshot), read
+	// without the lock: every stream's response callback asks for it
+	// while SetSnapshot holds the lock to answer a thousand watches.
+	current sync.Map
 	nextID int64
 	// onNewGroup is called, outside the lock, when a proxy of a group that
 	// has no snapshot yet asks for configuration.
@@ -129,16 +133,15 @@ func (c *Cache) Prune(keep map[string]bool) {
 				st.snap.release()
 			}
 			delete(c.groups, name)
+			c.current.Delete(name)
 		}
 	}
 }
 
 // Snapshot returns the group's current snapshot, nil if none.
 func (c *Cache) Snapshot(group string) *GroupSnapshot {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.groups[group]; ok {
-		return st.snap
+	if gs, ok := c.current.Load(group); ok {
+		return gs.(*GroupSnapshot)
 	}
 	return nil
 }
@@ -159,6 +162,7 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	}
 	gs.publish()
 	st.snap = gs
+	c.current.Store(group, gs)
 	st.memo = nil
 	sent := 0
 	for _, id := range inTypeOrder(st.sotw, func(w *sotwWatch) string { return w.req.GetTypeUrl() }) {

@@ -266,25 +266,33 @@ func boundedDetail(s string) string {
 func (p *Proxies) response(k streamKey, typeURL, version string, resources, bytes int, names []string, all bool) {
 	p.mu.Lock()
 	group := ""
-	if s := p.streams[k]; s != nil {
+	s := p.streams[k]
+	if s != nil {
 		group = s.Group
+	}
+	p.mu.Unlock()
+	// The snapshot outside the lock: every stream of a push gets here at
+	// once, and no stream's request should wait on another's response.
+	var observed, published time.Time
+	if gs := p.snapshot(group); s != nil && gs != nil && gs.Type(typeURL).Version == version {
+		observed, published = gs.Changed(typeURL)
+		// A delta response of every resource of the type: the names
+		// are the snapshot's, not to be kept per proxy.
+		if !all && len(names) == len(gs.Type(typeURL).Names) {
+			names, all = nil, true
+		}
+	}
+	if s != nil {
+		p.mu.Lock()
 		ts := s.Types[typeURL]
 		if ts == nil {
 			ts = &TypeStatus{}
 			s.Types[typeURL] = ts
 		}
 		ts.Sent, ts.sentNames, ts.sentAll = version, names, all
-		ts.sentObserved, ts.sentPublished = time.Time{}, time.Time{}
-		if gs := p.snapshot(group); gs != nil && gs.Type(typeURL).Version == version {
-			ts.sentObserved, ts.sentPublished = gs.Changed(typeURL)
-			// A delta response of every resource of the type: the names
-			// are the snapshot's, not to be kept per proxy.
-			if !all && len(names) == len(gs.Type(typeURL).Names) {
-				ts.sentNames, ts.sentAll = nil, true
-			}
-		}
+		ts.sentObserved, ts.sentPublished = observed, published
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
 	label := metrics.TypeLabel(typeURL)
 	p.m.Responses.WithLabelValues(group, label).Inc()
 	p.m.PushedResources.WithLabelValues(group, label).Add(float64(resources))
