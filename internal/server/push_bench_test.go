@@ -35,7 +35,7 @@ const (
 	// (100 by default): the gateway process holds what every gateway is
 	// sent, over 20 GiB for 1,000 gateways of 10,000 destinations.
 	largeGatewaysEnv = "EGRESS_XDS_BENCH_GATEWAYS"
-	clientsEnv    = "EGRESS_XDS_BENCH_CLIENTS" // address|gateways|mode|timeout, set for the gateway process
+	clientsEnv       = "EGRESS_XDS_BENCH_CLIENTS" // address|gateways|mode|timeout, set for the gateway process
 	// envoyWindow is Envoy's default HTTP/2 initial stream and connection
 	// window (Http2ProtocolOptions), which the gateway bootstrap keeps.
 	envoyWindow = 256 << 20

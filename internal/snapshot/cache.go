@@ -54,7 +54,7 @@ type Cache struct {
 	// without the lock: every stream's response callback asks for it
 	// while SetSnapshot holds the lock to answer a thousand watches.
 	current sync.Map
-	nextID int64
+	nextID  int64
 	// onNewGroup is called, outside the lock, when a proxy of a group that
 	// has no snapshot yet asks for configuration.
 	onNewGroup func(group string)
