@@ -87,7 +87,7 @@ func benchEdit(b *testing.B, old, new string) {
 	for r.Cache.Snapshot(group) == nil && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	gw := startGateways(b, ctx, r.XDSAddr, xdstest.Delta, editGateways)
+	gw := startGateways(b, ctx, r.XDSAddr, editGateways, xdstest.Delta, 10*time.Minute)
 	gw.wait(b, 0, versions(nil, r.Cache.Snapshot(group))...)
 
 	state, err := watch.LoadDir(dir)

@@ -76,7 +76,7 @@ func (r *running) stop() {
 // examples copies the repository's examples into a fresh folder.
 func examples(t *testing.T) string { return xdstest.CopyFiles(t, "../../examples/*.yaml") }
 
-func write(t *testing.T, path, content string) {
+func write(t testing.TB, path, content string) {
 	t.Helper()
 	tmp := path + ".tmp~"
 	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {

@@ -10,6 +10,8 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/compile"
@@ -48,18 +50,30 @@ func GroupOf(n *core.Node) string {
 type Cache struct {
 	mu     sync.Mutex
 	groups map[string]*groupState
-	nextID int64
+	// current is each group's snapshot (group -> *GroupSnapshot), read
+	// without the lock: every stream's response callback asks for it
+	// while SetSnapshot holds the lock to answer a thousand watches.
+	current sync.Map
+	nextID  int64
 	// onNewGroup is called, outside the lock, when a proxy of a group that
 	// has no snapshot yet asks for configuration.
 	onNewGroup func(group string)
 	log        *slog.Logger
+	// limitSteps and limitNames bound each group's history (maxSteps,
+	// maxStepNames; smaller in tests).
+	limitSteps, limitNames int
 }
 
+// groupState is what the cache holds for a group: its current snapshot
+// alone (a replaced one is not kept: nothing needs its resources), the
+// names recent changes touched, and the watches.
 type groupState struct {
-	snap    *GroupSnapshot
-	history []*GroupSnapshot // the snapshots snap replaced, newest last
-	// seen holds, per type, every resource name the group ever served.
-	seen  map[string]map[string]struct{}
+	snap *GroupSnapshot
+	// steps are, per type, its recent changes, oldest first (history.go).
+	steps map[string][]step
+	// memo holds what changed since a version, per type and version, for
+	// the current snapshot (reset when it is replaced).
+	memo  map[string]*since
 	sotw  map[int64]*sotwWatch
 	delta map[int64]*deltaWatch
 }
@@ -83,13 +97,14 @@ func NewCache(log *slog.Logger, onNewGroup func(group string)) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Cache{groups: map[string]*groupState{}, onNewGroup: onNewGroup, log: log}
+	return &Cache{groups: map[string]*groupState{}, onNewGroup: onNewGroup, log: log,
+		limitSteps: maxSteps, limitNames: maxStepNames}
 }
 
 func (c *Cache) group(name string) (*groupState, bool) {
 	st, ok := c.groups[name]
 	if !ok {
-		st = &groupState{sotw: map[int64]*sotwWatch{}, delta: map[int64]*deltaWatch{}}
+		st = &groupState{steps: map[string][]step{}, sotw: map[int64]*sotwWatch{}, delta: map[int64]*deltaWatch{}}
 		c.groups[name] = st
 	}
 	return st, !ok
@@ -118,16 +133,15 @@ func (c *Cache) Prune(keep map[string]bool) {
 				st.snap.release()
 			}
 			delete(c.groups, name)
+			c.current.Delete(name)
 		}
 	}
 }
 
 // Snapshot returns the group's current snapshot, nil if none.
 func (c *Cache) Snapshot(group string) *GroupSnapshot {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.groups[group]; ok {
-		return st.snap
+	if gs, ok := c.current.Load(group); ok {
+		return gs.(*GroupSnapshot)
 	}
 	return nil
 }
@@ -139,27 +153,17 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, _ := c.group(group)
-	if st.snap != nil {
-		st.snap.release()
-		gs.diffFrom(st.snap)
-		st.history = append(st.history, st.snap)
-		if len(st.history) > historySize {
-			st.history = st.history[1:]
+	if prev := st.snap; prev != nil {
+		prev.release()
+		gs.diffFrom(prev)
+		for _, typ := range gs.TypeURLs() {
+			st.record(typ, gs.Type(typ), c.limitSteps, c.limitNames)
 		}
 	}
 	gs.publish()
 	st.snap = gs
-	if st.seen == nil {
-		st.seen = map[string]map[string]struct{}{}
-	}
-	for _, typ := range gs.TypeURLs() {
-		if st.seen[typ] == nil {
-			st.seen[typ] = map[string]struct{}{}
-		}
-		for _, n := range gs.Type(typ).Names {
-			st.seen[typ][n] = struct{}{}
-		}
-	}
+	c.current.Store(group, gs)
+	st.memo = nil
 	sent := 0
 	for _, id := range inTypeOrder(st.sotw, func(w *sotwWatch) string { return w.req.GetTypeUrl() }) {
 		w := st.sotw[id]
@@ -383,25 +387,38 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	// A wildcard stream that holds exactly a snapshot we sent is recorded
 	// as that snapshot's version alone (versionMarker), not as a map of
 	// every resource: a thousand streams would otherwise keep a million
-	// entries. The snapshot, current or recent, supplies the versions.
-	var basis *TypeSnapshot
-	lostBasis := false
-	if v := returned[versionMarker]; v != "" && st != nil {
-		basis = st.typeAt(typeURL, v)
-		lostBasis = basis == nil
+	// entries. The group's history says what changed since (history.go).
+	var basis *since
+	if v := returned[versionMarker]; v != "" {
+		if basis = st.sinceVersion(typeURL, v); basis == nil {
+			return lostBasis(req, v)
+		}
+	}
+	if wildcard && len(returned) == 0 {
+		// A stream that holds nothing (a new one): every resource, the
+		// shared list. Names subscribed beside the wildcard add nothing.
+		if len(ts.deltaAll) == 0 && !always {
+			return nil
+		}
+		return &deltaResp{req: req, version: ts.Version, resources: ts.deltaAll, next: map[string]string{versionMarker: ts.Version}}
 	}
 	unchangedSub := len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0
 	if wildcard && unchangedSub && basis != nil && len(returned) == 1 {
 		switch {
-		case basis.Version == ts.Version:
+		case returned[versionMarker] == ts.Version:
 			if !always {
 				return nil
 			}
 			return &deltaResp{req: req, version: ts.Version, next: returned}
-		case ts.diff != nil && ts.diff.from == basis.Version:
+		case ts.diff != nil && ts.diff.from == returned[versionMarker]:
 			// The common case after a change: the difference, computed
 			// once for every stream of the group.
 			return &deltaResp{req: req, version: ts.Version, resources: ts.diff.changed, removed: ts.diff.removed,
+				next: map[string]string{versionMarker: ts.Version}}
+		default:
+			// Some versions behind: the difference since, computed once
+			// for every stream that holds the same version.
+			return &deltaResp{req: req, version: ts.Version, resources: basis.resources, removed: basis.gone,
 				next: map[string]string{versionMarker: ts.Version}}
 		}
 	}
@@ -410,9 +427,7 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 			return v, true
 		}
 		if basis != nil {
-			if it, ok := basis.Items[name]; ok {
-				return it.Version, true
-			}
+			return basis.held(ts, name)
 		}
 		return "", false
 	}
@@ -461,15 +476,7 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 		held(name)
 	}
 	if basis != nil {
-		for _, name := range basis.Names {
-			held(name)
-		}
-	}
-	if lostBasis {
-		// The stream holds a snapshot too old to be kept: remove every
-		// name the group ever had that is gone now (removing a resource
-		// a proxy does not hold is harmless).
-		for name := range st.seen[typeURL] {
+		for _, name := range basis.gone {
 			held(name)
 		}
 	}
@@ -486,21 +493,14 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	return &deltaResp{req: req, version: ts.Version, resources: resources, removed: dedupeSorted(removed), next: next}
 }
 
-// historySize is how many replaced snapshots a group keeps, so that delta
-// streams a few versions behind still get an exact difference.
-const historySize = 8
-
-// typeAt finds a type at a version among the current and recent snapshots.
-func (st *groupState) typeAt(typeURL, version string) *TypeSnapshot {
-	if st.snap != nil && st.snap.Type(typeURL).Version == version {
-		return st.snap.Type(typeURL)
-	}
-	for i := len(st.history) - 1; i >= 0; i-- {
-		if ts := st.history[i].Type(typeURL); ts.Version == version {
-			return ts
-		}
-	}
-	return nil
+// lostBasis ends the stream of a delta proxy that holds a version older
+// than the group's history: what it holds is unknown, so no difference
+// is exact. The proxy reconnects and says what it holds (Envoy sends
+// initial_resource_versions), from which the difference is exact again.
+// Only a proxy that did not answer for maxSteps changes gets here.
+func lostBasis(req *cachev3.DeltaRequest, version string) cachev3.DeltaResponse {
+	return &deltaResp{req: req, err: status.Errorf(codes.Unavailable,
+		"%s: the version this stream holds (%s) is older than the server's history of changes: reconnect with initial_resource_versions", req.GetTypeUrl(), version)}
 }
 
 // versionMarker is the entry of the known-versions map the server keeps per
@@ -537,9 +537,15 @@ type deltaResp struct {
 	resources []*discovery.Resource
 	removed   []string
 	next      map[string]string
+	// err, if set, ends the stream instead (go-control-plane's delta
+	// server returns it from the stream's handler).
+	err error
 }
 
 func (r *deltaResp) GetDeltaDiscoveryResponse() (*discovery.DeltaDiscoveryResponse, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
 	return &discovery.DeltaDiscoveryResponse{
 		SystemVersionInfo: r.version,
 		Resources:         r.resources,

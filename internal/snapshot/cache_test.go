@@ -2,14 +2,19 @@ package snapshot
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
+	"weak"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
-	status "google.golang.org/genproto/googleapis/rpc/status"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/compile"
 	"github.com/egress-xds/egress-xds/internal/intent"
@@ -117,7 +122,7 @@ func TestSotwNACKDoesNotLoop(t *testing.T) {
 	sub.SetReturnedResources(r.GetReturnedResources())
 	nack := sotwRequest(resourcev3.ListenerType, "")
 	nack.ResponseNonce = "1"
-	nack.ErrorDetail = &status.Status{Code: 3, Message: "rejected"}
+	nack.ErrorDetail = &rpcstatus.Status{Code: 3, Message: "rejected"}
 	if _, err := c.CreateWatch(nack, &sub, ch); err != nil {
 		t.Fatal(err)
 	}
@@ -206,21 +211,29 @@ func names(rs []*discovery.Resource) []string {
 	return out
 }
 
-// A delta stream two versions behind gets the full difference, not only
-// the last step's.
-func TestDeltaLaggingStreamGetsEverything(t *testing.T) {
-	c := NewCache(nil, nil)
-	c.SetSnapshot("g", groupSnapshot(t, "a.example", "b.example", "c.example"))
+// deltaStreamHolding publishes a snapshot of hosts for group g and returns
+// a wildcard CDS delta stream that holds it.
+func deltaStreamHolding(t *testing.T, c *Cache, hosts ...string) (*stream.Subscription, chan cachev3.DeltaResponse) {
+	t.Helper()
+	c.SetSnapshot("g", groupSnapshot(t, hosts...))
 	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
 	ch := make(chan cachev3.DeltaResponse, 1)
 	if _, err := c.CreateDeltaWatch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}, &sub, ch); err != nil {
 		t.Fatal(err)
 	}
 	sub.SetReturnedResources((<-ch).GetReturnedResources())
+	return &sub, ch
+}
+
+// A delta stream two versions behind gets the full difference, not only
+// the last step's.
+func TestDeltaLaggingStreamGetsEverything(t *testing.T) {
+	c := NewCache(nil, nil)
+	sub, ch := deltaStreamHolding(t, c, "a.example", "b.example", "c.example")
 	c.SetSnapshot("g", groupSnapshot(t, "a.example", "x.example", "c.example")) // db changes
 	c.SetSnapshot("g", groupSnapshot(t, "y.example", "x.example"))              // da changes, dc goes
 	ack := &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}
-	if _, err := c.CreateDeltaWatch(ack, &sub, ch); err != nil {
+	if _, err := c.CreateDeltaWatch(ack, sub, ch); err != nil {
 		t.Fatal(err)
 	}
 	out, _ := (<-ch).GetDeltaDiscoveryResponse()
@@ -254,29 +267,106 @@ func TestPruneForgetsUnwatchedGroups(t *testing.T) {
 	}
 }
 
-// A delta stream further behind than the history kept still loses the
-// resources that are gone.
-func TestDeltaStreamBeyondHistoryGetsRemovals(t *testing.T) {
+// A delta stream ten versions behind gets the exact difference from the
+// names the changes touched; one further behind than the history kept is
+// ended, so that it reconnects saying what it holds.
+func TestDeltaStreamBehindHistory(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		limitSteps int
+		ended      bool
+	}{{"within", maxSteps, false}, {"beyond", 4, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewCache(nil, nil)
+			c.limitSteps = tc.limitSteps
+			sub, ch := deltaStreamHolding(t, c, "a.example", "b.example", "c.example")
+			for i := 0; i < 10; i++ {
+				c.SetSnapshot("g", groupSnapshot(t, fmt.Sprintf("v%d.example", i)))
+			}
+			ack := &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}
+			if _, err := c.CreateDeltaWatch(ack, sub, ch); err != nil {
+				t.Fatal(err)
+			}
+			out, err := (<-ch).GetDeltaDiscoveryResponse()
+			if tc.ended {
+				if status.Code(err) != codes.Unavailable {
+					t.Fatalf("the stream is not ended: %v, %v", out, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(out.Resources); len(got) != 1 || got[0] != "ns/cm/da/443" {
+				t.Fatalf("changed: %v", got)
+			}
+			if len(out.RemovedResources) != 2 || out.RemovedResources[0] != "ns/cm/db/443" || out.RemovedResources[1] != "ns/cm/dc/443" {
+				t.Fatalf("removed: %v", out.RemovedResources)
+			}
+		})
+	}
+}
+
+// After many changes the cache holds the current snapshot alone: replaced
+// ones are neither shared with the codec nor reachable (a leak here grew
+// the heap by a whole snapshot per edit, 130 MB at 10,000 destinations),
+// and the history stays within its bounds.
+func TestCacheKeepsNoReplacedSnapshot(t *testing.T) {
+	const edits = 30
 	c := NewCache(nil, nil)
-	c.SetSnapshot("g", groupSnapshot(t, "a.example", "b.example", "c.example"))
-	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
-	ch := make(chan cachev3.DeltaResponse, 1)
-	if _, err := c.CreateDeltaWatch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}, &sub, ch); err != nil {
-		t.Fatal(err)
+	c.limitSteps = 10
+	var replaced []weak.Pointer[GroupSnapshot]
+	var lists []*anypb.Any // first item of every full list published
+	for i := 0; i < edits; i++ {
+		gs := groupSnapshot(t, "a.example", fmt.Sprintf("v%d.example", i))
+		for _, typ := range gs.TypeURLs() {
+			if all := gs.Type(typ).all; len(all) > 0 {
+				lists = append(lists, all[0])
+			}
+		}
+		replaced = append(replaced, weak.Make(gs))
+		c.SetSnapshot("g", gs)
 	}
-	sub.SetReturnedResources((<-ch).GetReturnedResources())
-	for i := 0; i <= historySize+1; i++ {
-		c.SetSnapshot("g", groupSnapshot(t, fmt.Sprintf("v%d.example", i)))
+	current := c.Snapshot("g")
+	registered := 0
+	for _, first := range lists {
+		if l, ok := sharedLists.Load(any(first)); ok {
+			if l.(*sharedList[*anypb.Any]).items[0] != current.Type(first.GetTypeUrl()).all[0] {
+				t.Errorf("a replaced %s list is still shared with the codec", first.GetTypeUrl())
+			}
+			registered++
+		}
 	}
-	ack := &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}
-	if _, err := c.CreateDeltaWatch(ack, &sub, ch); err != nil {
-		t.Fatal(err)
+	if registered == 0 || registered > len(Types) {
+		t.Errorf("%d lists shared with the codec, want the current snapshot's (at most %d)", registered, len(Types))
 	}
-	out, _ := (<-ch).GetDeltaDiscoveryResponse()
-	if got := names(out.Resources); len(got) != 1 || got[0] != "ns/cm/da/443" {
-		t.Fatalf("changed: %v", got)
+	st := c.groups["g"]
+	for typ, steps := range st.steps {
+		if len(steps) > c.limitSteps {
+			t.Errorf("%s: %d steps kept, limit %d", typ, len(steps), c.limitSteps)
+		}
 	}
-	if len(out.RemovedResources) != 2 || out.RemovedResources[0] != "ns/cm/db/443" || out.RemovedResources[1] != "ns/cm/dc/443" {
-		t.Fatalf("removed: %v", out.RemovedResources)
+	current = nil
+	// Collection is exact for objects nothing references: two cycles are
+	// more than enough, a few more rule out a slow sweep.
+	alive := 0
+	for try := 0; try < 5; try++ {
+		runtime.GC()
+		alive = 0
+		for _, w := range replaced[:edits-1] {
+			if w.Value() != nil {
+				alive++
+			}
+		}
+		if alive == 0 {
+			break
+		}
 	}
+	if alive > 0 {
+		t.Fatalf("%d of %d replaced snapshots are still reachable", alive, edits-1)
+	}
+	if replaced[edits-1].Value() == nil {
+		t.Fatal("the current snapshot was collected")
+	}
+	runtime.KeepAlive(c)
 }

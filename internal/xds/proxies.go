@@ -73,12 +73,17 @@ type TypeStatus struct {
 	// in the rejected response.
 	NACKSources []string
 
-	// What the last response carried, to trace a NACK to its sources: the
-	// group snapshot it came from (nil if it was replaced meanwhile), and
-	// the resource names when not the whole type.
-	sentSnap  *snapshot.GroupSnapshot
+	// What the last response carried, to trace a NACK to its sources:
+	// the resource names when not the whole type. Not the snapshot it
+	// came from: a proxy's status would keep a replaced snapshot alive
+	// (a whole one per type and proxy that nothing updated since); a NACK
+	// is traced with the group's current snapshot when it still has the
+	// rejected version, as it has unless a change came meanwhile.
 	sentNames []string
 	sentAll   bool
+	// When the sent version's change was observed and published, for the
+	// convergence of its ACK (zero: not to be measured).
+	sentObserved, sentPublished time.Time
 }
 
 // NACK is a rejection traced to its sources, for hooks such as Kubernetes
@@ -176,26 +181,25 @@ func (p *Proxies) request(k streamKey, node *core.Node, typeURL, version, nonce 
 		s.Types[typeURL] = ts
 	}
 	rejected := ""
-	var sentSnap *snapshot.GroupSnapshot
 	var sentNames []string
+	sentAll := false
+	var observed, published time.Time
 	newAck := false
 	switch {
 	case nonce == "" && version != "" && ts.Acked == "":
 		ts.Acked = version // held from before: nothing will be sent
 	case nonce != "" && nacked:
 		// Recorded below, once traced to its sources.
-		rejected = ts.Sent
-		sentSnap, sentNames = ts.sentSnap, ts.sentNames
-		if ts.sentAll && sentSnap != nil {
-			sentNames = sentSnap.Type(typeURL).Names
-		}
+		rejected, sentNames, sentAll = ts.Sent, ts.sentNames, ts.sentAll
 	case nonce != "":
 		if version == "" { // delta requests carry no version: the ACK is of what was sent
 			version = ts.Sent
 		}
 		newAck = ts.Acked != version
 		ts.Acked = version
-		sentSnap = ts.sentSnap
+		if version == ts.Sent {
+			observed, published = ts.sentObserved, ts.sentPublished
+		}
 	}
 	group, nodeID, protocol, addr, connected := s.Group, s.NodeID, s.Protocol, s.Address, s.Connected
 	p.mu.Unlock()
@@ -213,8 +217,11 @@ func (p *Proxies) request(k streamKey, node *core.Node, typeURL, version, nonce 
 	}
 	if nacked {
 		var sources []string
-		if sentSnap != nil && sentSnap.Type(typeURL).Version == rejected {
-			sources = sentSnap.SourcesOf(typeURL, sentNames)
+		if gs := p.snapshot(group); gs != nil && rejected != "" && gs.Type(typeURL).Version == rejected {
+			if sentAll {
+				sentNames = gs.Type(typeURL).Names
+			}
+			sources = gs.SourcesOf(typeURL, sentNames)
 		}
 		p.mu.Lock()
 		ts.LastNACK, ts.NACKedVer, ts.NACKSources = errDetail, rejected, sources
@@ -234,10 +241,8 @@ func (p *Proxies) request(k streamKey, node *core.Node, typeURL, version, nonce 
 	// Convergence: once per proxy and type version, for proxies that were
 	// connected when the version was published (a proxy connecting later
 	// measures its own connection, not the change).
-	if newAck && sentSnap != nil && sentSnap.Type(typeURL).Version == version {
-		if observed, published := sentSnap.Changed(typeURL); !observed.IsZero() && connected.Before(published) {
-			p.m.Convergence.WithLabelValues(group).Observe(time.Since(observed).Seconds())
-		}
+	if newAck && !observed.IsZero() && connected.Before(published) {
+		p.m.Convergence.WithLabelValues(group).Observe(time.Since(observed).Seconds())
 	}
 }
 
@@ -261,28 +266,45 @@ func boundedDetail(s string) string {
 func (p *Proxies) response(k streamKey, typeURL, version string, resources, bytes int, names []string, all bool) {
 	p.mu.Lock()
 	group := ""
-	if s := p.streams[k]; s != nil {
+	s := p.streams[k]
+	if s != nil {
 		group = s.Group
-		// Keep the snapshot the version came from, to trace a NACK of it
-		// to its ConfigMaps later (the cache never calls back into here).
-		var snap *snapshot.GroupSnapshot
-		if p.cache != nil {
-			if gs := p.cache.Snapshot(group); gs != nil && gs.Type(typeURL).Version == version {
-				snap = gs
-			}
+	}
+	p.mu.Unlock()
+	// The snapshot outside the lock: every stream of a push gets here at
+	// once, and no stream's request should wait on another's response.
+	var observed, published time.Time
+	if gs := p.snapshot(group); s != nil && gs != nil && gs.Type(typeURL).Version == version {
+		observed, published = gs.Changed(typeURL)
+		// A delta response of every resource of the type: the names
+		// are the snapshot's, not to be kept per proxy.
+		if !all && len(names) == len(gs.Type(typeURL).Names) {
+			names, all = nil, true
 		}
+	}
+	if s != nil {
+		p.mu.Lock()
 		ts := s.Types[typeURL]
 		if ts == nil {
 			ts = &TypeStatus{}
 			s.Types[typeURL] = ts
 		}
-		ts.Sent, ts.sentSnap, ts.sentNames, ts.sentAll = version, snap, names, all
+		ts.Sent, ts.sentNames, ts.sentAll = version, names, all
+		ts.sentObserved, ts.sentPublished = observed, published
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
 	label := metrics.TypeLabel(typeURL)
 	p.m.Responses.WithLabelValues(group, label).Inc()
 	p.m.PushedResources.WithLabelValues(group, label).Add(float64(resources))
 	p.m.PushSize.WithLabelValues(group, label).Observe(float64(bytes))
+}
+
+// snapshot is the group's current snapshot, nil if none (or no cache).
+func (p *Proxies) snapshot(group string) *snapshot.GroupSnapshot {
+	if p.cache == nil {
+		return nil
+	}
+	return p.cache.Snapshot(group)
 }
 
 // heldVersion is the version of the group's current snapshot of a type
