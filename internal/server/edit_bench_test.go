@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,12 +164,6 @@ func fullBuildCPU(b *testing.B, cms []compile.ConfigMap) time.Duration {
 		b.Fatal(err)
 	}
 	return benchinput.CPUTime() - before
-}
-
-func percentile(d []time.Duration, p float64) float64 {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
 }
 
 func indent(s string) string {
