@@ -2,9 +2,12 @@ package translate
 
 import (
 	"sort"
+	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -102,6 +105,55 @@ func (t *translator) notDeclaredLog(listener string) []*accesslogv3.AccessLog {
 		}})
 	}
 	return out
+}
+
+// chainLogs are the access logs of a TLS or TCP listener's destination
+// chains, written by the listener rather than by each chain's TCP proxy:
+// xDS cannot update less than a listener, and a log format in every chain
+// was half of each chain's size, resent with the whole listener on every
+// edit. Envoy writes a listener's access logs for every connection it
+// closes (as the TCP proxy's would), with the same connection info, so
+// the line is the one the TCP proxy wrote; a CEL filter on the filter
+// chain's name picks the logger: the destination's chains (named after
+// it) log the usual line, the chains of refused sources (in enforce) the
+// line with the reason. Chains with fields of their own (held back, and
+// in audit the refused sources and undeclared names) keep their TCP
+// proxy's log, and these loggers skip them. A logger is there only if
+// a chain of its kind is.
+func (t *translator) chainLogs(listener string, chains []*listenerv3.FilterChain) []*accesslogv3.AccessLog {
+	const chain = "xds.filter_chain_name"
+	refusedSuffix := "/" + RefusedCluster
+	own := []string{refusedSuffix, "/held_back", auditChainSuffix}
+	var served, refused bool
+	for _, c := range chains {
+		switch n := c.GetName(); {
+		case !strings.HasSuffix(n, own[0]) && !strings.HasSuffix(n, own[1]) && !strings.HasSuffix(n, own[2]):
+			served = true
+		case strings.HasSuffix(n, refusedSuffix) && !t.audit():
+			refused = true
+		}
+	}
+	var out []*accesslogv3.AccessLog
+	if served {
+		expr := chain + " != ''"
+		for _, suffix := range own {
+			expr += " && !" + chain + ".endsWith('" + suffix + "')"
+		}
+		out = append(out, withFilter(t.accessLog(listener, "%FILTER_CHAIN_NAME%", nil), t.celFilter(expr)))
+	}
+	if refused {
+		logs := t.accessLog(listener, "%FILTER_CHAIN_NAME%", map[string]string{"reason": SourceNotAllowedReason})
+		out = append(out, withFilter(logs, t.celFilter(chain+".endsWith('"+refusedSuffix+"')")))
+	}
+	return out
+}
+
+// celFilter selects the connections for which expression is true.
+func (t *translator) celFilter(expression string) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
+		Name:       "envoy.access_loggers.extension_filters.cel",
+		ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: t.pack(&celv3.ExpressionFilter{Expression: expression})},
+	}}}
 }
 
 func sortedExtra(m map[string]string) []string {

@@ -50,13 +50,13 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 		Name:       "envoy.filters.listener.tls_inspector",
 		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: t.pack(&tlsinspectorv3.TlsInspector{})},
 	}}
-	l.AccessLog = t.notDeclaredLog(name)
 	for _, dp := range dps {
 		l.FilterChains = append(l.FilterChains, t.cachedAdmissionChains(name, dp)...)
 	}
 	if t.audit() {
 		l.FilterChains = append(append(l.FilterChains, t.heldBackChains(name, port)...), t.auditNotDeclaredChain(name, dps[0].port.Number))
 	}
+	l.AccessLog = append(t.notDeclaredLog(name), t.chainLogs(name, l.FilterChains)...)
 	return l
 }
 
@@ -66,6 +66,7 @@ func (t *translator) tcpListener(port uint32, dp *destPort) *listenerv3.Listener
 	name := listenerName(kindTCP, port)
 	l := t.listener(name, port)
 	l.FilterChains = t.admissionChains(name, dp, nil)
+	l.AccessLog = t.chainLogs(name, l.FilterChains)
 	return l
 }
 
@@ -99,7 +100,7 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 		}
 		return &listenerv3.FilterChainMatch{ServerNames: serverNames}
 	}
-	admitted := &listenerv3.FilterChain{Name: dp.cluster, FilterChainMatch: match(), Filters: append(filters[:len(filters):len(filters)], t.tcpProxy(listener, dp))}
+	admitted := &listenerv3.FilterChain{Name: dp.cluster, FilterChainMatch: match(), Filters: append(filters[:len(filters):len(filters)], t.tcpProxy(dp))}
 	if dp.dest.Allow == nil {
 		return []*listenerv3.FilterChain{admitted}
 	}
@@ -118,7 +119,7 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 	return append(out, &listenerv3.FilterChain{
 		Name:             refusedChainName(dp),
 		FilterChainMatch: match(),
-		Filters:          []*listenerv3.Filter{t.refusingProxy(listener, dp)},
+		Filters:          []*listenerv3.Filter{t.refusingProxy(dp)},
 	})
 }
 
@@ -126,29 +127,26 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 // it is also the stat prefix of their connections.
 func refusedChainName(dp *destPort) string { return dp.cluster + "/source_not_allowed" }
 
-// tcpProxy sends a destination port's connections to its cluster.
-func (t *translator) tcpProxy(listenerName string, dp *destPort) *listenerv3.Filter {
-	return t.tcpProxyTo(listenerName, dp, dp.cluster, nil)
+// tcpProxy sends a destination port's connections to its cluster. Its
+// connections are logged by the listener (chainLogs), so the chain carries
+// no access log of its own.
+func (t *translator) tcpProxy(dp *destPort) *listenerv3.Filter {
+	cfg := &tcpproxyv3.TcpProxy{
+		StatPrefix:       dp.cluster,
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: dp.cluster},
+	}
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(cfg)}}
 }
 
 // refusingProxy closes the connections of refused sources: its cluster has
 // no endpoints. Their stats are the destination's, under
-// <destination>/source_not_allowed, and the log says why.
-func (t *translator) refusingProxy(listenerName string, dp *destPort) *listenerv3.Filter {
+// <destination>/source_not_allowed, and the listener's log says why.
+func (t *translator) refusingProxy(dp *destPort) *listenerv3.Filter {
 	cfg := &tcpproxyv3.TcpProxy{
 		StatPrefix:       refusedChainName(dp),
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: RefusedCluster},
 	}
-	key := listenerName + "\x00refused"
-	logs, ok := t.tcpAccessLogs[key]
-	if !ok {
-		logs = t.encodeField(cfg, "access_log", asMessages(t.accessLog(listenerName, "%FILTER_CHAIN_NAME%", map[string]string{"reason": SourceNotAllowedReason}))...)
-		if t.tcpAccessLogs == nil {
-			t.tcpAccessLogs = map[string]sharedField{}
-		}
-		t.tcpAccessLogs[key] = logs
-	}
-	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.packWith(cfg, logs)}}
+	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: t.pack(cfg)}}
 }
 
 // tcpProxyTo sends a destination port's connections to cluster, inside an
