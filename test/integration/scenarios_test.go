@@ -113,6 +113,14 @@ var scenarios = []Scenario{{
 		}); err != nil || bad {
 			t.Fatalf("a served connection was also logged as not declared (%v)", err)
 		}
+		// One line, the destination's: the listener writes it for the
+		// chain (its CEL filter picks one logger).
+		lines, err := loggedLines(g.gw, func(e logEntry) bool { return e.get("sni") == "api.github.com" })
+		if err != nil || len(lines) != 1 || lines[0].get("listener") == "" || lines[0].get("upstream_cluster") != cl ||
+			lines[0].get("upstream_host") == "" || lines[0].get("bytes_sent") == "" || lines[0].get("reason") != "" {
+			t.Fatalf("lines of the passed connection: %v (%v), want one, the destination's", lines, err)
+		}
+		t.Logf("passed connection: %v", lines[0])
 	},
 }, {
 	Name:  "not-declared",
@@ -490,6 +498,12 @@ var scenarios = []Scenario{{
 		g.waitLog(t, g.gw, "the refused connection", func(e logEntry) bool {
 			return e.get("sni") == "denied-tls.example.com" && e.get("reason") == translate.SourceNotAllowedReason
 		})
+		lines, err := loggedLines(g.gw, func(e logEntry) bool { return e.get("sni") == "denied-tls.example.com" })
+		if err != nil || len(lines) != 1 || !strings.HasSuffix(lines[0].get("destination"), "/source_not_allowed") ||
+			lines[0].get("upstream_cluster") != translate.RefusedCluster || !strings.Contains(lines[0].get("response_flags"), "UH") {
+			t.Fatalf("lines of the refused connection: %v (%v), want one, with the reason", lines, err)
+		}
+		t.Logf("refused connection: %v", lines[0])
 	},
 }, {
 	Name:  "denied-source-spends-nothing",

@@ -595,3 +595,19 @@ func (c *streamConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 func (c *streamConn) SetDeadline(time.Time) error      { return nil }
 func (c *streamConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *streamConn) SetWriteDeadline(time.Time) error { return nil }
+
+// loggedLines are the gateway's access log lines that match.
+func loggedLines(gw gateway, match func(logEntry) bool) ([]logEntry, error) {
+	out, err := gw.logs()
+	if err != nil {
+		return nil, err
+	}
+	var lines []logEntry
+	for _, line := range strings.Split(out, "\n") {
+		var e logEntry
+		if i := strings.IndexByte(line, '{'); i >= 0 && json.Unmarshal([]byte(line[i:]), &e) == nil && match(e) {
+			lines = append(lines, e)
+		}
+	}
+	return lines, nil
+}
