@@ -170,7 +170,12 @@ func (rc *ResolveCache) Resolve(cands []Candidate, opts ResolveOptions) ([]*Inte
 		// Only this call's intents are kept: an edited ConfigMap's old
 		// versions are not held for ever.
 		r.prev, r.next = prev, make(map[*Intent]ownResult, len(cands))
-		defer func() { rc.opts, rc.own = opts, r.next }()
+		defer func() {
+			// The caller's maps are copied: one changed in place must not
+			// look like the options the claims were listed under.
+			rc.opts, rc.own = opts, r.next
+			rc.opts.ReservedPorts, rc.opts.PortMap = maps.Clone(opts.ReservedPorts), maps.Clone(opts.PortMap)
+		}()
 	}
 	var served, moves, newcomers []Candidate
 	for _, c := range cands {

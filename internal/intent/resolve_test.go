@@ -193,4 +193,12 @@ func TestResolveCacheFollowsOptions(t *testing.T) {
 			t.Fatalf("step %d (%+v): cached %s\n%v\nfresh %s\n%v", i, opts, names(got), gdiags, names(want), wdiags)
 		}
 	}
+	// The caller's map changed in place between two calls.
+	pm := map[uint32]uint32{}
+	rc.Resolve(newcomers(ins...), ResolveOptions{PortMap: pm})
+	pm[443] = 8443
+	want, wdiags := Resolve(newcomers(ins...), ResolveOptions{PortMap: pm})
+	if got, gdiags := rc.Resolve(newcomers(ins...), ResolveOptions{PortMap: pm}); names(got) != names(want) || gdiags.Error() != wdiags.Error() {
+		t.Fatalf("a port map changed in place: cached %s\n%v\nfresh %s\n%v", names(got), gdiags, names(want), wdiags)
+	}
 }
