@@ -51,6 +51,9 @@ type Store struct {
 	served map[string]servedVersion
 	// servedGen counts the changes of served.
 	servedGen uint64
+	// resolve keeps the claims of unchanged intents between Updates;
+	// nil: resolved from scratch (tests compare the two).
+	resolve *intent.ResolveCache
 }
 
 type parsed struct {
@@ -68,7 +71,7 @@ type servedVersion struct {
 
 // NewStore returns an empty Store.
 func NewStore() *Store {
-	return &Store{parsed: map[string]parsed{}, served: map[string]servedVersion{}}
+	return &Store{parsed: map[string]parsed{}, served: map[string]servedVersion{}, resolve: &intent.ResolveCache{}}
 }
 
 // Update parses the current ConfigMaps (the complete set: a ConfigMap not
@@ -118,7 +121,7 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 			delete(s.parsed, key)
 		}
 	}
-	accepted, rd := intent.Resolve(cands, opts)
+	accepted, rd := s.resolve.Resolve(cands, opts)
 	rd = append(rd, intent.AuditWarnings(accepted)...)
 	served := make(map[string]servedVersion, len(accepted))
 	for _, in := range accepted {

@@ -89,7 +89,7 @@ func TestIncrementalEquivalence(t *testing.T) {
 	for seed := uint64(1); seed <= 6; seed++ {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 16))
-			s := &sequence{t: t, rng: rng, pool: pool, secretPool: secretPool, store: compile.NewStore(),
+			s := &sequence{t: t, rng: rng, pool: pool, secretPool: secretPool, store: compile.NewStore(), uncached: compile.NewStoreUncached(),
 				caches: map[string]*translate.Cache{}, encoders: map[string]*snapshot.Encoder{},
 				opts: translate.Options{ForwardProxyPort: 3128, PrivateKeysInline: true, SettingsNamespace: "egress-xds",
 					Now: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), CertificateExpiryWarning: translate.DefaultCertificateExpiryWarning}}
@@ -120,6 +120,7 @@ type sequence struct {
 	secrets    []corev1.Secret
 	opts       translate.Options
 	store      *compile.Store
+	uncached   *compile.Store // resolving from scratch, the reference for store's cached resolution
 	caches     map[string]*translate.Cache
 	encoders   map[string]*snapshot.Encoder
 	log        []string
@@ -226,7 +227,10 @@ func (s *sequence) option(kind int) {
 func (s *sequence) compare(step int) {
 	t := s.t
 	t.Helper()
-	intents, _ := s.store.Update(s.cms, s.opts.ResolveOptions())
+	intents, diags := s.store.Update(s.cms, s.opts.ResolveOptions())
+	if want, wdiags := s.uncached.Update(s.cms, s.opts.ResolveOptions()); !reflect.DeepEqual(intents, want) || fmt.Sprint(diags) != fmt.Sprint(wdiags) {
+		t.Fatalf("step %d: cached resolution differs, after:\n  %s\ncached: %v\nfresh:  %v", step, strings.Join(s.log, "\n  "), diags, wdiags)
+	}
 	secrets := compile.Secrets(s.secrets)
 	keys := []string{compile.RateLimitKey}
 	for _, g := range append(compile.Groups(intents), "egress-gateway") {
@@ -286,7 +290,7 @@ func TestIncrementalOptions(t *testing.T) {
 	for _, f := range corpusFiles(t) {
 		c, secrets := f.cms, f.secrets
 		t.Run(f.path, func(t *testing.T) {
-			s := &sequence{t: t, rng: rand.New(rand.NewPCG(1, 2)), store: compile.NewStore(), secrets: secrets,
+			s := &sequence{t: t, rng: rand.New(rand.NewPCG(1, 2)), store: compile.NewStore(), uncached: compile.NewStoreUncached(), secrets: secrets,
 				caches: map[string]*translate.Cache{}, encoders: map[string]*snapshot.Encoder{},
 				opts: translate.Options{ForwardProxyPort: 3128, PrivateKeysInline: true, SettingsNamespace: "egress-xds",
 					RateLimitService: &translate.RateLimitServiceOptions{Address: "ratelimit.egress-xds:8081", Timeout: time.Second},

@@ -2,6 +2,7 @@ package intent
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 )
@@ -137,7 +138,45 @@ func IsConflict(d Diagnostic) bool {
 //
 // The same candidates give the same result on every replica.
 func Resolve(cands []Candidate, opts ResolveOptions) ([]*Intent, Diagnostics) {
+	return (*ResolveCache)(nil).Resolve(cands, opts)
+}
+
+// ResolveCache keeps, between calls of its Resolve, what each intent
+// claims and breaks on its own (a pure function of the intent and the
+// options): after one edit, only the edited ConfigMap's claims are
+// listed and checked again. Intents are immutable, so their pointers
+// key it. Not safe for concurrent use; the zero value and nil are
+// ready (nil keeps nothing).
+type ResolveCache struct {
+	opts ResolveOptions
+	own  map[*Intent]ownResult
+}
+
+// ownResult is what resolver.own found for an intent.
+type ownResult struct {
+	claims []claim
+	lost   Diagnostics
+}
+
+// Resolve is the package's Resolve, reusing the claims of intents seen
+// by the last call when the options are the same; the result is the same.
+func (rc *ResolveCache) Resolve(cands []Candidate, opts ResolveOptions) ([]*Intent, Diagnostics) {
 	r := &resolver{opts: opts, index: make(claimIndex, claimCount(cands)), held: map[*Intent][]claim{}, served: map[*Intent]bool{}}
+	if rc != nil {
+		prev := rc.own
+		if !sameResolveOptions(rc.opts, opts) {
+			prev = nil
+		}
+		// Only this call's intents are kept: an edited ConfigMap's old
+		// versions are not held for ever.
+		r.prev, r.next = prev, make(map[*Intent]ownResult, len(cands))
+		defer func() {
+			// The caller's maps are copied: one changed in place must not
+			// look like the options the claims were listed under.
+			rc.opts, rc.own = opts, r.next
+			rc.opts.ReservedPorts, rc.opts.PortMap = maps.Clone(opts.ReservedPorts), maps.Clone(opts.PortMap)
+		}()
+	}
 	var served, moves, newcomers []Candidate
 	for _, c := range cands {
 		switch {
@@ -188,6 +227,14 @@ type resolver struct {
 	held   map[*Intent][]claim // accepted intents and their claims
 	served map[*Intent]bool    // accepted as the served version
 	diags  Diagnostics
+	// prev and next are own's results of the last call and of this one
+	// (ResolveCache); nil without a cache.
+	prev, next map[*Intent]ownResult
+}
+
+func sameResolveOptions(a, b ResolveOptions) bool {
+	return maps.Equal(a.ReservedPorts, b.ReservedPorts) && maps.Equal(a.PortMap, b.PortMap) &&
+		a.TrustDomain == b.TrustDomain && a.SettingsNamespace == b.SettingsNamespace && a.RateLimitService == b.RateLimitService
 }
 
 // admit accepts an intent if it breaks no rule of its own and conflicts
@@ -242,8 +289,24 @@ func (r *resolver) move(moves []Candidate) {
 }
 
 // own checks what an intent needs against the server's options and
-// itself (two of its destinations claiming one thing).
+// itself (two of its destinations claiming one thing). The claims
+// returned are shared with the cache: never changed.
 func (r *resolver) own(in *Intent) ([]claim, Diagnostics) {
+	if r.next == nil {
+		return ownClaims(in, r.opts)
+	}
+	res, ok := r.next[in]
+	if !ok {
+		if res, ok = r.prev[in]; !ok {
+			res.claims, res.lost = ownClaims(in, r.opts)
+		}
+		r.next[in] = res
+	}
+	return res.claims, res.lost
+}
+
+func ownClaims(in *Intent, opts ResolveOptions) ([]claim, Diagnostics) {
+	r := &resolver{opts: opts}
 	lost := append(identitiesAllowed(in, r.opts), settingsAuthority(in, r.opts)...)
 	lost = append(lost, globalLimitsAllowed(in, r.opts)...)
 	mine := claimIndex{}

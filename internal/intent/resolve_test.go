@@ -160,3 +160,45 @@ func TestConflictDiagnosticNamesKeyAndPath(t *testing.T) {
 		t.Error("IsConflict is false")
 	}
 }
+
+// A ResolveCache gives Resolve's result whatever the options did since
+// its last call: each option that own reads is moved and moved back, so
+// a cache keyed without one of them serves a stale result here.
+func TestResolveCacheFollowsOptions(t *testing.T) {
+	ins := []*Intent{
+		intentOf(t, "a", "x", time.Time{}, `destinations: [{name: p, host: p.example.com, ports: [{number: 3128, protocol: TLS}], allow: [{namespace: apps}]}]`),
+		intentOf(t, "b", "y", time.Time{}, `destinations: [{name: q, host: q.example.com, ports: [{number: 8443, protocol: TLS}], rateLimit: {global: {requests: 10, per: second}}}]`),
+		intentOf(t, "c", "z", time.Time{}, `destinations: [{name: r, host: r.example.com, ports: [{number: 443, protocol: HTTP}]}]`),
+		intentOf(t, "d", "w", time.Time{}, `destinations: [{name: s, host: s.example.com, ports: [{number: 8443, protocol: TLS}]}]`),
+		settingsIntent(t, "egress-xds", "settings", time.Time{}, `groups: [{name: g, mode: audit}]`),
+	}
+	steps := []ResolveOptions{
+		{},
+		{ReservedPorts: map[uint32]string{3128: "forward proxy"}},
+		{},
+		{PortMap: map[uint32]uint32{443: 8443}},
+		{},
+		{TrustDomain: "cluster.local"},
+		{},
+		{RateLimitService: true},
+		{},
+		{SettingsNamespace: "egress-xds"},
+		{},
+	}
+	rc := &ResolveCache{}
+	for i, opts := range steps {
+		want, wdiags := Resolve(newcomers(ins...), opts)
+		got, gdiags := rc.Resolve(newcomers(ins...), opts)
+		if names(got) != names(want) || gdiags.Error() != wdiags.Error() {
+			t.Fatalf("step %d (%+v): cached %s\n%v\nfresh %s\n%v", i, opts, names(got), gdiags, names(want), wdiags)
+		}
+	}
+	// The caller's map changed in place between two calls.
+	pm := map[uint32]uint32{}
+	rc.Resolve(newcomers(ins...), ResolveOptions{PortMap: pm})
+	pm[443] = 8443
+	want, wdiags := Resolve(newcomers(ins...), ResolveOptions{PortMap: pm})
+	if got, gdiags := rc.Resolve(newcomers(ins...), ResolveOptions{PortMap: pm}); names(got) != names(want) || gdiags.Error() != wdiags.Error() {
+		t.Fatalf("a port map changed in place: cached %s\n%v\nfresh %s\n%v", names(got), gdiags, names(want), wdiags)
+	}
+}

@@ -202,7 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			sourceErr <- folder.Run(runCtx, func(st watch.State) {
 				cms, secrets, diags := compile.FromFolder(st)
 				m.SourceUpdates.WithLabelValues("folder").Inc()
-				builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: secrets, Diagnostics: diags})
+				builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: secrets, Diagnostics: diags, Settled: true})
 			})
 		}()
 	}

@@ -25,6 +25,11 @@ type Input struct {
 	Secrets    []corev1.Secret
 	// Diagnostics are the sources' own problems (files that do not parse).
 	Diagnostics intent.Diagnostics
+	// Settled says the source debounced its changes already (the folder
+	// watcher waits for the folder to be quiet): the rebuild starts at
+	// once instead of after Quiet. Kubernetes events come one object at a
+	// time, so that source leaves it false.
+	Settled bool
 }
 
 // Debounce bounds: a burst of changes gives one rebuild, started once
@@ -62,8 +67,11 @@ type Builder struct {
 	diags atomic.Pointer[intent.Diagnostics]
 	// logged are the problems logged as current, by their text: each is
 	// logged when it appears and when it is fixed, not at every rebuild.
-	logged   map[string]intent.Diagnostic
-	trigger  chan struct{}
+	logged  map[string]intent.Diagnostic
+	trigger chan struct{}
+	// settled: the pending trigger is a settled Update's (Input.Settled),
+	// to be built without waiting; any other trigger clears it.
+	settled  atomic.Bool
 	ready    chan struct{}
 	readyOne sync.Once
 	reporter func(Report)
@@ -225,12 +233,18 @@ func (b *Builder) Update(in Input) {
 	if b.observed.IsZero() {
 		b.observed = time.Now()
 	}
+	b.settled.Store(in.Settled)
 	b.mu.Unlock()
-	b.Trigger()
+	b.signal()
 }
 
 // Trigger schedules a rebuild (a new group connected, a source changed).
 func (b *Builder) Trigger() {
+	b.settled.Store(false)
+	b.signal()
+}
+
+func (b *Builder) signal() {
 	select {
 	case b.trigger <- struct{}{}:
 	default:
@@ -272,7 +286,11 @@ func (b *Builder) Run(ctx context.Context) {
 		case <-recheck.C:
 		}
 		first := time.Now()
-		quiet := time.NewTimer(b.Quiet)
+		wait := b.Quiet
+		if b.settled.Load() {
+			wait = 0
+		}
+		quiet := time.NewTimer(wait)
 	collect:
 		for {
 			select {
@@ -280,7 +298,7 @@ func (b *Builder) Run(ctx context.Context) {
 				quiet.Stop()
 				return
 			case <-b.trigger:
-				if time.Since(first) >= b.MaxDelay {
+				if b.settled.Load() || time.Since(first) >= b.MaxDelay {
 					break collect
 				}
 				quiet.Reset(min(b.Quiet, b.MaxDelay-time.Since(first)))
