@@ -368,3 +368,10 @@ func join(path, key string) string {
 	}
 	return path + "." + key
 }
+
+// Quote is clip for other readers of manifests (the Istio importer): a
+// value quoted for a message, cut short when long.
+func Quote(s string) string { return clip(s) }
+
+// DescribeNode names a YAML node's value for a message, as field errors do.
+func DescribeNode(n *yaml.Node) string { return kindName(n) }

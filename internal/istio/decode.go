@@ -11,6 +11,8 @@ import (
 	"unicode"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
 )
 
 // The decoder reads Istio objects into the small typed structs of this
@@ -74,7 +76,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if t == durationType {
 		dur, ok := parseDuration(n)
 		if !ok {
-			d.add(path, false, "%s is not a duration (e.g. \"10s\", \"1m\")", describe(n))
+			d.add(path, false, "%s is not a duration (e.g. \"10s\", \"1m\")", intent.DescribeNode(n))
 			return
 		}
 		v.Set(reflect.ValueOf(Duration{dur}))
@@ -83,40 +85,40 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	switch t.Kind() {
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			d.add(path, false, "must be a string, got %s", describe(n))
+			d.add(path, false, "must be a string, got %s", intent.DescribeNode(n))
 			return
 		}
 		v.SetString(n.Value)
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			d.add(path, false, "must be true or false, got %s", describe(n))
+			d.add(path, false, "must be true or false, got %s", intent.DescribeNode(n))
 			return
 		}
 		v.SetBool(n.Value == "true" || n.Value == "True" || n.Value == "TRUE")
 	case reflect.Int32, reflect.Int64:
 		x, err := strconv.ParseInt(intText(n), 0, t.Bits())
 		if err != nil {
-			d.add(path, false, "%s is not an integer", describe(n))
+			d.add(path, false, "%s is not an integer", intent.DescribeNode(n))
 			return
 		}
 		v.SetInt(x)
 	case reflect.Uint32, reflect.Uint64:
 		x, err := strconv.ParseUint(intText(n), 0, t.Bits())
 		if err != nil {
-			d.add(path, false, "%s is not a non-negative integer", describe(n))
+			d.add(path, false, "%s is not a non-negative integer", intent.DescribeNode(n))
 			return
 		}
 		v.SetUint(x)
 	case reflect.Float64:
 		x, err := strconv.ParseFloat(n.Value, 64)
 		if n.Kind != yaml.ScalarNode || err != nil {
-			d.add(path, false, "%s is not a number", describe(n))
+			d.add(path, false, "%s is not a number", intent.DescribeNode(n))
 			return
 		}
 		v.SetFloat(x)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.add(path, false, "must be a list, got %s", describe(n))
+			d.add(path, false, "must be a list, got %s", intent.DescribeNode(n))
 			return
 		}
 		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
@@ -126,7 +128,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(s)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			d.add(path, false, "must be a mapping, got %s", describe(n))
+			d.add(path, false, "must be a mapping, got %s", intent.DescribeNode(n))
 			return
 		}
 		m := reflect.MakeMapWithSize(t, len(n.Content)/2)
@@ -138,7 +140,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(m)
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			d.add(path, false, "must be a mapping, got %s", describe(n))
+			d.add(path, false, "must be a mapping, got %s", intent.DescribeNode(n))
 			return
 		}
 		fs := fieldsOf(t)
@@ -250,31 +252,6 @@ func parseDuration(n *yaml.Node) (time.Duration, bool) {
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
-
-// describe names a node's value for a message, cut short.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return clip(n.Value)
-	}
-	return "nothing"
-}
-
-func clip(s string) string {
-	const most = 64
-	if len(s) <= most {
-		return strconv.Quote(s)
-	}
-	cut := most
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return strconv.Quote(s[:cut]) + fmt.Sprintf("… (%d bytes)", len(s))
-}
 
 func join(path, key string) string {
 	if path == "" {

@@ -320,10 +320,10 @@ func (im *importer) globalRateLimit(o *object, p string, cp ConfigPatch, name st
 				tc = v // a TypedStruct
 			}
 			if d := mapValue(tc, "domain"); d != nil {
-				what = append(what, "domain "+clip(d.Value))
+				what = append(what, "domain "+intent.Quote(d.Value))
 			}
 			if c := mapValue(orEmpty(mapValue(orEmpty(mapValue(orEmpty(mapValue(tc, "rate_limit_service")), "grpc_service")), "envoy_grpc")), "cluster_name"); c != nil {
-				what = append(what, "service "+clip(c.Value))
+				what = append(what, "service "+intent.Quote(c.Value))
 			}
 			if f := mapValue(tc, "failure_mode_deny"); f != nil && f.Value == "true" {
 				what = append(what, "failing closed")

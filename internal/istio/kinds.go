@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
 )
 
 // kind is an object kind the importer decodes, and its spec type.
@@ -305,7 +307,7 @@ func rateLimitServiceConfig(o *object) string {
 			Descriptors []any  `yaml:"descriptors"`
 		}
 		if yaml.Unmarshal([]byte(data.Content[i].Value), &cfg) == nil && cfg.Domain != "" && cfg.Descriptors != nil {
-			return clip(cfg.Domain)
+			return intent.Quote(cfg.Domain)
 		}
 	}
 	return ""

@@ -47,15 +47,15 @@ func (im *importer) readMethods(o *object, op *Operation, p string) (out []strin
 			if len(known) > 0 {
 				what = "methods " + strings.Join(known, ", ") + " (the methods egress-xds names that match; others are refused here: narrower)"
 			}
-			im.rep.add(o, ep, StatusAccess, clip(m)+": "+what)
+			im.rep.add(o, ep, StatusAccess, intent.Quote(m)+": "+what)
 			narrowed = true
 		case len(known) == 1:
 			out = union(out, known)
 			im.rep.add(o, ep, StatusCarried, "method "+m)
 		case strings.ToUpper(m) != m:
-			im.rep.add(o, ep, StatusNotCarried, clip(m)+" matched no request in Istio (it refuses methods not in capitals with 400): nothing to carry")
+			im.rep.add(o, ep, StatusNotCarried, intent.Quote(m)+" matched no request in Istio (it refuses methods not in capitals with 400): nothing to carry")
 		default:
-			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s is not among the methods egress-xds names (%s): not admitted here (narrower)", clip(m), strings.Join(intent.Methods, ", ")))
+			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s is not among the methods egress-xds names (%s): not admitted here (narrower)", intent.Quote(m), strings.Join(intent.Methods, ", ")))
 			narrowed = true
 		}
 	}
@@ -133,11 +133,11 @@ func (im *importer) readPaths(o *object, op *Operation, p string) (out []intent.
 			anyPath = true
 			continue
 		case strings.Contains(v, "{*}") || strings.Contains(v, "{**}"):
-			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: path templates cannot be expressed (paths are exact or prefixes): not admitted here (narrower)", clip(v)))
+			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: path templates cannot be expressed (paths are exact or prefixes): not admitted here (narrower)", intent.Quote(v)))
 			narrowed = true
 			continue
 		case strings.HasPrefix(v, "*"):
-			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: suffix matches cannot be expressed (paths are exact or prefixes): not admitted here (narrower)", clip(v)))
+			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: suffix matches cannot be expressed (paths are exact or prefixes): not admitted here (narrower)", intent.Quote(v)))
 			narrowed = true
 			continue
 		case strings.HasSuffix(v, "*"):
@@ -146,7 +146,7 @@ func (im *importer) readPaths(o *object, op *Operation, p string) (out []intent.
 			pr.Exact = v
 		}
 		if why := pathRuleProblem(pr); why != "" {
-			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: egress-xds refuses it (%s): not admitted here (narrower)", clip(v), why))
+			im.rep.add(o, ep, StatusAccess, fmt.Sprintf("%s: egress-xds refuses it (%s): not admitted here (narrower)", intent.Quote(v), why))
 			narrowed = true
 			continue
 		}

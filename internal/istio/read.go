@@ -14,6 +14,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/egress-xds/egress-xds/internal/intent"
 	"github.com/egress-xds/egress-xds/internal/watch"
 )
 
@@ -192,7 +193,7 @@ func readObject(file, loc string, n *yaml.Node, allowList bool, out *[]*object) 
 		return []Entry{{File: file, Object: loc, Status: StatusError, Text: fmt.Sprintf(format, args...)}}
 	}
 	if n.Kind != yaml.MappingNode {
-		return fail("must be a mapping (a Kubernetes object), got %s", describe(n))
+		return fail("must be a mapping (a Kubernetes object), got %s", intent.DescribeNode(n))
 	}
 	o := &object{file: file, loc: loc, node: n}
 	var head struct {
