@@ -446,7 +446,27 @@ func normalizeConfigMap(cm *corev1.ConfigMap) []string {
 		}
 	}
 	errs = append(errs, validateKeys("binaryData", keys)...)
+	if size := configMapSize(cm); size > maxConfigMapBytes {
+		errs = append(errs, fmt.Sprintf("data and binaryData are %d bytes (keys and values), over the %d bytes (1 MiB) Kubernetes allows a ConfigMap: split it into several ConfigMaps", size, maxConfigMapBytes))
+	}
 	return errs
+}
+
+// maxConfigMapBytes is the API server's bound on a ConfigMap's data and
+// binaryData together, keys included (1 MiB): a folder holds a ConfigMap
+// to what a cluster would store. Parsing bounds data alone
+// (intent.MaxConfigMapBytes), since binaryData holds no intents.
+const maxConfigMapBytes = 1 << 20
+
+func configMapSize(cm *corev1.ConfigMap) int {
+	n := 0
+	for k, v := range cm.Data {
+		n += len(k) + len(v)
+	}
+	for k, v := range cm.BinaryData {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 func normalizeSecret(s *corev1.Secret) []string {

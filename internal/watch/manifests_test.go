@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 
@@ -146,6 +147,9 @@ func TestParseManifestsErrors(t *testing.T) {
 		{"duplicate object", intentCM + "---\n" + intentCM, []string{"document 2 (line 11), ConfigMap default/egress: defined again, first in document 1 (line 1)"}},
 		{"bad list item", "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}, extra: 1}\n",
 			[]string{"document 1 (line 1), item 1, ConfigMap default/a", `unknown field "extra"`}},
+		{"over 1 MiB with binaryData", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {a.yaml: x}\nbinaryData: {blob: " +
+			base64.StdEncoding.EncodeToString(make([]byte, 1<<20)) + "}\n",
+			[]string{"ConfigMap default/a", "data and binaryData are 1048587 bytes", "over the 1048576 bytes (1 MiB)"}},
 		{"nested list", "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: List, items: []}\n", []string{"cannot be nested"}},
 	}
 	for _, c := range cases {
