@@ -283,20 +283,25 @@ func TestServerDeployment(t *testing.T) {
 	if e["EGRESS_XDS_KUBERNETES"] != "true" {
 		t.Error("not in Kubernetes mode (EGRESS_XDS_KUBERNETES)")
 	}
-	if e["EGRESS_XDS_ADMIN_ADDRESS"] != "0.0.0.0:9090" {
-		t.Errorf("EGRESS_XDS_ADMIN_ADDRESS %q, want 0.0.0.0:9090", e["EGRESS_XDS_ADMIN_ADDRESS"])
+	// /debug/ shows every tenant's destinations: loopback only; probes
+	// and Prometheus use the metrics address, which serves no /debug/.
+	if e["EGRESS_XDS_ADMIN_ADDRESS"] != "127.0.0.1:9090" {
+		t.Errorf("EGRESS_XDS_ADMIN_ADDRESS %q, want 127.0.0.1:9090", e["EGRESS_XDS_ADMIN_ADDRESS"])
+	}
+	if e["EGRESS_XDS_METRICS_ADDRESS"] != "0.0.0.0:9091" {
+		t.Errorf("EGRESS_XDS_METRICS_ADDRESS %q, want 0.0.0.0:9091", e["EGRESS_XDS_METRICS_ADDRESS"])
 	}
 	p := ports(c)
-	if p["http-admin"] != 9090 || p["grpc-xds"] != 18000 {
-		t.Errorf("container ports %v", p)
+	if p["http-metrics"] != 9091 || p["grpc-xds"] != 18000 || len(p) != 3 {
+		t.Errorf("container ports %v, want grpc-xds 18000, http-metrics 9091 and the webhook's", p)
 	}
 	for name, probe := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
 		if probe == nil || probe.HTTPGet == nil {
 			t.Errorf("%s probe: not an HTTP probe", name)
 			continue
 		}
-		if probe.HTTPGet.Port.String() != "http-admin" && probe.HTTPGet.Port.IntValue() != 9090 {
-			t.Errorf("%s probe on port %s, not the admin port", name, probe.HTTPGet.Port.String())
+		if probe.HTTPGet.Port.String() != "http-metrics" && probe.HTTPGet.Port.IntValue() != 9091 {
+			t.Errorf("%s probe on port %s, not the metrics port", name, probe.HTTPGet.Port.String())
 		}
 	}
 	if c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil && c.ReadinessProbe.HTTPGet.Path != "/readyz" {
@@ -305,7 +310,7 @@ func TestServerDeployment(t *testing.T) {
 	if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.LivenessProbe.HTTPGet.Path != "/healthz" {
 		t.Errorf("liveness path %s", c.LivenessProbe.HTTPGet.Path)
 	}
-	checkService(t, one[*corev1.Service](t, objs, "xds-server"), d, map[int32]bool{18000: true, 9090: true})
+	checkService(t, one[*corev1.Service](t, objs, "xds-server"), d, map[int32]bool{18000: true, 9091: true})
 	checkHardened(t, "xds-server", spec, c)
 }
 

@@ -20,19 +20,20 @@ import (
 )
 
 type serveFlags struct {
-	configDir     string
-	kubernetes    bool
-	kubeconfig    string
-	namespaces    string
-	xdsAddress    string
-	adminAddress  string
-	logFormat     string
-	logLevel      string
-	shutdownGrace time.Duration
-	stateDir      string
-	translate     translateFlags
-	xdsTLS        xdsTLSFlags
-	webhook       webhookFlags
+	configDir      string
+	kubernetes     bool
+	kubeconfig     string
+	namespaces     string
+	xdsAddress     string
+	adminAddress   string
+	metricsAddress string
+	logFormat      string
+	logLevel       string
+	shutdownGrace  time.Duration
+	stateDir       string
+	translate      translateFlags
+	xdsTLS         xdsTLSFlags
+	webhook        webhookFlags
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -47,6 +48,7 @@ func registerServe(fs *flag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.namespaces, "namespaces", "", "with --kubernetes: comma-separated namespaces to watch (default: all)")
 	fs.StringVar(&f.xdsAddress, "xds-address", ":18000", "gRPC address of the ADS server (SotW and delta)")
 	fs.StringVar(&f.adminAddress, "admin-address", "127.0.0.1:9090", "HTTP address of /healthz, /readyz, /metrics and /debug/ (config, config_dump, proxies, status)")
+	fs.StringVar(&f.metricsAddress, "metrics-address", "", "HTTP address of /healthz, /readyz and /metrics alone, without /debug/ (for probes and Prometheus from outside the pod, with the admin address on loopback); empty: none")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for streams to close before closing connections")
@@ -111,17 +113,18 @@ func runServer(ctx context.Context, f serveFlags, opts translate.Options, log *s
 	}
 	stateDir, optional := stateDirOf(f)
 	srv, err := server.Start(ctx, server.Config{
-		StateDir:      stateDir,
-		StateOptional: optional,
-		ConfigDir:     f.configDir,
-		Kubernetes:    kube,
-		XDSAddress:    f.xdsAddress,
-		AdminAddress:  f.adminAddress,
-		Translate:     opts,
-		ShutdownGrace: f.shutdownGrace,
-		Log:           log,
-		XDSTLS:        f.xdsTLS.options(),
-		Webhook:       f.webhook.config(),
+		StateDir:       stateDir,
+		StateOptional:  optional,
+		ConfigDir:      f.configDir,
+		Kubernetes:     kube,
+		XDSAddress:     f.xdsAddress,
+		AdminAddress:   f.adminAddress,
+		MetricsAddress: f.metricsAddress,
+		Translate:      opts,
+		ShutdownGrace:  f.shutdownGrace,
+		Log:            log,
+		XDSTLS:         f.xdsTLS.options(),
+		Webhook:        f.webhook.config(),
 	})
 	if err != nil {
 		return err

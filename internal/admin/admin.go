@@ -34,6 +34,27 @@ type Sources struct {
 // README: camelCase names, lists [] when empty (never null), strings that
 // do not apply left out; Envoy resources keep Envoy's proto field names.
 func Handler(s Sources) http.Handler {
+	mux := healthAndMetrics(s)
+	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, configView(s, r.URL.Query().Get("group")))
+	})
+	mux.HandleFunc("GET /debug/proxies", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, proxiesView(s.Proxies.List(), r.URL.Query().Get("group")))
+	})
+	mux.HandleFunc("GET /debug/config_dump", func(w http.ResponseWriter, r *http.Request) { configDump(s, w, r) })
+	mux.HandleFunc("GET /debug/status", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		writeJSON(w, s.Proxies.Status(q.Get("group"), q.Get("node")))
+	})
+	return mux
+}
+
+// MetricsHandler routes /healthz, /readyz and /metrics alone: what
+// probes and Prometheus need from outside the pod, without /debug/, which
+// shows every tenant's destinations and allow lists.
+func MetricsHandler(s Sources) http.Handler { return healthAndMetrics(s) }
+
+func healthAndMetrics(s Sources) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -47,17 +68,6 @@ func Handler(s Sources) http.Handler {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
-	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, configView(s, r.URL.Query().Get("group")))
-	})
-	mux.HandleFunc("GET /debug/proxies", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, proxiesView(s.Proxies.List(), r.URL.Query().Get("group")))
-	})
-	mux.HandleFunc("GET /debug/config_dump", func(w http.ResponseWriter, r *http.Request) { configDump(s, w, r) })
-	mux.HandleFunc("GET /debug/status", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		writeJSON(w, s.Proxies.Status(q.Get("group"), q.Get("node")))
-	})
 	return mux
 }
 

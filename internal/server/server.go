@@ -28,13 +28,17 @@ import (
 type Config struct {
 	// ConfigDir is the folder source; Kubernetes the Kubernetes source.
 	// Exactly one is set.
-	ConfigDir     string
-	Kubernetes    *watch.KubeOptions
-	XDSAddress    string
-	AdminAddress  string
-	Translate     translate.Options
-	ShutdownGrace time.Duration
-	Log           *slog.Logger
+	ConfigDir    string
+	Kubernetes   *watch.KubeOptions
+	XDSAddress   string
+	AdminAddress string
+	// MetricsAddress, if set, serves /healthz, /readyz and /metrics alone
+	// (no /debug/), so that probes and Prometheus reach them from outside
+	// the pod while the admin address stays on loopback.
+	MetricsAddress string
+	Translate      translate.Options
+	ShutdownGrace  time.Duration
+	Log            *slog.Logger
 	// XDSTLS, if set, serves xDS over TLS, with node authorization when
 	// it names a client CA.
 	XDSTLS *xds.TLSOptions
@@ -57,6 +61,7 @@ type Config struct {
 type Server struct {
 	XDSAddr, AdminAddr string
 	WebhookAddr        string // empty without the webhook
+	MetricsAddr        string // empty without MetricsAddress
 	Metrics            *metrics.Metrics
 	Cache              *snapshot.Cache
 	Builder            *snapshot.Builder
@@ -154,11 +159,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		xdsL.Close()
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
+	var metricsL net.Listener
+	if cfg.MetricsAddress != "" {
+		if metricsL, err = net.Listen("tcp", cfg.MetricsAddress); err != nil {
+			xdsL.Close()
+			adminL.Close()
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
 	var hook *admissionWebhook
 	if cfg.Webhook != nil {
 		if hook, err = listenWebhook(cfg.Webhook, builder, m, log); err != nil {
 			xdsL.Close()
 			adminL.Close()
+			if metricsL != nil {
+				metricsL.Close()
+			}
 			return nil, err
 		}
 	}
@@ -169,10 +185,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Metrics: m, Cache: cache, Builder: builder, XDS: xs,
 		done: make(chan struct{}),
 	}
-	adminSrv := &http.Server{
-		Handler: admin.Handler(admin.Sources{Metrics: m, Cache: cache, Builder: builder, Proxies: xs.Proxies,
-			Description: description}),
-		ReadHeaderTimeout: 5 * time.Second,
+	sources := admin.Sources{Metrics: m, Cache: cache, Builder: builder, Proxies: xs.Proxies, Description: description}
+	adminSrv := &http.Server{Handler: admin.Handler(sources), ReadHeaderTimeout: 5 * time.Second}
+	metricsSrv := &http.Server{Handler: admin.MetricsHandler(sources), ReadHeaderTimeout: 5 * time.Second}
+	if metricsL != nil {
+		s.MetricsAddr = metricsL.Addr().String()
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	sourceErr := make(chan error, 1)
@@ -221,8 +238,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			log.Error("admin server stopped", "error", err)
 		}
 	}()
+	if metricsL != nil {
+		go func() {
+			if err := metricsSrv.Serve(metricsL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "error", err)
+			}
+		}()
+	}
 	hook.serve()
-	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "webhook", s.WebhookAddr, "source", description,
+	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "metrics", s.MetricsAddr, "webhook", s.WebhookAddr, "source", description,
 		"forward_proxy_port", cfg.Translate.ForwardProxyPort, "mesh", cfg.Translate.Mesh != nil,
 		"origination_keys", keyDelivery(cfg.Translate))
 
@@ -251,6 +275,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		shutdownCtx, done := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 		defer done()
 		_ = adminSrv.Shutdown(shutdownCtx)
+		_ = metricsSrv.Shutdown(shutdownCtx)
 		hook.shutdown(shutdownCtx)
 		xs.Stop(cfg.ShutdownGrace)
 		cancelSrv()

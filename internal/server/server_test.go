@@ -440,3 +440,37 @@ func equal(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// The metrics address serves probes and Prometheus what they need, and
+// nothing of /debug/: every tenant's destinations and allow lists stay on
+// the admin address.
+func TestMetricsAddressServesNoDebug(t *testing.T) {
+	r := startConfig(t, context.Background(), server.Config{ConfigDir: examples(t), MetricsAddress: "127.0.0.1:0"})
+	waitSnapshot(t, r)
+	if r.MetricsAddr == "" || r.MetricsAddr == r.AdminAddr {
+		t.Fatalf("metrics address %q (admin %q)", r.MetricsAddr, r.AdminAddr)
+	}
+	base := "http://" + r.MetricsAddr
+	if body := get(t, base+"/healthz"); body != "ok\n" {
+		t.Errorf("healthz: %q", body)
+	}
+	if body := get(t, base+"/readyz"); body != "ready\n" {
+		t.Errorf("readyz: %q", body)
+	}
+	if body := get(t, base+"/metrics"); !strings.Contains(body, "egress_xds_snapshot_builds_total") {
+		t.Errorf("/metrics lacks egress_xds_snapshot_builds_total")
+	}
+	for _, path := range []string{"/debug/config", "/debug/config_dump?group=" + group, "/debug/proxies", "/debug/status"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s on the metrics address: %s, want 404", path, resp.Status)
+		}
+		if body := get(t, "http://"+r.AdminAddr+path); len(body) < 2 {
+			t.Errorf("%s on the admin address: %q", path, body)
+		}
+	}
+}
