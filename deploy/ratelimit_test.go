@@ -90,9 +90,26 @@ func TestRateLimitServiceForGateways(t *testing.T) {
 	srv := one[*appsv1.Deployment](t, objs, "xds-server")
 	e := env(srv.Spec.Template.Spec.Containers[0])
 	addr := e["EGRESS_XDS_RATELIMIT_ADDRESS"]
-	o := translate.RateLimitServiceOptions{Address: addr, TLS: e["EGRESS_XDS_RATELIMIT_TLS"] == "true", CAFile: e["EGRESS_XDS_RATELIMIT_CA_FILE"]}
+	o := translate.RateLimitServiceOptions{Address: addr, TLS: e["EGRESS_XDS_RATELIMIT_TLS"] == "true", CAFile: e["EGRESS_XDS_RATELIMIT_CA_FILE"],
+		ClientCertDir: e["EGRESS_XDS_RATELIMIT_CLIENT_CERT_DIR"]}
 	if err := o.Check(); err != nil || !o.TLS {
 		t.Fatalf("xds-server reaches the rate limit service at %q, TLS %v: %v; want TLS", addr, o.TLS, err)
+	}
+	// Mutual TLS: the gateways present their xDS certificate, and the
+	// service requires one of that CA naming what the gateways' carry
+	// (xds_test.go checks the gateways' Certificate holds that name).
+	if o.ClientCertDir != gatewayCertDir {
+		t.Errorf("EGRESS_XDS_RATELIMIT_CLIENT_CERT_DIR %q: want the gateways' own xDS Secret, %s", o.ClientCertDir, gatewayCertDir)
+	}
+	if re["GRPC_CLIENT_TLS_SAN"] == "" || !strings.HasSuffix(re["GRPC_CLIENT_TLS_SAN"], ".local") {
+		t.Errorf("GRPC_CLIENT_TLS_SAN %q: the service must require a name no public CA issues (its client CA pool includes the system roots)", re["GRPC_CLIENT_TLS_SAN"])
+	}
+	if path.Base(re["GRPC_CLIENT_TLS_CACERT"]) != "ca.crt" {
+		t.Errorf("GRPC_CLIENT_TLS_CACERT %q: want the ca.crt of the service's xDS Secret", re["GRPC_CLIENT_TLS_CACERT"])
+	}
+	fileIn(t, rl, c, "GRPC_CLIENT_TLS_CACERT", re["GRPC_CLIENT_TLS_CACERT"], "ratelimit-xds")
+	if *certs["ratelimit-xds"].Spec.IssuerRef != *certs["egress-gateway-xds"].Spec.IssuerRef {
+		t.Error("the CA the service checks callers with is not the one of the gateways' certificates")
 	}
 	if o.CAFile != path.Join(gatewayCertDir, "ca.crt") {
 		t.Errorf("EGRESS_XDS_RATELIMIT_CA_FILE %q: want the CA of the gateways' own xDS Secret, %s/ca.crt", o.CAFile, gatewayCertDir)

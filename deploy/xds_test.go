@@ -113,8 +113,12 @@ func TestSecureXDSByDefault(t *testing.T) {
 	}
 	gwCert := certs["egress-gateway-xds"]
 	if want := translate.GatewaySPIFFEID(td, group); len(gwCert.Spec.URIs) != 1 || gwCert.Spec.URIs[0] != want ||
-		len(gwCert.Spec.DNSNames) != 0 || !slices.Contains(gwCert.Spec.Usages, "client auth") {
+		!slices.Contains(gwCert.Spec.Usages, "client auth") {
 		t.Errorf("gateway certificate %+v: want exactly the URI SAN %s and client auth", gwCert.Spec, want)
+	}
+	// Its one DNS name is the rate limit service's callers' (ratelimit_test.go).
+	if rl := env(one[*appsv1.Deployment](t, objs, "ratelimit").Spec.Template.Spec.Containers[0]); len(gwCert.Spec.DNSNames) != 1 || gwCert.Spec.DNSNames[0] != rl["GRPC_CLIENT_TLS_SAN"] {
+		t.Errorf("gateway certificate DNS names %v: want exactly the rate limit service's GRPC_CLIENT_TLS_SAN %q", gwCert.Spec.DNSNames, rl["GRPC_CLIENT_TLS_SAN"])
 	}
 	if *gwCert.Spec.IssuerRef != *srvCert.Spec.IssuerRef {
 		t.Errorf("the server's and the gateways' certificates come from different issuers: each side's ca.crt would not verify the other")

@@ -249,6 +249,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	log.Info("xds-server started", "xds", s.XDSAddr, "xds_tls", xdsTLS != nil, "xds_node_authorization", xdsTLS.ClientAuth(), "admin", s.AdminAddr, "metrics", s.MetricsAddr, "webhook", s.WebhookAddr, "source", description,
 		"forward_proxy_port", cfg.Translate.ForwardProxyPort, "mesh", cfg.Translate.Mesh != nil,
 		"origination_keys", keyDelivery(cfg.Translate))
+	if rl := cfg.Translate.RateLimitService; rl != nil && rl.ClientCertDir == "" {
+		// Any workload that reaches the service can then spend every
+		// destination's global budget (or learn them): say so at start.
+		log.Warn("the gateways call the rate limit service without a client certificate: it cannot tell them from any other caller, which could spend the destinations' global budgets; set --ratelimit-tls and --ratelimit-client-cert-dir, and make the service require client certificates (GRPC_CLIENT_TLS_CACERT, GRPC_CLIENT_TLS_SAN)",
+			"ratelimit_address", rl.Address, "ratelimit_tls", rl.TLS)
+	}
 
 	go func() {
 		var runErr error

@@ -153,6 +153,7 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 			Address         string `json:"address"`
 			TLS             bool   `json:"tls"`
 			CAFile          string `json:"caFile"`
+			ClientCertDir   string `json:"clientCertDir"`
 			Timeout         string `json:"timeout"`
 			FailureModeDeny bool   `json:"failureModeDeny"`
 		} `json:"rateLimitService"`
@@ -175,7 +176,7 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 		c.DNSResolvers = append(c.DNSResolvers, ap)
 	}
 	if r := o.RateLimitService; r != nil {
-		c.RateLimitService = &translate.RateLimitServiceOptions{Address: r.Address, TLS: r.TLS, CAFile: r.CAFile, FailureModeDeny: r.FailureModeDeny}
+		c.RateLimitService = &translate.RateLimitServiceOptions{Address: r.Address, TLS: r.TLS, CAFile: r.CAFile, ClientCertDir: r.ClientCertDir, FailureModeDeny: r.FailureModeDeny}
 		if r.Timeout != "" {
 			d, err := time.ParseDuration(r.Timeout)
 			if err != nil {

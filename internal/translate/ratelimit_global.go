@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path"
 	"sort"
 	"strconv"
 	"time"
@@ -92,6 +93,13 @@ type RateLimitServiceOptions struct {
 	TLS    bool
 	CAFile string
 	SNI    string
+	// ClientCertDir, with TLS, is a directory in the gateways holding
+	// tls.crt and tls.key (a mounted kubernetes.io/tls Secret): the
+	// gateways present that certificate to the service, which can then
+	// refuse callers that are not gateways. Envoy reads the files itself
+	// and again when the directory changes (a renewed certificate): the
+	// key never travels over xDS. Empty: no client certificate.
+	ClientCertDir string
 	// Timeout of a call; DefaultRateLimitTimeout when 0.
 	Timeout time.Duration
 	// FailureModeDeny is the default of destinations that do not say:
@@ -111,8 +119,20 @@ func (o *RateLimitServiceOptions) Check() error {
 	if o.Timeout < 0 {
 		return fmt.Errorf("ratelimit: timeout %s is negative", o.Timeout)
 	}
+	if o.ClientCertDir != "" && !o.TLS {
+		return fmt.Errorf("ratelimit: a client certificate (%s) needs TLS", o.ClientCertDir)
+	}
+	if o.ClientCertDir != "" && !path.IsAbs(o.ClientCertDir) {
+		return fmt.Errorf("ratelimit: client certificate directory %q is not an absolute path", o.ClientCertDir)
+	}
 	return nil
 }
+
+// RateLimitClientCertSecret is the SDS name of the gateways' client
+// certificate to the rate limit service (RateLimitServiceOptions.
+// ClientCertDir). The colon keeps it apart from every Secret an intent
+// can name (namespace/name: no colon in either).
+const RateLimitClientCertSecret = "egress-xds:ratelimit/client-certificate"
 
 func (o *RateLimitServiceOptions) hostPort() (string, uint32, error) {
 	host, portText, err := net.SplitHostPort(o.Address)
@@ -383,14 +403,21 @@ func (t *translator) rateLimitServiceCluster() *clusterv3.Cluster {
 		if ca == "" {
 			ca = t.opts.SystemCABundle
 		}
+		common := &tlsv3.CommonTlsContext{
+			AlpnProtocols: []string{"h2"},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: ca}},
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
+			}},
+		}
+		if o.ClientCertDir != "" {
+			cert := fileCertificateSecret(o.ClientCertDir)
+			cert.Name = RateLimitClientCertSecret
+			t.addSecret(cert)
+			common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsConfig(RateLimitClientCertSecret)}
+		}
 		c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
-			TypedConfig: t.pack(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{
-				AlpnProtocols: []string{"h2"},
-				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-					TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: ca}},
-					MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
-				}},
-			}}),
+			TypedConfig: t.pack(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: common}),
 		}}
 	}
 	return c

@@ -20,7 +20,11 @@ import (
 	"testing"
 	"time"
 
+	commonratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/egress-xds/egress-xds/internal/envoytest"
 	"github.com/egress-xds/egress-xds/internal/server"
@@ -154,6 +158,11 @@ func TestGlobalRateLimitEnvoy(t *testing.T) {
 	if err := fakeservices.WriteCertsDir(certs, ca); err != nil {
 		t.Fatal(err)
 	}
+	// Mutual TLS between the gateways and the service, as deploy/ sets it:
+	// the service requires a certificate of the CA naming rlClientName.
+	rlServer, rlClient := filepath.Join(dir, "rl-server"), filepath.Join(dir, "rl-client")
+	writeKeyPair(t, ca, rlServer, testpki.Leaf{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	writeKeyPair(t, ca, rlClient, testpki.Leaf{DNSNames: []string{rlClientName}, Client: true})
 	config := filepath.Join(dir, "config")
 	intentFile := filepath.Join(config, "rl.yaml")
 	replaceFile(t, intentFile, rateLimitIntent(upstream, 6))
@@ -173,11 +182,14 @@ func TestGlobalRateLimitEnvoy(t *testing.T) {
 				CertDir: filepath.Join(certs, fakeservices.MeshDir), GatewayAddress: fmt.Sprintf("{group}:%d", p[2])},
 			// Generous: a loaded 2-core machine must not turn a slow
 			// answer into the failure mode.
-			RateLimitService: &translate.RateLimitServiceOptions{Address: fmt.Sprintf("127.0.0.1:%d", rlGRPC), Timeout: 5 * time.Second},
+			RateLimitService: &translate.RateLimitServiceOptions{Address: fmt.Sprintf("127.0.0.1:%d", rlGRPC), Timeout: 5 * time.Second,
+				TLS: true, CAFile: filepath.Join(certs, fakeservices.CACertFile), ClientCertDir: rlClient},
 		}
 		xdsAddrs[i] = startXDSServer(t, config, opts, fmt.Sprintf("xds-server %d", i))
 	}
-	rl := startRateLimitService(t, rlBin, redisAddr, xdsAddrs[0], rlGRPC, rlHTTP, rlDebug)
+	rl := startRateLimitService(t, rlBin, redisAddr, xdsAddrs[0], rlGRPC, rlHTTP, rlDebug,
+		"GRPC_SERVER_USE_TLS=true", "GRPC_SERVER_TLS_CERT="+filepath.Join(rlServer, "tls.crt"), "GRPC_SERVER_TLS_KEY="+filepath.Join(rlServer, "tls.key"),
+		"GRPC_CLIENT_TLS_CACERT="+filepath.Join(certs, fakeservices.CACertFile), "GRPC_CLIENT_TLS_SAN="+rlClientName)
 	waitRateLimitConfig(t, rl, "requests_per_unit=6")
 	for i, g := range gws {
 		g.localGateway = startLocalGatewayFor(t, envoyBin, fmt.Sprintf("rl-gateway-%d", i), xdsAddrs[i], xdstest.SotW)
@@ -228,6 +240,30 @@ func TestGlobalRateLimitEnvoy(t *testing.T) {
 		waitAccessLog(t, gws[0].localGateway, func(e logEntry) bool {
 			return e.get("authority") == "shared.example.com" && e.get("response_code") == "429" && e.get("response_code_details") == "request_rate_limited"
 		})
+	})
+
+	t.Run("only-gateways-may-call", func(t *testing.T) {
+		// What the gateways present is taken (the test's own control);
+		// no certificate, or one of the CA without the callers' name, or
+		// one of another CA, is refused: a pod that reaches the port
+		// cannot spend the destinations' budgets.
+		other, err := fakeservices.NewCA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gateway := loadKeyPair(t, rlClient)
+		var none []tls.Certificate
+		wrongName := issue(t, ca, testpki.Leaf{DNSNames: []string{"other-client.test.local"}, Client: true})
+		otherCA := issue(t, other, testpki.Leaf{DNSNames: []string{rlClientName}, Client: true})
+		addr := fmt.Sprintf("127.0.0.1:%d", rlGRPC)
+		if err := rlCall(addr, ca, []tls.Certificate{gateway}); err != nil {
+			t.Fatalf("the gateways' certificate: %v", err)
+		}
+		for what, certs := range map[string][]tls.Certificate{"no certificate": none, "another name": {wrongName}, "another CA": {otherCA}} {
+			if err := rlCall(addr, ca, certs); err == nil {
+				t.Errorf("%s: the service answered", what)
+			}
+		}
 	})
 
 	t.Run("per-address", func(t *testing.T) {
@@ -419,9 +455,9 @@ type rateLimitService struct {
 // startRateLimitService runs the service with Redis at redisAddr,
 // fetching its configuration from xds-server at xdsAddr as the rate limit
 // role (node metadata egress-xds.io/role=ratelimit), all on loopback.
-func startRateLimitService(t *testing.T, bin, redisAddr, xdsAddr string, grpcPort, httpPort, debugPort uint32) *rateLimitService {
+func startRateLimitService(t *testing.T, bin, redisAddr, xdsAddr string, grpcPort, httpPort, debugPort uint32, extraEnv ...string) *rateLimitService {
 	t.Helper()
-	env := []string{
+	env := append([]string{
 		"USE_STATSD=false", "DISABLE_STATS=true", "LOG_LEVEL=info", "LOG_FORMAT=text",
 		"HOST=127.0.0.1", "PORT=" + strconv.Itoa(int(httpPort)),
 		"GRPC_HOST=127.0.0.1", "GRPC_PORT=" + strconv.Itoa(int(grpcPort)),
@@ -431,7 +467,7 @@ func startRateLimitService(t *testing.T, bin, redisAddr, xdsAddr string, grpcPor
 		"CONFIG_GRPC_XDS_NODE_ID=ratelimit-0", "CONFIG_GRPC_XDS_NODE_METADATA=egress-xds.io/role=ratelimit",
 		// Reconnect within a second, not the default 10 s.
 		"XDS_CLIENT_BACKOFF_INITIAL_INTERVAL=500ms", "XDS_CLIENT_BACKOFF_MAX_INTERVAL=1s",
-	}
+	}, extraEnv...)
 	s := &rateLimitService{debugAddr: fmt.Sprintf("127.0.0.1:%d", debugPort), out: &syncBuffer{}}
 	s.stop = startProcess(t, "ratelimit", s.out, env, bin)
 	t.Cleanup(func() {
@@ -690,4 +726,62 @@ func readRESP(r *bufio.Reader) (string, error) {
 		return strings.Join(parts, " "), nil
 	}
 	return "", fmt.Errorf("unexpected reply %q", line)
+}
+
+// rlClientName is the name the rate limit service requires of its
+// callers' certificates (GRPC_CLIENT_TLS_SAN), as deploy/ sets it.
+const rlClientName = "ratelimit-client.test.local"
+
+// writeKeyPair writes a certificate of ca and its key as tls.crt and
+// tls.key in dir, as a mounted kubernetes.io/tls Secret.
+func writeKeyPair(t *testing.T, ca *fakeservices.CA, dir string, l testpki.Leaf) {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Issue(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func loadKeyPair(t *testing.T, dir string) tls.Certificate {
+	t.Helper()
+	c, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func issue(t *testing.T, ca *fakeservices.CA, l testpki.Leaf) tls.Certificate {
+	t.Helper()
+	c, err := ca.TLSCertificate(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// rlCall asks the rate limit service at addr once, over TLS verifying it
+// with ca, presenting certs.
+func rlCall(addr string, ca *fakeservices.CA, certs []tls.Certificate) error {
+	creds := credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), Certificates: certs, MinVersion: tls.VersionTLS12})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = rlsv3.NewRateLimitServiceClient(conn).ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{
+		Domain:      translate.RateLimitDomain,
+		Descriptors: []*commonratelimitv3.RateLimitDescriptor{{Entries: []*commonratelimitv3.RateLimitDescriptor_Entry{{Key: "probe", Value: "probe"}}}},
+	})
+	return err
 }
