@@ -110,7 +110,7 @@ func TestMeshOverSecureXDS(t *testing.T) {
 				if tc := s.GetTlsCertificate(); tc.GetPrivateKey().GetInlineBytes() != nil || tc.GetPrivateKey().GetInlineString() != "" {
 					t.Errorf("the sidecar was sent the private key of secret %q", s.Name)
 				}
-				if !strings.HasPrefix(s.Name, "mesh/") {
+				if !strings.HasPrefix(s.Name, "egress-xds:mesh/") {
 					t.Errorf("the sidecar was sent secret %q, which is not its own", s.Name)
 				}
 			}

@@ -66,11 +66,13 @@ const (
 	DefaultGatewayAddress = DefaultGatewayHost + ":15443"
 )
 
-// SDS names of the mesh certificates.
+// SDS names of the mesh certificates. The colon keeps them apart from
+// every Secret an intent can name (namespace/name, no colon in either): a
+// tenant in a namespace "mesh" cannot replace them, nor be given them.
 const (
-	MeshTrustBundleSecret  = "mesh/trust-bundle"
-	MeshGatewayCertSecret  = "mesh/gateway-certificate"
-	MeshWorkloadCertSecret = "mesh/workload-certificate"
+	MeshTrustBundleSecret  = "egress-xds:mesh/trust-bundle"
+	MeshGatewayCertSecret  = "egress-xds:mesh/gateway-certificate"
+	MeshWorkloadCertSecret = "egress-xds:mesh/workload-certificate"
 )
 
 // GatewayGroupPath is the path of the SPIFFE IDs of gateway groups.
