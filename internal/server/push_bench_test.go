@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -119,8 +120,12 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 	for r.Cache.Snapshot(group) == nil && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	v := r.Cache.Snapshot(group).Versions()
+	snap := r.Cache.Snapshot(group)
+	v := snap.Versions()
 	gw.wait(b, 0, resourcev3.ClusterType, v[resourcev3.ClusterType], resourcev3.ListenerType, v[resourcev3.ListenerType])
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+		gw.check(b, typ, len(snap.Type(typ).Names), "", 0)
+	}
 
 	state, err := watch.LoadDir(dir)
 	if err != nil {
@@ -148,7 +153,8 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 		cm := cms[i].ConfigMap.DeepCopy()
 		cm.Data["egress.yaml"] = strings.Replace(cm.Data["egress.yaml"], "connectTimeout: 5s", fmt.Sprintf("connectTimeout: %dms", 5001+n), 1)
 		cms[i] = compile.ConfigMap{File: cms[i].File, ConfigMap: cm}
-		prev := r.Cache.Snapshot(group).Type(resourcev3.ClusterType).Version
+		prevSnap := r.Cache.Snapshot(group)
+		prev := prevSnap.Type(resourcev3.ClusterType).Version
 		start := time.Now()
 		r.Builder.Update(snapshot.Input{ConfigMaps: cms, Secrets: secrets, Diagnostics: diags})
 		next := prev
@@ -163,6 +169,18 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 			publish = append(publish, published.Sub(start))
 		}
 		lat = append(lat, gw.wait(b, start.UnixNano(), resourcev3.ClusterType, next)...)
+		// Every gateway got the new version, and what it got is what the
+		// sample gateway decoded: the edited cluster, with its new timeout.
+		nextSnap := r.Cache.Snapshot(group)
+		changed := changedNames(prevSnap.Type(resourcev3.ClusterType), nextSnap.Type(resourcev3.ClusterType))
+		if len(changed) != 1 {
+			b.Fatalf("edit %d changed clusters %v, want one", n, changed)
+		}
+		count := len(nextSnap.Type(resourcev3.ClusterType).Names)
+		if mode == xdstest.Delta {
+			count = 1
+		}
+		gw.check(b, resourcev3.ClusterType, count, changed[0], 5001+n)
 	}
 	b.StopTimer()
 	// CPU time per edit, of the server and of the gateway process: what a
@@ -183,6 +201,18 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 	// What one edit costs the wire: clusters each gateway received per
 	// edit (SotW resends the whole type, delta the changed cluster).
 	b.ReportMetric((gw.received(b)-before)/float64(b.N), "clusters-sent/gateway/edit")
+}
+
+// changedNames are the resources of next that are new or of another
+// version than in prev.
+func changedNames(prev, next *snapshot.TypeSnapshot) []string {
+	var out []string
+	for _, name := range next.Names {
+		if it, ok := prev.Items[name]; !ok || it.Version != next.Items[name].Version {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // percentile of durations, in milliseconds (0 when there are none).
@@ -243,6 +273,20 @@ func (g *gateways) wait(b *testing.B, start int64, typeVersions ...string) []tim
 	return out
 }
 
+// check asks the gateway process to verify the last response of a type:
+// the sample gateway, which decodes everything, accepted count resources
+// (and holds cluster with a connect timeout of timeoutMS, when named),
+// and every other gateway accepted the same response (version, counts,
+// digest).
+func (g *gateways) check(b *testing.B, typeURL string, count int, cluster string, timeoutMS int) {
+	b.Helper()
+	if cluster == "" {
+		cluster = "-"
+	}
+	fmt.Fprintf(g.in, "check %s %d %s %d\n", typeURL, count, cluster, timeoutMS)
+	g.reply(b)
+}
+
 func (g *gateways) received(b *testing.B) float64 {
 	fmt.Fprintln(g.in, "received")
 	f, _ := strconv.ParseFloat(strings.Fields(g.reply(b))[1], 64)
@@ -298,8 +342,14 @@ func TestGatewayProcess(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	clients := make([]*xdstest.Client, n)
-	for i := range clients {
+	// Gateway 0 is the sample: a Client that decodes, validates and holds
+	// everything it is sent, as Envoy does. The others are Gateways, as
+	// Envoy on the wire but keeping of each response only a digest, which
+	// must be the sample's: the process then costs far less than the
+	// server it measures, and a wrong or missing update still fails.
+	var sample *xdstest.Client
+	gws := make([]*xdstest.Gateway, 0, n-1)
+	for i := 0; i < n; i++ {
 		// One connection per gateway, as each Envoy has its own, with
 		// Envoy's HTTP/2 flow-control windows (256 MiB, its default for
 		// the xDS cluster): gRPC-Go's own start at 64 KiB, and a SotW
@@ -314,16 +364,25 @@ func TestGatewayProcess(t *testing.T) {
 			return
 		}
 		defer cc.Close()
-		c, err := xdstest.Dial(ctx, xdstest.Options{
-			Conn: cc, NodeID: "gw-" + strconv.Itoa(i), NodeCluster: group, Mode: mode,
-			Lean: true, Named: map[string][]string{resourcev3.RouteType: {"forward_proxy_3128"}}, EventLogSize: -1,
-		})
+		id := "gw-" + strconv.Itoa(i)
+		if i == 0 {
+			sample, err = xdstest.Dial(ctx, xdstest.Options{
+				Conn: cc, NodeID: id, NodeCluster: group, Mode: mode, Validator: xdstest.ProtoValidate, EventLogSize: -1,
+			})
+			if err != nil {
+				fmt.Println("error", err)
+				return
+			}
+			defer sample.Close()
+			continue
+		}
+		g, err := xdstest.DialGateway(ctx, xdstest.GatewayOptions{Conn: cc, NodeID: id, NodeCluster: group, Mode: mode})
 		if err != nil {
 			fmt.Println("error", err)
 			return
 		}
-		defer c.Close()
-		clients[i] = c
+		defer g.Close()
+		gws = append(gws, g)
 	}
 	var profile *os.File
 	sc := bufio.NewScanner(os.Stdin)
@@ -336,16 +395,22 @@ func TestGatewayProcess(t *testing.T) {
 			for i := 2; i+1 < len(f); i += 2 {
 				want[f[i]] = f[i+1]
 			}
-			lat := make([]int64, len(clients))
+			lat := make([]int64, n)
 			var wg sync.WaitGroup
 			var failed error
 			nFailed := 0
 			var mu sync.Mutex
-			for i, c := range clients {
+			for i := 0; i < n; i++ {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := c.WaitFor(ctx, xdstest.HasVersions(want)); err != nil {
+					var err error
+					if i == 0 {
+						err = sample.WaitFor(ctx, xdstest.HasVersions(want))
+					} else {
+						err = gws[i-1].WaitFor(ctx, xdstest.GatewayHasVersions(want))
+					}
+					if err != nil {
 						mu.Lock()
 						failed = err
 						nFailed++
@@ -357,7 +422,7 @@ func TestGatewayProcess(t *testing.T) {
 			}
 			wg.Wait()
 			if failed != nil {
-				fmt.Printf("error %d of %d gateways: %s\n", nFailed, len(clients), strings.ReplaceAll(failed.Error(), "\n", " "))
+				fmt.Printf("error %d of %d gateways: %s\n", nFailed, n, strings.ReplaceAll(failed.Error(), "\n", " "))
 				return
 			}
 			var sb strings.Builder
@@ -368,12 +433,18 @@ func TestGatewayProcess(t *testing.T) {
 				}
 			}
 			fmt.Println(sb.String())
-		case "received":
-			total := 0
-			for _, c := range clients {
-				total += c.State().Type(resourcev3.ClusterType).ResourcesReceived
+		case "check":
+			if err := checkGateways(sample, gws, f[1:]); err != nil {
+				fmt.Println("error", strings.ReplaceAll(err.Error(), "\n", " "))
+				return
 			}
-			fmt.Println("ok", float64(total)/float64(len(clients)))
+			fmt.Println("ok")
+		case "received":
+			total := sample.State().Type(resourcev3.ClusterType).ResourcesReceived
+			for _, g := range gws {
+				total += g.Type(resourcev3.ClusterType).ResourcesReceived
+			}
+			fmt.Println("ok", float64(total)/float64(n))
 		case "cpu":
 			// Called before and after the edits: the profile, if asked
 			// for, covers them alone.
@@ -394,6 +465,42 @@ func TestGatewayProcess(t *testing.T) {
 			fmt.Println("ok", int64(cpuTime()))
 		}
 	}
+}
+
+// checkGateways verifies the last accepted response of a type (args: type
+// URL, resource count, cluster name or "-", its connect timeout in ms):
+// the sample's count and cluster, and every gateway's sameness with it.
+func checkGateways(sample *xdstest.Client, gws []*xdstest.Gateway, args []string) error {
+	typ := args[0]
+	count, _ := strconv.Atoi(args[1])
+	st := sample.State()
+	ts := st.Type(typ)
+	if ts.LastResources != count || ts.NACKs > 0 {
+		return fmt.Errorf("sample gateway: last %s response of %d resources (want %d), %d NACKs (%s)", xdstest.ShortType(typ), ts.LastResources, count, ts.NACKs, ts.LastError)
+	}
+	if name := args[2]; name != "-" {
+		want, _ := strconv.Atoi(args[3])
+		c, ok := ts.Resources[name].(*clusterv3.Cluster)
+		if !ok {
+			return fmt.Errorf("sample gateway holds no cluster %s", name)
+		}
+		if got := c.GetConnectTimeout().AsDuration(); got != time.Duration(want)*time.Millisecond {
+			return fmt.Errorf("sample gateway: cluster %s has connect timeout %v, want %dms", name, got, want)
+		}
+	}
+	bad := 0
+	var first error
+	for _, g := range gws {
+		if err := xdstest.SameLast(typ, ts, g.Type(typ)); err != nil {
+			if bad++; first == nil {
+				first = err
+			}
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d gateways differ from the sample, e.g. %w", bad, len(gws), first)
+	}
+	return nil
 }
 
 func rssMiB() float64 {

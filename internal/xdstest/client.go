@@ -949,6 +949,7 @@ func (c *Client) handleSotW(resp *discoverypb.DiscoveryResponse) error {
 		ts.ACKs++
 		ts.Rejected = false
 		ts.Version = version
+		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, 0, sotwDigest(resp.GetResources())
 	})
 	return nil
 }
@@ -1042,6 +1043,7 @@ func (c *Client) handleDelta(resp *discoverypb.DeltaDiscoveryResponse) error {
 		ts.ACKs++
 		ts.Rejected = false
 		ts.Version = version
+		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, len(removed), deltaDigest(resp.GetResources(), removed)
 	})
 	return nil
 }
