@@ -139,8 +139,8 @@ func firstBytes(b []byte, num protowire.Number) ([]byte, bool, error) {
 }
 
 // Digest identifies the content of a response's resources: a hash of each
-// resource's body (and, in delta, its name and version) and of the
-// removed names, in order. Gateways sent the same update hold the same
+// resource's encoding (an Any, or a delta Resource with its name and
+// version) and of each removed name, in any order. Gateways sent the same update hold the same
 // digest; Client computes it too, so that the gateways of a benchmark can
 // be compared with one client that decoded everything.
 type Digest uint64
@@ -160,41 +160,40 @@ func (d *Digest) add(h uint64) {
 	*d += Digest(h)
 }
 
-// Seeds of the parts of a delta resource's hash, and of a removed name.
-const (
-	seedVersion = 0x9e3779b97f4a7c15
-	seedBody    = 0x632be59bd9b4e019
-	seedRemoved = 0x8cb92ba72f3d8dd7
-)
+// seedRemoved sets the hash of a removed name apart from a resource's.
+const seedRemoved = 0x8cb92ba72f3d8dd7
 
 func hashBytes(b []byte, seed uint64) uint64 { return maphash.Bytes(digestSeed, b) ^ seed }
 
-// sotwDigest is the digest of a SotW response's resources.
+// sotwDigest is the digest of a SotW response's resources: of each one's
+// encoding (Any, as proto.Marshal writes it), as Gateway reads it off the
+// wire without looking inside.
 func sotwDigest(resources []*anypb.Any) Digest {
 	var d Digest
 	for _, a := range resources {
-		d.add(hashBytes(a.GetValue(), 0))
+		d.add(hashBytes(canonical(a), 0))
 	}
 	return d
 }
 
-// deltaResourceHash is the hash of one resource of a delta response.
-func deltaResourceHash(name, version, body []byte) uint64 {
-	h := hashBytes(name, 0)
-	h = h*0x100000001b3 ^ hashBytes(version, seedVersion)
-	return h*0x100000001b3 ^ hashBytes(body, seedBody)
-}
-
-// deltaDigest is the digest of a delta response's resources and removals.
+// deltaDigest is the digest of a delta response's resources (each one's
+// encoding, a Resource) and removed names.
 func deltaDigest(resources []*discoverypb.Resource, removed []string) Digest {
 	var d Digest
 	for _, r := range resources {
-		d.add(deltaResourceHash([]byte(r.GetName()), []byte(r.GetVersion()), r.GetResource().GetValue()))
+		d.add(hashBytes(canonical(r), 0))
 	}
 	for _, n := range removed {
 		d.add(hashBytes([]byte(n), seedRemoved))
 	}
 	return d
+}
+
+// canonical is m as proto.Marshal writes it (fields in number order), as
+// servers send it; nil if it does not marshal.
+func canonical(m proto.Message) []byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	return b
 }
 
 // wireResponse is a DiscoveryResponse or DeltaDiscoveryResponse as a
@@ -297,34 +296,7 @@ func (r *wireResponse) parse(b []byte) error {
 			r.nonce = string(it.val)
 		case it.bytes(fResources):
 			r.resources++
-			if r.delta {
-				var name, version, body []byte
-				res := fields{b: it.val}
-				for res.next() {
-					switch {
-					case res.bytes(fResName):
-						name = res.val
-					case res.bytes(fResVersion):
-						version = res.val
-					case res.bytes(fResResource):
-						body = res.val
-					}
-				}
-				if res.err != nil {
-					return res.err
-				}
-				value, _, err := firstBytes(body, fAnyValue)
-				if err != nil {
-					return err
-				}
-				r.digest.add(deltaResourceHash(name, version, value))
-				continue
-			}
-			value, _, err := firstBytes(it.val, fAnyValue)
-			if err != nil {
-				return err
-			}
-			r.digest.add(hashBytes(value, 0))
+			r.digest.add(hashBytes(it.val, 0))
 		case r.delta && it.bytes(fDeltaRemoved):
 			r.removed++
 			r.digest.add(hashBytes(it.val, seedRemoved))
