@@ -141,7 +141,7 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 	cms, secrets, diags := compile.FromFolder(state)
 	var lat, publish []time.Duration
 	before := gw.received(b) // the initial configuration, not counted
-	serverCPU, gatewayCPU := cpuTime(), gw.cpu(b)
+	serverCPU, gatewayCPU, serverCalls := cpuTime(), gw.cpu(b), ioCalls()
 	if path := os.Getenv(pushProfileEnv); path != "" {
 		f, err := os.Create(fmt.Sprintf("%s.%s", path, mode))
 		if err != nil {
@@ -194,6 +194,9 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 	// busy machine does not change, unlike the latencies.
 	b.ReportMetric(float64((cpuTime()-serverCPU).Microseconds())/1000/float64(b.N), "server-cpu-ms/edit")
 	b.ReportMetric(float64((gw.cpu(b)-gatewayCPU).Microseconds())/1000/float64(b.N), "gateways-cpu-ms/edit")
+	// Read and write system calls of the server per edit: a count, which
+	// the machine's load does not change.
+	b.ReportMetric(float64(ioCalls()-serverCalls)/float64(b.N), "server-syscalls/edit")
 	b.ReportMetric(percentile(lat, 0.50), "p50-ms")
 	b.ReportMetric(percentile(lat, 0.99), "p99-ms")
 	b.ReportMetric(percentile(lat, 1), "max-ms")
@@ -314,6 +317,23 @@ func (g *gateways) cpu(b *testing.B) time.Duration {
 	fmt.Fprintln(g.in, "cpu")
 	ns, _ := strconv.ParseInt(strings.Fields(g.reply(b))[1], 10, 64)
 	return time.Duration(ns)
+}
+
+// ioCalls is the read and write system calls this process made so far
+// (/proc/self/io syscr and syscw).
+func ioCalls() int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && (k == "syscr" || k == "syscw") {
+			c, _ := strconv.ParseInt(v, 10, 64)
+			n += c
+		}
+	}
+	return n
 }
 
 // cpuTime is the CPU time (user and system) this process used so far.
