@@ -46,7 +46,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -572,20 +571,7 @@ type namedChange struct {
 // (a reconnect with InitialResourceVersions only), the names given there
 // stay subscribed.
 func (c *Client) namedChanges() []namedChange {
-	want := map[string]map[string]struct{}{EndpointType: {}, RouteType: {}, SecretType: {}}
-	for _, src := range []string{ClusterType, ListenerType} {
-		for _, r := range c.refs[src] {
-			for _, n := range r.eds {
-				want[EndpointType][n] = struct{}{}
-			}
-			for _, n := range r.rds {
-				want[RouteType][n] = struct{}{}
-			}
-			for _, n := range r.sds {
-				want[SecretType][n] = struct{}{}
-			}
-		}
-	}
+	want := wantedNames(c.refs)
 	if len(c.refs[ClusterType]) == 0 && len(c.refs[ListenerType]) == 0 {
 		for typ, w := range want {
 			for n := range c.initial[typ] {
@@ -600,22 +586,10 @@ func (c *Client) namedChanges() []namedChange {
 		if ts != nil {
 			cur = ts.Names
 		}
-		names := slices.Sorted(maps.Keys(want[typ]))
-		if slices.Equal(names, cur) || (len(names) == 0 && (ts == nil || !ts.Subscribed)) {
-			continue
+		names, sub, unsub, changed := subscription(want[typ], cur, ts != nil && ts.Subscribed)
+		if changed {
+			out = append(out, namedChange{typ: typ, names: names, sub: sub, unsub: unsub, keep: want[typ]})
 		}
-		ch := namedChange{typ: typ, names: names, keep: want[typ]}
-		for _, n := range names {
-			if !slices.Contains(cur, n) {
-				ch.sub = append(ch.sub, n)
-			}
-		}
-		for _, n := range cur {
-			if _, ok := want[typ][n]; !ok {
-				ch.unsub = append(ch.unsub, n)
-			}
-		}
-		out = append(out, ch)
 	}
 	return out
 }

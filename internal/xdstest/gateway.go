@@ -347,26 +347,11 @@ func (g *Gateway) applyRefs(typ string, r *wireResponse) {
 // references (or the declared names) make, where it changed, as Client's
 // namedChanges and sendNamed.
 func (g *Gateway) subscribeNamed() error {
-	want := map[string]map[string]struct{}{EndpointType: {}, RouteType: {}, SecretType: {}}
-	if g.opts.Named != nil {
-		for typ, names := range g.opts.Named {
-			if w := want[typ]; w != nil {
-				for _, n := range names {
-					w[n] = struct{}{}
-				}
-			}
-		}
-	}
-	for _, src := range []string{ClusterType, ListenerType} {
-		for _, r := range g.refs[src] {
-			for _, n := range r.eds {
-				want[EndpointType][n] = struct{}{}
-			}
-			for _, n := range r.rds {
-				want[RouteType][n] = struct{}{}
-			}
-			for _, n := range r.sds {
-				want[SecretType][n] = struct{}{}
+	want := wantedNames(g.refs)
+	for typ, names := range g.opts.Named {
+		if w := want[typ]; w != nil {
+			for _, n := range names {
+				w[n] = struct{}{}
 			}
 		}
 	}
@@ -378,23 +363,12 @@ func (g *Gateway) subscribeNamed() error {
 		if t != nil {
 			cur = t.Names
 		}
-		names := slices.Sorted(maps.Keys(want[typ]))
-		if slices.Equal(names, cur) || (len(names) == 0 && (t == nil || !t.Subscribed)) {
+		names, sub, unsub, changed := subscription(want[typ], cur, t != nil && t.Subscribed)
+		if !changed {
 			continue
 		}
 		var err error
 		if g.opts.Mode == Delta {
-			var sub, unsub []string
-			for _, n := range names {
-				if !slices.Contains(cur, n) {
-					sub = append(sub, n)
-				}
-			}
-			for _, n := range cur {
-				if _, ok := want[typ][n]; !ok {
-					unsub = append(unsub, n)
-				}
-			}
 			err = g.send(typ, "", "", nil, &deltaChange{sub: sub, unsub: unsub}, nil)
 		} else {
 			version, nonce := "", ""

@@ -73,7 +73,13 @@ func TestGatewayBehavesAsClient(t *testing.T) {
 			if err := g.WaitFor(ctx, GatewayHasVersions(versions("1"))); err != nil {
 				t.Fatal(err)
 			}
-			sameAsClient(t, c, g, allTypes...)
+			// A delta server may split the named types' first responses
+			// otherwise for another stream, as their subscriptions come.
+			same := allTypes
+			if mode == Delta {
+				same = []string{ClusterType, ListenerType}
+			}
+			sameAsClient(t, c, g, same...)
 
 			// A new route name and endpoint port, without listener TLS:
 			// RDS and SDS subscriptions move.
@@ -85,10 +91,6 @@ func TestGatewayBehavesAsClient(t *testing.T) {
 			}
 			if err := g.WaitFor(ctx, GatewayHasVersions(versions("2"))); err != nil {
 				t.Fatal(err)
-			}
-			same := allTypes
-			if mode == Delta {
-				same = []string{ClusterType, ListenerType}
 			}
 			sameAsClient(t, c, g, same...)
 			if got := g.Type(RouteType).Names; !slices.Equal(got, []string{"fallback-routes", "routes-b"}) {
