@@ -220,3 +220,37 @@ func TestSameLastTellsADifference(t *testing.T) {
 		}
 	}
 }
+
+// A server that sends a gateway other content under the same version is
+// caught: the gateway's digest is not the client's.
+func TestGatewayCatchesWrongContent(t *testing.T) {
+	ts := newTestServer(t)
+	ts.set(t, node, defaultFixture("1").snapshot())
+	wrong := defaultFixture("1")
+	wrong.connectTimeout = 3 * time.Second
+	ts.set(t, "gw-2", wrong.snapshot())
+	c := dial(t, baseOptions(ts, SotW))
+	cc, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	g, err := DialGateway(context.Background(), GatewayOptions{Conn: cc, NodeID: "gw-2", NodeCluster: "group-a", Mode: SotW})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	ctx := waitCtx(t)
+	if err := c.WaitForVersions(ctx, versions("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitFor(ctx, GatewayHasVersions(versions("1"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := SameLast(ClusterType, c.State().Type(ClusterType), g.Type(ClusterType)); err == nil {
+		t.Fatal("clusters with another connect timeout taken for the client's")
+	}
+	if err := SameLast(ListenerType, c.State().Type(ListenerType), g.Type(ListenerType)); err != nil {
+		t.Errorf("the same listeners told apart: %v", err)
+	}
+}
