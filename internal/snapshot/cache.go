@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -153,7 +154,8 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, _ := c.group(group)
-	if prev := st.snap; prev != nil {
+	prev := st.snap
+	if prev != nil {
 		prev.release()
 		gs.diffFrom(prev)
 		for _, typ := range gs.TypeURLs() {
@@ -164,8 +166,14 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	st.snap = gs
 	c.current.Store(group, gs)
 	st.memo = nil
+	// Every open watch was held on the previous snapshot (CreateWatch and
+	// this method decide under the lock, on st.snap): where its type did
+	// not move, it has nothing to send now either, and is not looked at.
+	// A push to a thousand streams then costs the watches of the types
+	// that changed, not of all five.
+	moved := func(typ string) bool { return prev == nil || prev.Type(typ).Version != gs.Type(typ).Version }
 	sent := 0
-	for _, id := range inTypeOrder(st.sotw, func(w *sotwWatch) string { return w.req.GetTypeUrl() }) {
+	for _, id := range inTypeOrder(st.sotw, func(w *sotwWatch) string { return w.req.GetTypeUrl() }, moved) {
 		w := st.sotw[id]
 		if resp := sotwResponse(gs, w.req, w.sub); resp != nil {
 			c.deliverSotw(w, resp)
@@ -173,7 +181,7 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 			sent++
 		}
 	}
-	for _, id := range inTypeOrder(st.delta, func(w *deltaWatch) string { return w.req.GetTypeUrl() }) {
+	for _, id := range inTypeOrder(st.delta, func(w *deltaWatch) string { return w.req.GetTypeUrl() }, moved) {
 		w := st.delta[id]
 		if resp := deltaResponse(gs, w.req, w.sub, false, st); resp != nil {
 			c.deliverDelta(w, resp)
@@ -184,26 +192,37 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	return sent
 }
 
-// inTypeOrder lists the watches by type, in Types order, then by ID. A
-// proxy's ADS stream sends responses in the order they are delivered, and
-// Envoy must get a cluster before the endpoints it waits for (and a
-// listener before its routes).
-func inTypeOrder[W any](watches map[int64]W, typeOf func(W) string) []int64 {
-	ids := make([]int64, 0, len(watches))
-	rank := make(map[int64]int, len(watches))
-	for id, w := range watches {
-		ids = append(ids, id)
-		rank[id] = slices.Index(Types, typeOf(w))
-		if rank[id] < 0 {
-			rank[id] = len(Types)
-		}
+// inTypeOrder lists the watches of the types keep holds, by type, in
+// Types order, then by ID. A proxy's ADS stream sends responses in the
+// order they are delivered, and Envoy must get a cluster before the
+// endpoints it waits for (and a listener before its routes).
+func inTypeOrder[W any](watches map[int64]W, typeOf func(W) string, keep func(string) bool) []int64 {
+	type ranked struct {
+		rank int
+		id   int64
 	}
-	sort.Slice(ids, func(i, j int) bool {
-		if rank[ids[i]] != rank[ids[j]] {
-			return rank[ids[i]] < rank[ids[j]]
+	list := make([]ranked, 0, len(watches))
+	for id, w := range watches {
+		typ := typeOf(w)
+		if !keep(typ) {
+			continue
 		}
-		return ids[i] < ids[j]
+		r := slices.Index(Types, typ)
+		if r < 0 {
+			r = len(Types)
+		}
+		list = append(list, ranked{r, id})
+	}
+	slices.SortFunc(list, func(a, b ranked) int {
+		if a.rank != b.rank {
+			return a.rank - b.rank
+		}
+		return cmp.Compare(a.id, b.id)
 	})
+	ids := make([]int64, len(list))
+	for i, r := range list {
+		ids[i] = r.id
+	}
 	return ids
 }
 
@@ -388,12 +407,6 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	// as that snapshot's version alone (versionMarker), not as a map of
 	// every resource: a thousand streams would otherwise keep a million
 	// entries. The group's history says what changed since (history.go).
-	var basis *since
-	if v := returned[versionMarker]; v != "" {
-		if basis = st.sinceVersion(typeURL, v); basis == nil {
-			return lostBasis(req, v)
-		}
-	}
 	if wildcard && len(returned) == 0 {
 		// A stream that holds nothing (a new one): every resource, the
 		// shared list. Names subscribed beside the wildcard add nothing.
@@ -402,25 +415,35 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 		}
 		return &deltaResp{req: req, version: ts.Version, resources: ts.deltaAll, next: map[string]string{versionMarker: ts.Version}}
 	}
+	marker := returned[versionMarker]
 	unchangedSub := len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0
-	if wildcard && unchangedSub && basis != nil && len(returned) == 1 {
+	if wildcard && unchangedSub && marker != "" && len(returned) == 1 {
+		// The two cases of every push, before the history is looked at
+		// (it has a step from either version: sinceVersion would find it).
 		switch {
-		case returned[versionMarker] == ts.Version:
+		case marker == ts.Version:
 			if !always {
 				return nil
 			}
 			return &deltaResp{req: req, version: ts.Version, next: returned}
-		case ts.diff != nil && ts.diff.from == returned[versionMarker]:
+		case ts.diff != nil && ts.diff.from == marker:
 			// The common case after a change: the difference, computed
 			// once for every stream of the group.
 			return &deltaResp{req: req, version: ts.Version, resources: ts.diff.changed, removed: ts.diff.removed,
 				next: map[string]string{versionMarker: ts.Version}}
-		default:
-			// Some versions behind: the difference since, computed once
-			// for every stream that holds the same version.
-			return &deltaResp{req: req, version: ts.Version, resources: basis.resources, removed: basis.gone,
-				next: map[string]string{versionMarker: ts.Version}}
 		}
+	}
+	var basis *since
+	if marker != "" {
+		if basis = st.sinceVersion(typeURL, marker); basis == nil {
+			return lostBasis(req, marker)
+		}
+	}
+	if wildcard && unchangedSub && basis != nil && len(returned) == 1 {
+		// Some versions behind: the difference since, computed once for
+		// every stream that holds the same version.
+		return &deltaResp{req: req, version: ts.Version, resources: basis.resources, removed: basis.gone,
+			next: map[string]string{versionMarker: ts.Version}}
 	}
 	known := func(name string) (string, bool) {
 		if v, ok := returned[name]; ok {

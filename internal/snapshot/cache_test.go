@@ -370,3 +370,50 @@ func TestCacheKeepsNoReplacedSnapshot(t *testing.T) {
 	}
 	runtime.KeepAlive(c)
 }
+
+// A snapshot whose types did not move answers no held watch (SetSnapshot
+// does not even look at them); one that moved answers them.
+func TestSetSnapshotAnswersWatchesOfMovedTypes(t *testing.T) {
+	c := NewCache(nil, nil)
+	gs := groupSnapshot(t, "a.example")
+	c.SetSnapshot("g", gs)
+	var chans []chan cachev3.Response
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+		sub := stream.NewSotwSubscription(nil, true)
+		ch := make(chan cachev3.Response, 1)
+		if _, err := c.CreateWatch(sotwRequest(typ, ""), &sub, ch); err != nil {
+			t.Fatal(err)
+		}
+		r := recv(t, ch)
+		sub.SetReturnedResources(r.GetReturnedResources())
+		ack := sotwRequest(typ, gs.Type(typ).Version)
+		ack.ResponseNonce = "1"
+		if _, err := c.CreateWatch(ack, &sub, ch); err != nil {
+			t.Fatal(err)
+		}
+		chans = append(chans, ch)
+	}
+	dsub := stream.NewDeltaSubscription(nil, nil, nil, true)
+	dch := make(chan cachev3.DeltaResponse, 1)
+	if _, err := c.CreateDeltaWatch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}, &dsub, dch); err != nil {
+		t.Fatal(err)
+	}
+	dsub.SetReturnedResources((<-dch).GetReturnedResources())
+	if _, err := c.CreateDeltaWatch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: "1"}, &dsub, dch); err != nil {
+		t.Fatal(err)
+	}
+	if sent := c.SetSnapshot("g", groupSnapshot(t, "a.example")); sent != 0 {
+		t.Fatalf("the same content answered %d watches", sent)
+	}
+	if sent := c.SetSnapshot("g", groupSnapshot(t, "b.example")); sent != 3 {
+		t.Fatalf("a change answered %d watches, want 3", sent)
+	}
+	for _, ch := range chans {
+		if recv(t, ch) == nil {
+			t.Fatal("a held SotW watch was not answered")
+		}
+	}
+	if len(dch) != 1 {
+		t.Fatal("the held delta watch was not answered")
+	}
+}

@@ -12,7 +12,9 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/metrics"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
@@ -30,7 +32,21 @@ type Proxies struct {
 
 	mu      sync.Mutex
 	streams map[streamKey]*Proxy
+
+	// sizes are the payload sizes of recent whole-type SotW lists, by
+	// their first resource (lists are shared by every stream of a group
+	// and never modified): a push to a thousand streams sums each once.
+	sizeMu sync.Mutex
+	sizes  map[sizeKey]int
 }
+
+type sizeKey struct {
+	first *anypb.Any
+	n     int
+}
+
+// maxSizes bounds Proxies.sizes (cleared when full).
+const maxSizes = 64
 
 // streamKey identifies a stream. go-control-plane numbers SotW and delta
 // streams with two counters that both start at 1, so an ID alone names two
@@ -84,6 +100,33 @@ type TypeStatus struct {
 	// When the sent version's change was observed and published, for the
 	// convergence of its ACK (zero: not to be measured).
 	sentObserved, sentPublished time.Time
+	// metrics are the stream's series of the type, looked up once.
+	metrics *typeMetrics
+}
+
+// typeMetrics are the series of one group and type that every request and
+// response of a stream counts in.
+type typeMetrics struct {
+	acks, responses, pushed prometheus.Counter
+	size                    prometheus.Observer
+}
+
+func newTypeMetrics(m *metrics.Metrics, group, label string) *typeMetrics {
+	return &typeMetrics{
+		acks:      m.ACKs.WithLabelValues(group, label),
+		responses: m.Responses.WithLabelValues(group, label),
+		pushed:    m.PushedResources.WithLabelValues(group, label),
+		size:      m.PushSize.WithLabelValues(group, label),
+	}
+}
+
+// seriesLocked are ts's series for group (caller holds p.mu), looked up
+// on first use: a stream's group does not change.
+func (p *Proxies) seriesLocked(ts *TypeStatus, group, typeURL string) *typeMetrics {
+	if ts.metrics == nil {
+		ts.metrics = newTypeMetrics(p.m, group, metrics.TypeLabel(typeURL))
+	}
+	return ts.metrics
 }
 
 // NACK is a rejection traced to its sources, for hooks such as Kubernetes
@@ -202,6 +245,10 @@ func (p *Proxies) request(k streamKey, node *core.Node, typeURL, version, nonce 
 		}
 	}
 	group, nodeID, protocol, addr, connected := s.Group, s.NodeID, s.Protocol, s.Address, s.Connected
+	var series *typeMetrics
+	if s.counted {
+		series = p.seriesLocked(ts, group, typeURL)
+	}
 	p.mu.Unlock()
 
 	label := metrics.TypeLabel(typeURL)
@@ -237,7 +284,11 @@ func (p *Proxies) request(k streamKey, node *core.Node, typeURL, version, nonce 
 		}
 		return
 	}
-	p.m.ACKs.WithLabelValues(group, label).Inc()
+	if series != nil {
+		series.acks.Inc()
+	} else {
+		p.m.ACKs.WithLabelValues(group, label).Inc()
+	}
 	// Convergence: once per proxy and type version, for proxies that were
 	// connected when the version was published (a proxy connecting later
 	// measures its own connection, not the change).
@@ -282,6 +333,7 @@ func (p *Proxies) response(k streamKey, typeURL, version string, resources, byte
 			names, all = nil, true
 		}
 	}
+	var series *typeMetrics
 	if s != nil {
 		p.mu.Lock()
 		ts := s.Types[typeURL]
@@ -291,12 +343,48 @@ func (p *Proxies) response(k streamKey, typeURL, version string, resources, byte
 		}
 		ts.Sent, ts.sentNames, ts.sentAll = version, names, all
 		ts.sentObserved, ts.sentPublished = observed, published
+		if s.counted {
+			series = p.seriesLocked(ts, group, typeURL)
+		}
 		p.mu.Unlock()
 	}
-	label := metrics.TypeLabel(typeURL)
-	p.m.Responses.WithLabelValues(group, label).Inc()
-	p.m.PushedResources.WithLabelValues(group, label).Add(float64(resources))
-	p.m.PushSize.WithLabelValues(group, label).Observe(float64(bytes))
+	if series == nil {
+		series = newTypeMetrics(p.m, group, metrics.TypeLabel(typeURL))
+	}
+	series.responses.Inc()
+	series.pushed.Add(float64(resources))
+	series.size.Observe(float64(bytes))
+}
+
+// payloadSize is the bytes of a response's resources. A whole-type list
+// (wildcard) is the group's shared one: its size is summed once.
+func (p *Proxies) payloadSize(resources []*anypb.Any, whole bool) int {
+	if whole && len(resources) > 0 {
+		k := sizeKey{resources[0], len(resources)}
+		p.sizeMu.Lock()
+		size, ok := p.sizes[k]
+		p.sizeMu.Unlock()
+		if ok {
+			return size
+		}
+		size = sumSizes(resources)
+		p.sizeMu.Lock()
+		if p.sizes == nil || len(p.sizes) >= maxSizes {
+			p.sizes = map[sizeKey]int{}
+		}
+		p.sizes[k] = size
+		p.sizeMu.Unlock()
+		return size
+	}
+	return sumSizes(resources)
+}
+
+func sumSizes(resources []*anypb.Any) int {
+	size := 0
+	for _, a := range resources {
+		size += len(a.GetValue())
+	}
+	return size
 }
 
 // snapshot is the group's current snapshot, nil if none (or no cache).
@@ -349,16 +437,13 @@ func (p *Proxies) OnStreamRequest(id int64, r *discovery.DiscoveryRequest) error
 	return nil
 }
 func (p *Proxies) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
-	size := 0
-	for _, a := range r.GetResources() {
-		size += len(a.GetValue())
-	}
 	// A SotW response carries the whole type, or the subscribed names.
 	var names []string
 	all := true
 	if subscribed := req.GetResourceNames(); len(subscribed) > 0 && !slices.Contains(subscribed, "*") {
 		names, all = subscribed, false
 	}
+	size := p.payloadSize(r.GetResources(), all)
 	p.response(sotwStream(id), r.GetTypeUrl(), r.GetVersionInfo(), len(r.GetResources()), size, names, all)
 }
 func (p *Proxies) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {

@@ -67,6 +67,13 @@ func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, l
 		// streams closed.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(4<<20),
+		// Static HTTP/2 receive windows of the protocol's default size:
+		// proxies send small requests, and gRPC-Go's dynamic windows
+		// would answer nearly every ACK with a bandwidth-estimation PING
+		// that the proxy must answer, doubling the packets and system
+		// calls of a push to a thousand delta gateways. A peer can also
+		// not make the server buffer more than 64 KiB per stream.
+		grpc.StaticStreamWindowSize(64<<10), grpc.StaticConnWindowSize(64<<10),
 		// Proxies send small requests: a small read buffer per connection
 		// saves memory at thousands of gateways.
 		grpc.ReadBufferSize(8<<10),

@@ -1,7 +1,9 @@
 // Package xdstest is an Aggregated Discovery Service (ADS) client that
 // behaves on the wire like Envoy, for integration tests and benchmarks of
-// the xDS server (it is lean enough to run a thousand of them in one
-// process: one goroutine per client, bounded event log).
+// the xDS server: Client decodes and holds what it is sent; Gateway
+// (gateway.go) is the same on the wire but reads responses without
+// decoding them and keeps only a digest, cheap enough to run a thousand
+// of them beside the server a benchmark measures.
 //
 // What the protocol expects, and what the client does:
 //
@@ -44,7 +46,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -58,7 +59,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -139,14 +139,6 @@ type Options struct {
 	// type's version_info; named subscriptions derived from the resumed
 	// clusters and listeners are requested right away.
 	Resume *State
-
-	// Lean skips decoding: resources are kept as names and versions only
-	// (State.Resources holds placeholders), no Validator runs, and the named
-	// subscriptions are exactly Named instead of being derived from the
-	// clusters and listeners. For benchmarks that simulate many proxies in
-	// one process, where decoding would cost more than the server's work.
-	Lean  bool
-	Named map[string][]string // Lean: type URL -> names to subscribe
 
 	// EventLogSize bounds the event log (DefaultEventLogSize when 0,
 	// disabled when negative).
@@ -579,30 +571,8 @@ type namedChange struct {
 // (a reconnect with InitialResourceVersions only), the names given there
 // stay subscribed.
 func (c *Client) namedChanges() []namedChange {
-	want := map[string]map[string]struct{}{EndpointType: {}, RouteType: {}, SecretType: {}}
-	for _, src := range []string{ClusterType, ListenerType} {
-		for _, r := range c.refs[src] {
-			for _, n := range r.eds {
-				want[EndpointType][n] = struct{}{}
-			}
-			for _, n := range r.rds {
-				want[RouteType][n] = struct{}{}
-			}
-			for _, n := range r.sds {
-				want[SecretType][n] = struct{}{}
-			}
-		}
-	}
-	if c.opts.Lean {
-		for typ, names := range c.opts.Named {
-			if want[typ] == nil {
-				continue
-			}
-			for _, n := range names {
-				want[typ][n] = struct{}{}
-			}
-		}
-	} else if len(c.refs[ClusterType]) == 0 && len(c.refs[ListenerType]) == 0 {
+	want := wantedNames(c.refs)
+	if len(c.refs[ClusterType]) == 0 && len(c.refs[ListenerType]) == 0 {
 		for typ, w := range want {
 			for n := range c.initial[typ] {
 				w[n] = struct{}{}
@@ -616,22 +586,10 @@ func (c *Client) namedChanges() []namedChange {
 		if ts != nil {
 			cur = ts.Names
 		}
-		names := slices.Sorted(maps.Keys(want[typ]))
-		if slices.Equal(names, cur) || (len(names) == 0 && (ts == nil || !ts.Subscribed)) {
-			continue
+		names, sub, unsub, changed := subscription(want[typ], cur, ts != nil && ts.Subscribed)
+		if changed {
+			out = append(out, namedChange{typ: typ, names: names, sub: sub, unsub: unsub, keep: want[typ]})
 		}
-		ch := namedChange{typ: typ, names: names, keep: want[typ]}
-		for _, n := range names {
-			if !slices.Contains(cur, n) {
-				ch.sub = append(ch.sub, n)
-			}
-		}
-		for _, n := range cur {
-			if _, ok := want[typ][n]; !ok {
-				ch.unsub = append(ch.unsub, n)
-			}
-		}
-		out = append(out, ch)
 	}
 	return out
 }
@@ -726,39 +684,6 @@ type decoded struct {
 	msg     proto.Message
 }
 
-// leanPlaceholder stands for every resource a Lean client holds.
-var leanPlaceholder proto.Message = &anypb.Any{}
-
-// decode is decodeAny, or for a Lean client only the name: field 1 of
-// every xDS resource type served here (name, or cluster_name for
-// ClusterLoadAssignment), read off the wire.
-func (c *Client) decode(typ string, a *anypb.Any) (string, proto.Message, error) {
-	if !c.opts.Lean || a.GetTypeUrl() == resourceWrapperType {
-		return decodeAny(typ, a)
-	}
-	b := a.GetValue()
-	for len(b) > 0 {
-		num, wt, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-		if num == 1 && wt == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return "", nil, protowire.ParseError(n)
-			}
-			return string(v), leanPlaceholder, nil
-		}
-		n = protowire.ConsumeFieldValue(num, wt, b)
-		if n < 0 {
-			return "", nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-	}
-	return "", leanPlaceholder, nil
-}
-
 // decodeAny unmarshals a resource of a response of type typ, unwrapping
 // the envoy.service.discovery.v3.Resource wrapper SotW uses for TTLs.
 // A nil message (wrapper without a body, a TTL heartbeat) is not an
@@ -821,9 +746,6 @@ func (c *Client) check(typ string, res []decoded) (map[string]refs, error) {
 			}
 			continue
 		}
-		if c.opts.Lean {
-			continue
-		}
 		msgs = append(msgs, r.msg)
 		if rs != nil {
 			ref, err := resourceRefs(r.msg)
@@ -833,7 +755,7 @@ func (c *Client) check(typ string, res []decoded) (map[string]refs, error) {
 			rs[r.name] = ref
 		}
 	}
-	if c.opts.Validator != nil && !c.opts.Lean {
+	if c.opts.Validator != nil {
 		if err := c.opts.Validator(typ, msgs); err != nil {
 			return nil, err
 		}
@@ -895,7 +817,7 @@ func (c *Client) handleSotW(resp *discoverypb.DiscoveryResponse) error {
 	res := make([]decoded, 0, n)
 	var err error
 	for _, a := range resp.GetResources() {
-		name, msg, derr := c.decode(typ, a)
+		name, msg, derr := decodeAny(typ, a)
 		if derr != nil {
 			err = derr
 			break
@@ -949,6 +871,7 @@ func (c *Client) handleSotW(resp *discoverypb.DiscoveryResponse) error {
 		ts.ACKs++
 		ts.Rejected = false
 		ts.Version = version
+		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, 0, sotwDigest(resp.GetResources())
 	})
 	return nil
 }
@@ -988,7 +911,7 @@ func (c *Client) handleDelta(resp *discoverypb.DeltaDiscoveryResponse) error {
 		if r.GetResource() == nil {
 			continue // TTL heartbeat: nothing to apply
 		}
-		name, msg, derr := c.decode(typ, r.GetResource())
+		name, msg, derr := decodeAny(typ, r.GetResource())
 		if derr != nil {
 			err = derr
 			break
@@ -1042,6 +965,7 @@ func (c *Client) handleDelta(resp *discoverypb.DeltaDiscoveryResponse) error {
 		ts.ACKs++
 		ts.Rejected = false
 		ts.Version = version
+		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, len(removed), deltaDigest(resp.GetResources(), removed)
 	})
 	return nil
 }

@@ -2,6 +2,8 @@ package xdstest
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -133,4 +135,48 @@ func sdsRef(s *tlsv3.SdsSecretConfig, out *[]string) {
 		return
 	}
 	*out = append(*out, s.GetName())
+}
+
+// wantedNames are, per named type (EDS, RDS, SDS), the names the
+// references of the clusters and listeners held (source type -> resource
+// name -> references) make Envoy subscribe.
+func wantedNames(held map[string]map[string]refs) map[string]map[string]struct{} {
+	want := map[string]map[string]struct{}{EndpointType: {}, RouteType: {}, SecretType: {}}
+	for _, src := range []string{ClusterType, ListenerType} {
+		for _, r := range held[src] {
+			for _, n := range r.eds {
+				want[EndpointType][n] = struct{}{}
+			}
+			for _, n := range r.rds {
+				want[RouteType][n] = struct{}{}
+			}
+			for _, n := range r.sds {
+				want[SecretType][n] = struct{}{}
+			}
+		}
+	}
+	return want
+}
+
+// subscription compares the names wanted with the current subscription
+// (cur, sorted; subscribed whether the type was ever requested): the new
+// one, sorted, and what it adds and drops, for delta. changed is false
+// when nothing is to be sent: the same names, or none for a type never
+// requested (an empty set is only sent to unsubscribe, as Envoy does).
+func subscription(want map[string]struct{}, cur []string, subscribed bool) (names, sub, unsub []string, changed bool) {
+	names = slices.Sorted(maps.Keys(want))
+	if slices.Equal(names, cur) || (len(names) == 0 && !subscribed) {
+		return nil, nil, nil, false
+	}
+	for _, n := range names {
+		if !slices.Contains(cur, n) {
+			sub = append(sub, n)
+		}
+	}
+	for _, n := range cur {
+		if _, ok := want[n]; !ok {
+			unsub = append(unsub, n)
+		}
+	}
+	return names, sub, unsub, true
 }

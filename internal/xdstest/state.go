@@ -86,6 +86,11 @@ type TypeState struct {
 	// the error_detail message of the latest NACK.
 	Rejected  bool
 	LastError string
+	// LastResources, LastRemoved and LastDigest describe the last accepted
+	// response: its resources, removed names (delta) and Digest, which a
+	// Gateway sent the same response holds too.
+	LastResources, LastRemoved int
+	LastDigest                 Digest
 }
 
 func newTypeState(typeURL string) *TypeState {
