@@ -26,6 +26,8 @@ type storeWorld struct {
 	opts              intent.ResolveOptions
 	cached, reference *compile.Store
 	log               []string
+	// extra is a document some versions take (FuzzStoreIncremental's).
+	extra string
 }
 
 var (
@@ -40,6 +42,9 @@ var (
 // doc is a random intent document (or settings, or now and then a broken
 // one) over a small world, so that conflicts are frequent.
 func (w *storeWorld) doc(settings bool) string {
+	if w.extra != "" && w.rng.IntN(4) == 0 {
+		return w.extra
+	}
 	switch w.rng.IntN(20) {
 	case 0:
 		return "destinations: [{name: broken, host: x.example.com, ports: [{number: 70000, protocol: TLS}]}]"
@@ -228,34 +233,53 @@ func (w *storeWorld) review(step int) compile.ConfigMap {
 // served versions.
 func TestStoreIncrementalEquivalence(t *testing.T) {
 	for seed := uint64(1); seed <= 12; seed++ {
-		w := &storeWorld{t: t, rng: rand.New(rand.NewPCG(seed, 99)), cached: compile.NewStore(), reference: compile.NewStoreUncached()}
-		for range 6 {
-			w.cms = append(w.cms, w.newCM())
+		runStoreWorld(t, seed, "", 80)
+	}
+}
+
+// FuzzStoreIncremental is TestStoreIncrementalEquivalence with a fuzzed
+// document among the versions ConfigMaps take.
+func FuzzStoreIncremental(f *testing.F) {
+	f.Add(uint64(1), "destinations: [{name: gh, host: a.example.com, ports: [{number: 443, protocol: TLS}, {number: 80, protocol: HTTP}]}]")
+	f.Add(uint64(2), "gateways: [one, two]\ndestinations:\n  - {name: a, host: b.example.com, ports: [{number: 8443, protocol: HTTPS}]}\n  - {name: b, host: b.example.com, ports: [{number: 443, protocol: TCP}], resolution: STATIC, endpoints: [{address: 192.0.2.7}]}")
+	f.Add(uint64(3), "groups: [{name: one, mode: audit}, {name: two, mode: enforce}]")
+	f.Fuzz(func(t *testing.T, seed uint64, doc string) {
+		if len(doc) > 4096 {
+			return
 		}
-		for step := range 80 {
-			switch w.rng.IntN(8) {
-			case 0: // reviewed, then stored as reviewed
-				cm := w.review(step)
-				w.cms = append(slices.DeleteFunc(w.cms, func(c compile.ConfigMap) bool {
-					return c.Namespace == cm.Namespace && c.Name == cm.Name
-				}), cm)
-				w.log = append(w.log, "reviewed and stored "+cm.Namespace+"/"+cm.Name)
-			case 1:
-				w.review(step)
-			case 2:
-				if w.rng.IntN(4) == 0 { // a restart: both restored from what was served
-					saved := w.cached.Served()
-					w.cached, w.reference = compile.NewStore(), compile.NewStoreUncached()
-					if d1, d2 := w.cached.Restore(saved), w.reference.Restore(saved); fmt.Sprint(d1) != fmt.Sprint(d2) {
-						w.fail("restore: %v, %v", d1, d2)
-					}
-					w.log = append(w.log, "restart")
+		runStoreWorld(t, seed, doc, 20)
+	})
+}
+
+func runStoreWorld(t *testing.T, seed uint64, extra string, steps int) {
+	t.Helper()
+	w := &storeWorld{t: t, rng: rand.New(rand.NewPCG(seed, 99)), cached: compile.NewStore(), reference: compile.NewStoreUncached(), extra: extra}
+	for range 6 {
+		w.cms = append(w.cms, w.newCM())
+	}
+	for step := range steps {
+		switch w.rng.IntN(8) {
+		case 0: // reviewed, then stored as reviewed
+			cm := w.review(step)
+			w.cms = append(slices.DeleteFunc(w.cms, func(c compile.ConfigMap) bool {
+				return c.Namespace == cm.Namespace && c.Name == cm.Name
+			}), cm)
+			w.log = append(w.log, "reviewed and stored "+cm.Namespace+"/"+cm.Name)
+		case 1:
+			w.review(step)
+		case 2:
+			if w.rng.IntN(4) == 0 { // a restart: both restored from what was served
+				saved := w.cached.Served()
+				w.cached, w.reference = compile.NewStore(), compile.NewStoreUncached()
+				if d1, d2 := w.cached.Restore(saved), w.reference.Restore(saved); fmt.Sprint(d1) != fmt.Sprint(d2) {
+					w.fail("restore: %v, %v", d1, d2)
 				}
+				w.log = append(w.log, "restart")
 			}
-			for range 1 + w.rng.IntN(3) {
-				w.mutate()
-			}
-			w.update(step)
 		}
+		for range 1 + w.rng.IntN(3) {
+			w.mutate()
+		}
+		w.update(step)
 	}
 }

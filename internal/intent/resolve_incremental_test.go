@@ -262,57 +262,77 @@ func checkServedIndex(t *testing.T, rc *ResolveCache, accepted []*Intent) {
 // proves every result is Resolve's from scratch, the cache's index is a
 // fresh index of what was accepted, and most calls were served by it.
 func TestResolveCacheEquivalence(t *testing.T) {
-	calls, planned, servedWins, olderWins := 0, 0, 0, 0
+	var total worldCounts
 	for seed := uint64(1); seed <= 40; seed++ {
-		w := &resolveWorld{t: t, rng: rand.New(rand.NewPCG(seed, 17)), cms: map[string]*worldCM{}}
-		rc := &ResolveCache{}
-		for range 4 + w.rng.IntN(6) {
-			w.add()
-		}
-		for step := range 60 {
-			w.step()
-			if w.rng.IntN(4) == 0 {
-				w.check(fmt.Sprintf("seed %d step %d: review", seed, step), rc, w.review(), false)
-			}
-			cands := w.cands()
-			switch k := w.rng.IntN(20); {
-			case k == 0: // a restart: what is served is as saved, not as accepted
-				if c := w.pick(); c != nil && c.current != nil {
-					c.served = w.reparse(c.current)
-					w.log = append(w.log, "restored "+c.ns+"/"+c.name)
-					cands = w.cands()
-				}
-			case k == 1 && len(cands) > 0: // a ConfigMap given twice
-				cands = append(cands, cands[w.rng.IntN(len(cands))])
-				w.log = append(w.log, "one candidate twice")
-			}
-			over := rc.base != nil && sameResolveOptions(rc.opts, w.opts) && rc.base.plan(cands) != nil
-			calls++
-			accepted := w.check(fmt.Sprintf("seed %d step %d", seed, step), rc, cands, true)
-			if over {
-				planned++
-				_, diags := Resolve(cands, w.opts)
-				for _, d := range diags {
-					switch {
-					case strings.Contains(d.Message, wonAsServed):
-						servedWins++
-					case strings.Contains(d.Message, wonAsOlder):
-						olderWins++
-					}
-				}
-			}
-			// What a Store serves next.
-			byName := map[string]*Intent{}
-			for _, in := range accepted {
-				byName[in.Origin.ConfigMap()] = in
-			}
-			for k, c := range w.cms {
-				c.served = byName[k]
-			}
-		}
+		c := runResolveWorld(t, seed, 60)
+		total.calls, total.planned = total.calls+c.calls, total.planned+c.planned
+		total.servedWins, total.olderWins = total.servedWins+c.servedWins, total.olderWins+c.olderWins
 	}
-	t.Logf("%d calls, %d over the cache's index, with %d conflicts won by a served claim and %d by an older one", calls, planned, servedWins, olderWins)
-	if planned < calls/2 || servedWins < planned/4 || olderWins < 50 {
+	t.Logf("%d calls, %d over the cache's index, with %d conflicts won by a served claim and %d by an older one",
+		total.calls, total.planned, total.servedWins, total.olderWins)
+	if total.planned < total.calls/2 || total.servedWins < total.planned/4 || total.olderWins < 50 {
 		t.Fatal("the sequences do not exercise the cache")
 	}
+}
+
+// FuzzResolveCache is TestResolveCacheEquivalence's sequences from any
+// seed.
+func FuzzResolveCache(f *testing.F) {
+	f.Add(uint64(41))
+	f.Add(uint64(1 << 40))
+	f.Fuzz(func(t *testing.T, seed uint64) { runResolveWorld(t, seed, 60) })
+}
+
+type worldCounts struct{ calls, planned, servedWins, olderWins int }
+
+func runResolveWorld(t *testing.T, seed uint64, steps int) worldCounts {
+	t.Helper()
+	var n worldCounts
+	w := &resolveWorld{t: t, rng: rand.New(rand.NewPCG(seed, 17)), cms: map[string]*worldCM{}}
+	rc := &ResolveCache{}
+	for range 4 + w.rng.IntN(6) {
+		w.add()
+	}
+	for step := range steps {
+		w.step()
+		if w.rng.IntN(4) == 0 {
+			w.check(fmt.Sprintf("seed %d step %d: review", seed, step), rc, w.review(), false)
+		}
+		cands := w.cands()
+		switch k := w.rng.IntN(20); {
+		case k == 0: // a restart: what is served is as saved, not as accepted
+			if c := w.pick(); c != nil && c.current != nil {
+				c.served = w.reparse(c.current)
+				w.log = append(w.log, "restored "+c.ns+"/"+c.name)
+				cands = w.cands()
+			}
+		case k == 1 && len(cands) > 0: // a ConfigMap given twice
+			cands = append(cands, cands[w.rng.IntN(len(cands))])
+			w.log = append(w.log, "one candidate twice")
+		}
+		over := rc.base != nil && sameResolveOptions(rc.opts, w.opts) && rc.base.plan(cands) != nil
+		n.calls++
+		accepted := w.check(fmt.Sprintf("seed %d step %d", seed, step), rc, cands, true)
+		if over {
+			n.planned++
+			_, diags := Resolve(cands, w.opts)
+			for _, d := range diags {
+				switch {
+				case strings.Contains(d.Message, wonAsServed):
+					n.servedWins++
+				case strings.Contains(d.Message, wonAsOlder):
+					n.olderWins++
+				}
+			}
+		}
+		// What a Store serves next.
+		byName := map[string]*Intent{}
+		for _, in := range accepted {
+			byName[in.Origin.ConfigMap()] = in
+		}
+		for k, c := range w.cms {
+			c.served = byName[k]
+		}
+	}
+	return n
 }
