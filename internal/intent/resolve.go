@@ -3,6 +3,7 @@ package intent
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -282,8 +283,8 @@ func (r *resolver) move(moves []Candidate) {
 func ownClaims(in *Intent, opts ResolveOptions) ([]claim, Diagnostics) {
 	lost := append(identitiesAllowed(in, opts), settingsAuthority(in, opts)...)
 	lost = append(lost, globalLimitsAllowed(in, opts)...)
-	mine := claimIndex{}
 	claims := claimsOf(in, opts)
+	mine := make(claimIndex, len(claims))
 	for i := range claims {
 		c := &claims[i]
 		if why, ok := opts.ReservedPorts[c.port]; ok && c.family != "" {
@@ -297,7 +298,13 @@ func ownClaims(in *Intent, opts ResolveOptions) ([]claim, Diagnostics) {
 		mine.add(c)
 	}
 	// Names are unique per ConfigMap only: never compared across.
-	shared := claims[:0:0]
+	n := 0
+	for i := range claims {
+		if claims[i].key.kind != claimName {
+			n++
+		}
+	}
+	shared := make([]claim, 0, n)
 	for _, c := range claims {
 		if c.key.kind != claimName {
 			shared = append(shared, c)
@@ -372,6 +379,13 @@ func (c *claim) message(winner *claim, why string) string {
 // port (the whole port for TCP, which carries no name to route by).
 func claimsOf(in *Intent, opts ResolveOptions) []claim {
 	out := settingsClaims(in)
+	n := len(out)
+	for _, d := range in.Docs {
+		for i := range d.Destinations {
+			n += 1 + 2*len(d.Destinations[i].Ports)
+		}
+	}
+	out = slices.Grow(out, n-len(out))
 	cm := in.Origin.ConfigMap()
 	for di := range in.Docs {
 		d := &in.Docs[di]
