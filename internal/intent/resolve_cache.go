@@ -235,12 +235,21 @@ func (b *servedIndex) remove(e *servedEntry) {
 	i, _ := b.find(e.name)
 	b.entries = slices.Delete(b.entries, i, i+1)
 	delete(b.byIntent, e.in)
-	for k := range keysOf(e.claims) {
-		list := b.lists[k]
+	for i := range e.claims {
+		// Each list holds the entry's claims side by side: the first
+		// claim on a key takes them all, the others find none.
+		k := e.claims[i].indexKey()
+		list, ok := b.lists[k]
+		if !ok {
+			continue
+		}
 		lo := sort.Search(len(list), func(i int) bool { return list[i].cm >= e.name })
 		hi := lo
 		for hi < len(list) && list[hi].intent == e.in {
 			hi++
+		}
+		if hi == lo {
+			continue
 		}
 		if list = slices.Delete(list, lo, hi); len(list) == 0 {
 			delete(b.lists, k)
