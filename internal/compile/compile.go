@@ -303,7 +303,7 @@ func (s *Store) cached(cm ConfigMap) (parsed, bool) {
 	if p, ok := s.parsed[key]; ok && p.src.is(cm) {
 		return p, true
 	}
-	if s.reviewed.intent != nil && s.reviewed.src.is(cm) {
+	if s.reviewed.src.name != "" && s.reviewed.src.is(cm) {
 		return s.reviewed, true
 	}
 	return parsed{}, false

@@ -141,7 +141,7 @@ func IsConflict(d Diagnostic) bool {
 // The same candidates give the same result on every replica.
 func Resolve(cands []Candidate, opts ResolveOptions) ([]*Intent, Diagnostics) {
 	set := newFlatSet(claimCount(cands))
-	r := &resolver{opts: opts, set: set, own: func(in *Intent) ([]claim, Diagnostics) { return ownClaims(in, opts) }}
+	r := &resolver{set: set, own: func(in *Intent) ([]claim, Diagnostics) { return ownClaims(in, opts) }}
 	r.resolveFlat(cands)
 	return r.result(set.accepted())
 }
@@ -199,7 +199,6 @@ func (r *resolver) result(accepted []*Intent) ([]*Intent, Diagnostics) {
 
 // resolver runs Resolve's steps over a set of accepted claims.
 type resolver struct {
-	opts  ResolveOptions
 	set   claimSet
 	diags Diagnostics
 	// own is ownClaims, or a cache of it (ResolveCache).

@@ -62,7 +62,7 @@ func (rc *ResolveCache) resolve(cands []Candidate, opts ResolveOptions, keep boo
 		rc.opts.ReservedPorts, rc.opts.PortMap = maps.Clone(opts.ReservedPorts), maps.Clone(opts.PortMap)
 	}
 	next := map[*Intent]ownResult{}
-	r := &resolver{opts: opts, own: rc.ownFunc(next, opts)}
+	r := &resolver{own: rc.ownFunc(next, opts)}
 	var accepted []*Intent
 	var set *overlaySet
 	if rc.base != nil {
