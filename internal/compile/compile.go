@@ -5,11 +5,12 @@
 package compile
 
 import (
-	"crypto/sha256"
 	"fmt"
+	"maps"
 	"runtime"
 	"sort"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -51,15 +52,54 @@ type Store struct {
 	served map[string]servedVersion
 	// servedGen counts the changes of served.
 	servedGen uint64
-	// resolve keeps the claims of unchanged intents between Updates;
+	// resolve keeps the claims of what is served between Updates;
 	// nil: resolved from scratch (tests compare the two).
 	resolve *intent.ResolveCache
+	// reviewed is the last Review's parse of a ConfigMap that was not
+	// stored yet, for the Update that stores it; kept until that Update.
+	reviewed parsed
 }
 
 type parsed struct {
-	hash   [32]byte
+	src    source
 	intent *intent.Intent
 	diags  intent.Diagnostics
+}
+
+// source is everything parsing depends on: where the ConfigMap comes from
+// (for messages: the file and its lines), its creation time (conflict
+// order), its kind, its data. A parse is reused while its source is the
+// same; comparing strings that are one string (an unchanged ConfigMap
+// is usually the same object, or at least holds the same strings) costs
+// no more than comparing their addresses, so an unchanged ConfigMap is
+// recognised without reading its data.
+type source struct {
+	file, namespace, name string
+	created               time.Time
+	settings              bool
+	data                  map[string]string // a copy: the caller's map may change in place
+	keyLines              map[string]int
+}
+
+func sourceOf(cm ConfigMap) source {
+	o := cm.Origin()
+	return source{file: cm.File, namespace: o.Namespace, name: o.Name, created: cm.CreationTimestamp.Time,
+		settings: IsSettings(cm.ConfigMap), data: maps.Clone(cm.Data), keyLines: maps.Clone(cm.KeyLines)}
+}
+
+// is reports whether cm is what src was taken from.
+func (src *source) is(cm ConfigMap) bool {
+	o := cm.Origin()
+	if src.file != cm.File || src.namespace != o.Namespace || src.name != o.Name || !src.created.Equal(cm.CreationTimestamp.Time) ||
+		src.settings != IsSettings(cm.ConfigMap) || len(src.data) != len(cm.Data) || !maps.Equal(src.keyLines, cm.KeyLines) {
+		return false
+	}
+	for k, v := range cm.Data {
+		if w, ok := src.data[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // servedVersion is an accepted intent and the ConfigMap it was parsed
@@ -121,6 +161,9 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 			delete(s.parsed, key)
 		}
 	}
+	if r := s.reviewed.src; r.name != "" && seen[r.namespace+"/"+r.name] {
+		s.reviewed = parsed{} // stored, or changed again since
+	}
 	accepted, rd := s.resolve.Resolve(cands, opts)
 	rd = append(rd, intent.AuditWarnings(accepted)...)
 	served := make(map[string]servedVersion, len(accepted))
@@ -150,7 +193,7 @@ func (s *Store) Review(cm ConfigMap, opts intent.ResolveOptions) intent.Diagnost
 		return nil
 	}
 	key := cm.Origin().ConfigMap()
-	p := parseOne(cm, contentHash(cm))
+	p := s.parse(cm)
 	diags := append(intent.Diagnostics(nil), p.diags...)
 	if p.intent == nil {
 		return diags
@@ -162,7 +205,9 @@ func (s *Store) Review(cm ConfigMap, opts intent.ResolveOptions) intent.Diagnost
 		}
 	}
 	cands = append(cands, intent.Candidate{Current: p.intent, Served: s.served[key].intent})
-	accepted, rd := intent.Resolve(cands, opts)
+	// Over the index of what is served, only this ConfigMap's claims are
+	// checked (a nil cache resolves from scratch).
+	accepted, rd := s.resolve.Try(cands, opts)
 	rd = append(rd, intent.AuditWarnings(accepted)...)
 	for _, d := range rd {
 		if d.Origin.ConfigMap() == key && (d.Severity == intent.SeverityError || intent.IsAuditWarning(d)) {
@@ -210,7 +255,7 @@ func (s *Store) Restore(cms []ConfigMap) intent.Diagnostics {
 		if cm.ConfigMap == nil || !Selected(cm.ConfigMap) {
 			continue
 		}
-		p := parseOne(cm, contentHash(cm))
+		p := parseOne(cm)
 		if p.intent == nil {
 			diags = append(diags, intent.Diagnostic{Origin: cm.Origin(), Severity: intent.SeverityWarning,
 				Message: "the saved served version of this ConfigMap no longer parses and is not restored: " + p.diags.Error()})
@@ -224,25 +269,26 @@ func (s *Store) Restore(cms []ConfigMap) intent.Diagnostics {
 // parseAll parses the ConfigMaps whose content changed, on every core.
 func (s *Store) parseAll(cms []ConfigMap) []parsed {
 	out := make([]parsed, len(cms))
-	hashes := make([][32]byte, len(cms))
+	var todo []int
+	for i, cm := range cms {
+		if p, ok := s.cached(cm); ok {
+			out[i] = p
+			continue
+		}
+		todo = append(todo, i)
+	}
 	var wg sync.WaitGroup
 	work := make(chan int)
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+	for w := 0; w < min(runtime.GOMAXPROCS(0), len(todo)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				out[i] = parseOne(cms[i], hashes[i])
+				out[i] = parseOne(cms[i])
 			}
 		}()
 	}
-	for i, cm := range cms {
-		h := contentHash(cm)
-		hashes[i] = h
-		if p, ok := s.parsed[cm.Origin().ConfigMap()]; ok && p.hash == h {
-			out[i] = p
-			continue
-		}
+	for _, i := range todo {
 		work <- i
 	}
 	close(work)
@@ -250,37 +296,42 @@ func (s *Store) parseAll(cms []ConfigMap) []parsed {
 	return out
 }
 
-func parseOne(cm ConfigMap, hash [32]byte) parsed {
+// cached is the parse of cm kept from the last Update, or from the last
+// Review (a webhook reviews a ConfigMap just before it is stored).
+func (s *Store) cached(cm ConfigMap) (parsed, bool) {
+	key := cm.Origin().ConfigMap()
+	if p, ok := s.parsed[key]; ok && p.src.is(cm) {
+		return p, true
+	}
+	if s.reviewed.src.name != "" && s.reviewed.src.is(cm) {
+		return s.reviewed, true
+	}
+	return parsed{}, false
+}
+
+// parse is cm's parse, cached or not; a new one is kept for the next
+// Update.
+func (s *Store) parse(cm ConfigMap) parsed {
+	if p, ok := s.cached(cm); ok {
+		return p
+	}
+	p := parseOne(cm)
+	s.reviewed = p
+	return p
+}
+
+func parseOne(cm ConfigMap) parsed {
 	parse := intent.ParseConfigMapLines
 	if IsSettings(cm.ConfigMap) {
 		parse = intent.ParseSettingsConfigMap
 	}
 	in, ds := parse(cm.Origin(), cm.CreationTimestamp.Time, cm.Data, cm.KeyLines)
-	return parsed{hash: hash, intent: in, diags: ds}
+	return parsed{src: sourceOf(cm), intent: in, diags: ds}
 }
 
 // IsSettings reports whether an intent ConfigMap holds gateway group
 // settings (label egress-xds.io/settings: "true") instead of intents.
 func IsSettings(cm *corev1.ConfigMap) bool { return intent.IsSettingsLabel(cm.Labels) }
-
-// contentHash covers everything parsing depends on: where the ConfigMap
-// comes from (for messages: the file and its lines), its creation time
-// (conflict order), its data.
-func contentHash(cm ConfigMap) [32]byte {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%t\x00", cm.File, cm.Origin().ConfigMap(), cm.CreationTimestamp.UnixNano(), IsSettings(cm.ConfigMap))
-	keys := make([]string, 0, len(cm.Data))
-	for k := range cm.Data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(h, "%d:%s%d:%s%d\x00", len(k), k, len(cm.Data[k]), cm.Data[k], cm.KeyLines[k])
-	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return sum
-}
 
 // Secrets indexes Secret data by namespace/name.
 func Secrets(secrets []corev1.Secret) translate.Secrets {

@@ -2,7 +2,7 @@ package intent
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -114,8 +114,25 @@ func ForGroup(intents []*Intent, group string) []Doc {
 			}
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Origin.String() < out[j].Origin.String() })
+	sortDocs(out)
 	return out
+}
+
+// sortDocs sorts documents stably by origin, each origin's text made once
+// (not once per comparison: a build sorts every document of its group).
+func sortDocs(docs []Doc) {
+	type keyed struct {
+		key string
+		d   Doc
+	}
+	ks := make([]keyed, len(docs))
+	for i, d := range docs {
+		ks[i] = keyed{d.Origin.String(), d}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	for i := range ks {
+		docs[i] = ks[i].d
+	}
 }
 
 // AllDocs returns every document of the accepted intents, whatever groups
@@ -125,7 +142,7 @@ func AllDocs(intents []*Intent) []Doc {
 	for _, in := range intents {
 		out = append(out, in.Docs...)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Origin.String() < out[j].Origin.String() })
+	sortDocs(out)
 	return out
 }
 

@@ -3,6 +3,7 @@ package intent
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -42,6 +43,7 @@ type claim struct {
 	family string   // protocol family on the listener port, for port claims
 	port   uint32
 	intent *Intent
+	cm     string // the intent's namespace/name: the order of a ResolveCache's index
 	doc    *Doc
 	dest   int // destination index in doc
 	portAt int // port index in the destination, -1 for name claims
@@ -138,45 +140,14 @@ func IsConflict(d Diagnostic) bool {
 //
 // The same candidates give the same result on every replica.
 func Resolve(cands []Candidate, opts ResolveOptions) ([]*Intent, Diagnostics) {
-	return (*ResolveCache)(nil).Resolve(cands, opts)
+	set := newFlatSet(claimCount(cands))
+	r := &resolver{set: set, own: func(in *Intent) ([]claim, Diagnostics) { return ownClaims(in, opts) }}
+	r.resolveFlat(cands)
+	return r.result(set.accepted())
 }
 
-// ResolveCache keeps, between calls of its Resolve, what each intent
-// claims and breaks on its own (a pure function of the intent and the
-// options): after one edit, only the edited ConfigMap's claims are
-// listed and checked again. Intents are immutable, so their pointers
-// key it. Not safe for concurrent use; the zero value and nil are
-// ready (nil keeps nothing).
-type ResolveCache struct {
-	opts ResolveOptions
-	own  map[*Intent]ownResult
-}
-
-// ownResult is what resolver.own found for an intent.
-type ownResult struct {
-	claims []claim
-	lost   Diagnostics
-}
-
-// Resolve is the package's Resolve, reusing the claims of intents seen
-// by the last call when the options are the same; the result is the same.
-func (rc *ResolveCache) Resolve(cands []Candidate, opts ResolveOptions) ([]*Intent, Diagnostics) {
-	r := &resolver{opts: opts, index: make(claimIndex, claimCount(cands)), held: map[*Intent][]claim{}, served: map[*Intent]bool{}}
-	if rc != nil {
-		prev := rc.own
-		if !sameResolveOptions(rc.opts, opts) {
-			prev = nil
-		}
-		// Only this call's intents are kept: an edited ConfigMap's old
-		// versions are not held for ever.
-		r.prev, r.next = prev, make(map[*Intent]ownResult, len(cands))
-		defer func() {
-			// The caller's maps are copied: one changed in place must not
-			// look like the options the claims were listed under.
-			rc.opts, rc.own = opts, r.next
-			rc.opts.ReservedPorts, rc.opts.PortMap = maps.Clone(opts.ReservedPorts), maps.Clone(opts.PortMap)
-		}()
-	}
+// resolveFlat is Resolve's three steps, from nothing accepted.
+func (r *resolver) resolveFlat(cands []Candidate) {
 	var served, moves, newcomers []Candidate
 	for _, c := range cands {
 		switch {
@@ -201,6 +172,12 @@ func (rc *ResolveCache) Resolve(cands []Candidate, opts ResolveOptions) ([]*Inte
 		}
 	}
 	r.move(moves)
+	r.admitNewcomers(newcomers)
+}
+
+// admitNewcomers admits newcomers oldest first (creation time, then
+// namespace/name).
+func (r *resolver) admitNewcomers(newcomers []Candidate) {
 	sort.SliceStable(newcomers, func(i, j int) bool {
 		a, b := newcomers[i].Current, newcomers[j].Current
 		if !a.Created.Equal(b.Created) {
@@ -211,25 +188,36 @@ func (rc *ResolveCache) Resolve(cands []Candidate, opts ResolveOptions) ([]*Inte
 	for _, c := range newcomers {
 		r.admit(c.Current, false)
 	}
-	accepted := make([]*Intent, 0, len(r.held))
-	for in := range r.held {
-		accepted = append(accepted, in)
-	}
-	sort.Slice(accepted, func(i, j int) bool { return accepted[i].Origin.ConfigMap() < accepted[j].Origin.ConfigMap() })
+}
+
+// result is what Resolve returns: the accepted intents (sorted by
+// namespace/name) and the problems found.
+func (r *resolver) result(accepted []*Intent) ([]*Intent, Diagnostics) {
 	r.diags.Sort()
 	return accepted, r.diags.Dedupe()
 }
 
-// resolver holds the claims of the intents accepted so far.
+// resolver runs Resolve's steps over a set of accepted claims.
 type resolver struct {
-	opts   ResolveOptions
-	index  claimIndex
-	held   map[*Intent][]claim // accepted intents and their claims
-	served map[*Intent]bool    // accepted as the served version
-	diags  Diagnostics
-	// prev and next are own's results of the last call and of this one
-	// (ResolveCache); nil without a cache.
-	prev, next map[*Intent]ownResult
+	set   claimSet
+	diags Diagnostics
+	// own is ownClaims, or a cache of it (ResolveCache).
+	own func(*Intent) ([]claim, Diagnostics)
+}
+
+// claimSet holds the claims of the intents accepted so far: a flat index
+// built by one resolution (Resolve), or a ResolveCache's index of what is
+// served with this resolution's changes over it.
+type claimSet interface {
+	// conflict is the first accepted claim that c conflicts with, in the
+	// order Resolve accepted them; nil if none.
+	conflict(c *claim) *claim
+	take(in *Intent, claims []claim, served bool)
+	release(in *Intent)
+	// claims are the claims of an accepted intent.
+	claims(in *Intent) []claim
+	// served reports whether an accepted intent was taken as served.
+	served(in *Intent) bool
 }
 
 func sameResolveOptions(a, b ResolveOptions) bool {
@@ -248,7 +236,7 @@ func (r *resolver) admit(in *Intent, served bool) bool {
 		r.diags = append(r.diags, lost...)
 		return false
 	}
-	r.take(in, claims, served)
+	r.set.take(in, claims, served)
 	return true
 }
 
@@ -265,16 +253,16 @@ func (r *resolver) move(moves []Candidate) {
 				lostBy[c.Current] = lost
 				continue
 			}
-			old := r.held[c.Served]
-			r.release(c.Served)
+			old := r.set.claims(c.Served)
+			r.set.release(c.Served)
 			if lost := r.conflicts(claims); len(lost) > 0 {
-				r.take(c.Served, old, true)
+				r.set.take(c.Served, old, true)
 				lostBy[c.Current] = lost
 				next = append(next, c)
 				continue
 			}
 			delete(lostBy, c.Current)
-			r.take(c.Current, claims, false)
+			r.set.take(c.Current, claims, false)
 		}
 		if len(next) == len(moves) {
 			break
@@ -288,43 +276,34 @@ func (r *resolver) move(moves []Candidate) {
 	}
 }
 
-// own checks what an intent needs against the server's options and
+// ownClaims checks what an intent needs against the server's options and
 // itself (two of its destinations claiming one thing). The claims
-// returned are shared with the cache: never changed.
-func (r *resolver) own(in *Intent) ([]claim, Diagnostics) {
-	if r.next == nil {
-		return ownClaims(in, r.opts)
-	}
-	res, ok := r.next[in]
-	if !ok {
-		if res, ok = r.prev[in]; !ok {
-			res.claims, res.lost = ownClaims(in, r.opts)
-		}
-		r.next[in] = res
-	}
-	return res.claims, res.lost
-}
-
+// returned may be shared with a cache: never changed.
 func ownClaims(in *Intent, opts ResolveOptions) ([]claim, Diagnostics) {
-	r := &resolver{opts: opts}
-	lost := append(identitiesAllowed(in, r.opts), settingsAuthority(in, r.opts)...)
-	lost = append(lost, globalLimitsAllowed(in, r.opts)...)
-	mine := claimIndex{}
-	claims := claimsOf(in, r.opts)
+	lost := append(identitiesAllowed(in, opts), settingsAuthority(in, opts)...)
+	lost = append(lost, globalLimitsAllowed(in, opts)...)
+	claims := claimsOf(in, opts)
+	mine := make(claimIndex, len(claims))
 	for i := range claims {
 		c := &claims[i]
-		if why, ok := r.opts.ReservedPorts[c.port]; ok && c.family != "" {
+		if why, ok := opts.ReservedPorts[c.port]; ok && c.family != "" {
 			lost = append(lost, c.diag(fmt.Sprintf("listener port %d is reserved for the gateway's %s", c.port, why)))
 			continue
 		}
-		if other, ok := conflict(mine.candidates(c), c); ok {
+		if other := mine.conflict(c); other != nil {
 			lost = append(lost, c.diag(c.message(other, "")))
 			continue
 		}
 		mine.add(c)
 	}
 	// Names are unique per ConfigMap only: never compared across.
-	shared := claims[:0:0]
+	n := 0
+	for i := range claims {
+		if claims[i].key.kind != claimName {
+			n++
+		}
+	}
+	shared := make([]claim, 0, n)
 	for _, c := range claims {
 		if c.key.kind != claimName {
 			shared = append(shared, c)
@@ -338,9 +317,9 @@ func (r *resolver) conflicts(claims []claim) Diagnostics {
 	var lost Diagnostics
 	for i := range claims {
 		c := &claims[i]
-		if other, ok := conflict(r.index.candidates(c), c); ok {
+		if other := r.set.conflict(c); other != nil {
 			why := wonAsOlder
-			if r.served[other.intent] {
+			if r.set.served(other.intent) {
 				why = wonAsServed
 			}
 			lost = append(lost, c.diag(c.message(other, why)))
@@ -349,117 +328,8 @@ func (r *resolver) conflicts(claims []claim) Diagnostics {
 	return lost
 }
 
-func (r *resolver) take(in *Intent, claims []claim, served bool) {
-	r.held[in] = claims
-	r.served[in] = served
-	for i := range claims {
-		r.index.add(&claims[i])
-	}
-}
-
-func (r *resolver) release(in *Intent) {
-	r.index.remove(in, r.held[in])
-	delete(r.held, in)
-	delete(r.served, in)
-}
-
 func sortByName(cs []Candidate) {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Served.Origin.ConfigMap() < cs[j].Served.Origin.ConfigMap() })
-}
-
-// claimCount sizes the claim index up front: growing a map of tens of
-// thousands of claims costs more than filling it.
-func claimCount(cands []Candidate) int {
-	n := 0
-	for _, c := range cands {
-		in := c.Current
-		if in == nil {
-			in = c.Served
-		}
-		if in == nil {
-			continue
-		}
-		for _, d := range in.Docs {
-			for i := range d.Destinations {
-				n += len(d.Destinations[i].Ports)
-			}
-		}
-		for _, sd := range in.Settings {
-			n += len(sd.Groups)
-		}
-	}
-	return n
-}
-
-// claimIndex holds accepted claims by key and, for listener-port claims, by
-// protocol family: thousands of destinations share port 443, and only a
-// claim of another family can conflict with them.
-type claimIndex map[familyKey][]*claim
-
-type familyKey struct {
-	claimKey
-	family string
-}
-
-var families = []string{"", "HTTP", "TCP", "TLS"}
-
-func (ix claimIndex) add(c *claim) {
-	k := familyKey{c.key, c.family}
-	ix[k] = append(ix[k], c)
-}
-
-// remove drops the claims of in (claims lists them).
-func (ix claimIndex) remove(in *Intent, claims []claim) {
-	done := make(map[familyKey]bool, len(claims))
-	for i := range claims {
-		k := familyKey{claims[i].key, claims[i].family}
-		if done[k] {
-			continue
-		}
-		done[k] = true
-		list := ix[k]
-		kept := list[:0]
-		for _, e := range list {
-			if e.intent != in {
-				kept = append(kept, e)
-			}
-		}
-		clear(list[len(kept):])
-		if len(kept) == 0 {
-			delete(ix, k)
-		} else {
-			ix[k] = kept
-		}
-	}
-}
-
-// candidates are the accepted claims c may conflict with.
-func (ix claimIndex) candidates(c *claim) []*claim {
-	if c.family == "" {
-		return ix[familyKey{c.key, ""}]
-	}
-	var out []*claim
-	for _, fam := range families {
-		if fam != c.family {
-			out = append(out, ix[familyKey{c.key, fam}]...)
-		}
-	}
-	return out
-}
-
-// conflict finds an earlier claim on the same key for an overlapping group
-// set. Port claims conflict only when their protocol families differ.
-func conflict(earlier []*claim, c *claim) (*claim, bool) {
-	for _, e := range earlier {
-		if !overlap(e.groups, c.groups) {
-			continue
-		}
-		if c.family != "" && e.family == c.family {
-			continue
-		}
-		return e, true
-	}
-	return nil, false
 }
 
 func overlap(a, b []string) bool {
@@ -508,6 +378,13 @@ func (c *claim) message(winner *claim, why string) string {
 // port (the whole port for TCP, which carries no name to route by).
 func claimsOf(in *Intent, opts ResolveOptions) []claim {
 	out := settingsClaims(in)
+	n := len(out)
+	for _, d := range in.Docs {
+		for i := range d.Destinations {
+			n += 1 + 2*len(d.Destinations[i].Ports)
+		}
+	}
+	out = slices.Grow(out, n-len(out))
 	cm := in.Origin.ConfigMap()
 	for di := range in.Docs {
 		d := &in.Docs[di]
@@ -528,6 +405,9 @@ func claimsOf(in *Intent, opts ResolveOptions) []claim {
 				out = append(out, port, host)
 			}
 		}
+	}
+	for i := range out {
+		out[i].cm = cm
 	}
 	return out
 }
