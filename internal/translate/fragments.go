@@ -45,7 +45,10 @@ type Cache struct {
 	docs map[*intent.Destination]*cachedDoc
 	// dests hold the destination ports of a destination by the hash of
 	// its content and ConfigMap, for the unchanged destinations of a
-	// document parsed again.
+	// document parsed again. An entry lives as long as the document that
+	// last used it (its owner) is kept: a document reused whole does not
+	// hash its destinations again, yet they stay found when it is parsed
+	// again later.
 	dests map[[32]byte]*cachedDest
 	// listeners hold the listeners assembled from destination ports, by
 	// kind and port, and the ports they were assembled from.
@@ -62,10 +65,14 @@ type assembled struct {
 type cachedDoc struct {
 	gen   uint64
 	ports [][]*destPort
+	// keys are the content hashes of its destinations (dests), of
+	// those that were hashed.
+	keys [][32]byte
 }
 
 type cachedDest struct {
 	gen   uint64
+	owner *cachedDoc
 	ports []*destPort
 }
 
@@ -122,21 +129,27 @@ func (c *Cache) begin(opts Options) {
 	}
 }
 
-// end drops the documents the translation did not have.
+// end drops the documents the translation did not have, and the
+// destinations they own.
 func (c *Cache) end() {
 	for k, d := range c.docs {
 		if d.gen != c.gen {
 			delete(c.docs, k)
-		}
-	}
-	for k, d := range c.dests {
-		if d.gen != c.gen {
-			delete(c.dests, k)
+			c.release(d)
 		}
 	}
 	for k, a := range c.listeners {
 		if a.gen != c.gen {
 			delete(c.listeners, k)
+		}
+	}
+}
+
+// release drops the destinations a document owns.
+func (c *Cache) release(d *cachedDoc) {
+	for _, key := range d.keys {
+		if e := c.dests[key]; e != nil && e.owner == d {
+			delete(c.dests, key)
 		}
 	}
 }
@@ -152,6 +165,9 @@ func (c *Cache) doc(d *intent.Doc) *cachedDoc {
 	}
 	e, ok := c.docs[&d.Destinations[0]]
 	if !ok || len(e.ports) != len(d.Destinations) {
+		if ok {
+			c.release(e)
+		}
 		e = &cachedDoc{ports: make([][]*destPort, len(d.Destinations))}
 		c.docs[&d.Destinations[0]] = e
 	}
@@ -179,6 +195,10 @@ func (c *Cache) destPorts(doc *cachedDoc, i int, origin intent.Origin, dest *int
 		if !ok {
 			c.dests[key] = e
 		}
+	}
+	if !ok || e.gen != c.gen {
+		e.owner = doc
+		doc.keys = append(doc.keys, key)
 	}
 	e.gen = c.gen
 	for _, dp := range e.ports {
