@@ -53,7 +53,8 @@ type Cache struct {
 	// listeners hold the listeners assembled from destination ports, by
 	// kind and port, and the ports they were assembled from.
 	listeners map[string]*assembled
-	checked   checkMemo // check.go
+	checked   checkMemo   // check.go
+	sources   portSources // sources.go
 }
 
 type assembled struct {
@@ -68,6 +69,10 @@ type cachedDoc struct {
 	// keys are the content hashes of its destinations (dests), of
 	// those that were hashed.
 	keys [][32]byte
+	// flat are its destination ports, sorted (translator.collect),
+	// once collected is set: for a document that references no Secret.
+	flat      []*destPort
+	collected bool
 }
 
 type cachedDest struct {
@@ -126,6 +131,7 @@ func (c *Cache) begin(opts Options) {
 		c.docs = map[*intent.Destination]*cachedDoc{}
 		c.dests = map[[32]byte]*cachedDest{}
 		c.listeners = map[string]*assembled{}
+		c.sources = portSources{}
 	}
 }
 

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"maps"
 	"slices"
 )
 
@@ -43,12 +44,76 @@ func (s Sources) copyFrom(to, from, name string) {
 	s.addConfigMap(to, name, s[from][name]...)
 }
 
-// normalize sorts every list and drops repeats.
+// normalize sorts every list and drops repeats; most have one entry,
+// which is both.
 func (s Sources) normalize() {
 	for _, byName := range s {
 		for name, cms := range byName {
-			slices.Sort(cms)
-			byName[name] = slices.Compact(cms)
+			if len(cms) > 1 {
+				slices.Sort(cms)
+				byName[name] = slices.Compact(cms)
+			}
 		}
 	}
+}
+
+// portSources are the sources of the clusters of the last translation's
+// destination ports (a cluster comes from the ConfigMap declaring it), so
+// that the next one patches them where its ports differ instead of
+// adding each of thousands again.
+type portSources struct {
+	ports  []*destPort // sorted by cluster name, no name twice
+	byName map[string][]string
+}
+
+// clusterSources are the sources of the clusters of ports (sorted by
+// cluster name): a new map, which the translation adds its other
+// clusters' to.
+func (c *Cache) clusterSources(ports []*destPort) map[string][]string {
+	if c == nil {
+		p := portSources{}
+		p.patch(ports)
+		return p.byName
+	}
+	if !c.sources.patch(ports) {
+		// A name twice (which the check refuses): from scratch, and
+		// nothing kept.
+		p := portSources{}
+		p.patch(ports)
+		c.sources = portSources{}
+		return p.byName
+	}
+	return maps.Clone(c.sources.byName)
+}
+
+// patch brings p to ports, walking both lists in name order: a port
+// that is the same as last time has the same name and source. It
+// returns false if ports name a cluster twice (p is then left half
+// patched).
+func (p *portSources) patch(ports []*destPort) bool {
+	if p.byName == nil {
+		p.byName = map[string][]string{}
+	}
+	old := p.ports
+	ok := true
+	for i, j := 0, 0; i < len(old) || j < len(ports); {
+		if j > 0 && j < len(ports) && ports[j].cluster == ports[j-1].cluster {
+			ok = false
+		}
+		switch {
+		case i < len(old) && j < len(ports) && old[i] == ports[j]:
+			i, j = i+1, j+1
+		case j == len(ports) || (i < len(old) && old[i].cluster < ports[j].cluster):
+			delete(p.byName, old[i].cluster)
+			i++
+		case i == len(old) || ports[j].cluster < old[i].cluster:
+			p.byName[ports[j].cluster] = append(p.byName[ports[j].cluster], ports[j].origin.ConfigMap())
+			j++
+		default: // the same name, from another port
+			p.byName[ports[j].cluster] = []string{ports[j].origin.ConfigMap()}
+			i, j = i+1, j+1
+		}
+	}
+	p.ports = ports
+	return ok
 }

@@ -7,7 +7,9 @@ package translate
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -260,40 +262,78 @@ func (dp *destPort) originatesTLS() bool {
 	return dp.port.Protocol == intent.ProtocolHTTP && dp.dest.TLS != nil
 }
 
+// collect lists the destination ports of the documents, sorted by
+// cluster name. A document reused whole (fragments.go) gives the ports it
+// gave last time, already sorted, without its destinations being walked
+// again: it references no Secret, so nothing else decides which of its
+// destinations are served.
 func (t *translator) collect(docs []intent.Doc) {
 	ro := t.opts.ResolveOptions()
+	sorted := true
 	for di := range docs {
 		d := &docs[di]
 		cached := t.cache.doc(d)
-		for i := range d.Destinations {
-			dest := &d.Destinations[i]
-			if !t.secretsPresent(d.Origin, i, dest) {
-				t.holdBack(d.Origin, dest)
-				continue
+		start := len(t.ports)
+		if cached != nil && cached.collected {
+			t.ports = append(t.ports, cached.flat...)
+		} else {
+			fixed := true
+			for i := range d.Destinations {
+				dest := &d.Destinations[i]
+				fixed = fixed && !usesSecrets(dest)
+				if !t.secretsPresent(d.Origin, i, dest) {
+					t.holdBack(d.Origin, dest)
+					continue
+				}
+				dps := t.cache.destPorts(cached, i, d.Origin, dest, func() []*destPort {
+					id := DestinationID(d.Origin, dest.Name)
+					var dps []*destPort
+					for _, p := range dest.Ports {
+						dps = append(dps, &destPort{
+							origin:       d.Origin,
+							dest:         dest,
+							port:         p,
+							listenerPort: ro.ListenerPort(p.Number),
+							cluster:      fmt.Sprintf("%s/%d", id, p.Number),
+						})
+					}
+					return dps
+				})
+				t.ports = append(t.ports, dps...)
 			}
-			dps := t.cache.destPorts(cached, i, d.Origin, dest, func() []*destPort {
-				id := DestinationID(d.Origin, dest.Name)
-				var dps []*destPort
-				for _, p := range dest.Ports {
-					dps = append(dps, &destPort{
-						origin:       d.Origin,
-						dest:         dest,
-						port:         p,
-						listenerPort: ro.ListenerPort(p.Number),
-						cluster:      fmt.Sprintf("%s/%d", id, p.Number),
-					})
-				}
-				return dps
-			})
-			for _, dp := range dps {
-				t.ports = append(t.ports, dp)
-				if t.opts.Role == RoleGateway {
-					t.out.Sources.add(resourcev3.ClusterType, dp.cluster, dp)
-				}
+			sortPorts(t.ports[start:])
+			if cached != nil && fixed {
+				cached.flat, cached.collected = slices.Clone(t.ports[start:]), true
 			}
 		}
+		// Each document's ports are sorted: so are all of them when
+		// every document's follow the last one's.
+		if start > 0 && start < len(t.ports) && t.ports[start].cluster < t.ports[start-1].cluster {
+			sorted = false
+		}
 	}
-	sort.Slice(t.ports, func(i, j int) bool { return t.ports[i].cluster < t.ports[j].cluster })
+	if !sorted {
+		sortPorts(t.ports)
+	}
+	if t.opts.Role == RoleGateway {
+		if m := t.cache.clusterSources(t.ports); len(m) > 0 {
+			t.out.Sources[resourcev3.ClusterType] = m
+		}
+	}
+}
+
+// sortPorts sorts destination ports by cluster name, keeping the order
+// of equal names (which the check then reports as defined twice), so
+// that sorting each document's ports, then all of them, gives the order
+// of sorting all of them once.
+func sortPorts(dps []*destPort) {
+	slices.SortStableFunc(dps, func(a, b *destPort) int { return strings.Compare(a.cluster, b.cluster) })
+}
+
+// usesSecrets reports whether a destination references Secrets, whose
+// data each translation judges again.
+func usesSecrets(d *intent.Destination) bool {
+	return d.TLS != nil && (d.TLS.ClientCertificate != nil || d.TLS.CACertificates != nil)
 }
 
 // byListener groups destination ports by listener port, ports ascending.
