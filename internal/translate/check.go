@@ -58,6 +58,9 @@ type checkMemo struct {
 type checkedList[T comparable] struct {
 	items   []T
 	checked []*checkedPart
+	// failed counts the entries with problems, so that a list without
+	// any is not walked for them.
+	failed int
 }
 
 // checkedPart is what checking a resource or a part gave: its problems
@@ -128,12 +131,19 @@ func whole[T interface {
 	proto.Message
 }](c *checker, last checkedList[T], now []T, refs func(proto.Message) ([]reference, error)) checkedList[T] {
 	checked := same(last.items, last.checked, now)
+	failed := 0
 	for i, m := range now {
-		if checked[i] == nil {
+		switch {
+		case checked[i] == nil:
 			checked[i] = c.part(m, refs)
+			if checked[i].err != nil {
+				failed++
+			}
+		case last.failed > 0 && checked[i].err != nil:
+			failed++
 		}
 	}
-	return checkedList[T]{items: now, checked: checked}
+	return checkedList[T]{items: now, checked: checked, failed: failed}
 }
 
 // split checks resources as their other fields (header) and their parts,
@@ -148,8 +158,12 @@ func split[T interface {
 }](c *checker, last checkedList[T], now []T, name func(T) string, parts func(T) []P, refs func(proto.Message) ([]reference, error)) checkedList[T] {
 	checked := same(last.items, last.checked, now)
 	var byName map[string]int
+	failed := 0
 	for i, m := range now {
 		if checked[i] != nil {
+			if last.failed > 0 && checked[i].err != nil {
+				failed++
+			}
 			continue
 		}
 		if byName == nil {
@@ -160,24 +174,30 @@ func split[T interface {
 		}
 		var lastParts []P
 		var lastChecked []*checkedPart
+		// Parts of a resource without problems have none.
+		lastFailed := false
 		if j, ok := byName[name(m)]; ok && j < len(last.checked) {
-			lastParts, lastChecked = parts(last.items[j]), last.checked[j].parts
+			lastParts, lastChecked, lastFailed = parts(last.items[j]), last.checked[j].parts, last.checked[j].err != nil
 		}
 		ps := parts(m)
 		p := &checkedPart{parts: same(lastParts, lastChecked, ps)}
 		errs := []error{c.validate(header(m))}
 		for k, part := range ps {
-			if p.parts[k] == nil {
+			kept := p.parts[k] != nil
+			if !kept {
 				p.parts[k] = c.part(part, refs)
 			}
-			if err := p.parts[k].err; err != nil {
+			if err := p.parts[k].err; (!kept || lastFailed) && err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", partName(part), err))
 			}
 		}
 		p.err = errors.Join(errs...)
+		if p.err != nil {
+			failed++
+		}
 		checked[i] = p
 	}
-	return checkedList[T]{items: now, checked: checked}
+	return checkedList[T]{items: now, checked: checked, failed: failed}
 }
 
 func check(r *Resources, deep bool, memo *checkMemo) error {
@@ -220,9 +240,9 @@ func check(r *Resources, deep bool, memo *checkMemo) error {
 	errs = listErrs(errs, "endpoints", now.endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName, names, unchanged)
 	errs = listErrs(errs, "secret", now.secrets, (*tlsv3.Secret).GetName, names, unchanged)
 	var clusterErrs []error
-	for i, x := range r.Clusters {
+	for i := 0; i < len(r.Clusters) && now.clusters.failed > 0; i++ {
 		if err := now.clusters.checked[i].err; err != nil {
-			clusterErrs = append(clusterErrs, fmt.Errorf("cluster %q: %w", x.Name, err))
+			clusterErrs = append(clusterErrs, fmt.Errorf("cluster %q: %w", r.Clusters[i].Name, err))
 		}
 	}
 	errs = listErrs(errs, "cluster", checkedList[*clusterv3.Cluster]{items: r.Clusters}, (*clusterv3.Cluster).GetName, names, unchanged)
@@ -276,6 +296,9 @@ func check(r *Resources, deep bool, memo *checkMemo) error {
 // passed), then the resource's own. It records the names when they are
 // not the last check's.
 func listErrs[T comparable](errs []error, kind string, l checkedList[T], name func(T) string, names map[string]map[string]bool, unchanged bool) []error {
+	if unchanged && l.failed == 0 {
+		return errs
+	}
 	if !unchanged && names[kind] == nil {
 		names[kind] = make(map[string]bool, len(l.items))
 	}

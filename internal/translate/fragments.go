@@ -73,6 +73,7 @@ type cachedDoc struct {
 	// once collected is set: for a document that references no Secret.
 	flat      []*destPort
 	collected bool
+	out       docOutputs // segments.go
 }
 
 type cachedDest struct {
@@ -104,6 +105,10 @@ type fragment struct {
 	listener *listenerv3.Listener
 	routes   *routev3.RouteConfiguration
 	vhost    *routev3.VirtualHost
+	// A document's (segments.go).
+	vhosts   []*routev3.VirtualHost
+	clusters []*clusterv3.Cluster
+	clas     []*endpointv3.ClusterLoadAssignment
 	// refusing: the ports whose chains send refused sources to
 	// RefusedCluster; rateLimit: those whose filters call the rate limit
 	// service.

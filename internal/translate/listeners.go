@@ -194,13 +194,14 @@ func (t *translator) forwardProxy(port uint32, dps []*destPort) (*listenerv3.Lis
 func (t *translator) connectionManager(name string, dps []*destPort, connect bool) *listenerv3.Filter {
 	// Authorization first, then the rate limits: a refused request spends
 	// no token.
+	tr := t.traits(dps)
 	filters := []*hcmv3.HttpFilter{{Name: httpRBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRBACBase()}}}
-	filters = append(filters, t.operationsFilters(dps)...)
+	filters = append(filters, t.operationsFilters(&tr)...)
 	filters = append(filters, &hcmv3.HttpFilter{Name: httpRateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRateLimitBase(name)}})
-	filters = append(filters, t.globalRateLimitFilters(dps)...)
+	filters = append(filters, t.globalRateLimitFilters(&tr)...)
 	// Only gateways connect to the destinations themselves; a sidecar's
 	// routes all lead to its gateways.
-	if t.opts.Role == RoleGateway && (anyDynamic(dps) || t.audit()) {
+	if t.opts.Role == RoleGateway && (tr.dynamic || t.audit()) {
 		filters = append(filters, t.dynamicFilters()...)
 	}
 	if t.audit() {
@@ -228,7 +229,7 @@ func (t *translator) connectionManager(name string, dps []*destPort, connect boo
 		},
 		RequestHeadersTimeout: dur(defaultRequestHeadersTimeout),
 	}
-	normalizePaths(hcm, dps)
+	normalizePaths(hcm, &tr)
 	if connect {
 		hcm.UpgradeConfigs = []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "CONNECT"}}
 		hcm.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{AllowConnect: true}
@@ -257,15 +258,6 @@ func declaredPort(dps []*destPort, connect bool) uint32 {
 		return 0
 	}
 	return dps[0].port.Number
-}
-
-func anyDynamic(dps []*destPort) bool {
-	for _, dp := range dps {
-		if dp.dynamic() {
-			return true
-		}
-	}
-	return false
 }
 
 // exact matches a string exactly; for header and SAN matchers.

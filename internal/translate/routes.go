@@ -106,10 +106,7 @@ func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
 // gets the default deny's 403, where Envoy would answer 404 for a virtual
 // host without a matching route.
 func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
-	for _, dp := range dps {
-		rc.VirtualHosts = append(rc.VirtualHosts, t.cachedProxyVirtualHost(dp))
-	}
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false), VirtualHosts: t.proxyVirtualHosts(dps, 1)}
 	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(0)...), t.catchAll(rc, name, 0, true))
 	return rc
 }

@@ -200,6 +200,8 @@ type translator struct {
 	diags        intent.Diagnostics
 	errs         []error
 	ports        []*destPort
+	// segs are the ports by document (segments.go); nil: none.
+	segs         []segment
 	secretsOut   map[string]*tlsv3.Secret
 	certs        map[certKey]Certificate
 	accessLogs   map[string][]*accesslogv3.AccessLog
@@ -270,12 +272,14 @@ func (dp *destPort) originatesTLS() bool {
 func (t *translator) collect(docs []intent.Doc) {
 	ro := t.opts.ResolveOptions()
 	sorted := true
+	var segs []segment
 	for di := range docs {
 		d := &docs[di]
 		cached := t.cache.doc(d)
 		start := len(t.ports)
 		if cached != nil && cached.collected {
 			t.ports = append(t.ports, cached.flat...)
+			segs = append(segs, segment{doc: cached, start: start, end: len(t.ports)})
 		} else {
 			fixed := true
 			for i := range d.Destinations {
@@ -302,9 +306,12 @@ func (t *translator) collect(docs []intent.Doc) {
 				t.ports = append(t.ports, dps...)
 			}
 			sortPorts(t.ports[start:])
+			s := segment{start: start, end: len(t.ports)}
 			if cached != nil && fixed {
 				cached.flat, cached.collected = slices.Clone(t.ports[start:]), true
+				s.doc = cached
 			}
+			segs = append(segs, s)
 		}
 		// Each document's ports are sorted: so are all of them when
 		// every document's follow the last one's.
@@ -314,6 +321,8 @@ func (t *translator) collect(docs []intent.Doc) {
 	}
 	if !sorted {
 		sortPorts(t.ports)
+	} else if t.cache != nil {
+		t.segs = segs
 	}
 	if t.opts.Role == RoleGateway {
 		if m := t.cache.clusterSources(t.ports); len(m) > 0 {
@@ -361,14 +370,7 @@ func (t *translator) buildGateway() {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		clusters = make([]*clusterv3.Cluster, 0, len(t.ports))
-		for _, dp := range t.ports {
-			c, cla := ct.cachedCluster(dp)
-			clusters = append(clusters, c)
-			if cla != nil {
-				endpoints = append(endpoints, cla)
-			}
-		}
+		clusters, endpoints = ct.clusterList(t)
 	}()
 	ports, groups := t.byListener()
 	for _, lp := range ports {
@@ -418,16 +420,26 @@ func (t *translator) addListener(l *listenerv3.Listener, rc *routev3.RouteConfig
 
 func (t *translator) sortOutput() {
 	o := t.out
-	sort.Slice(o.Listeners, func(i, j int) bool { return o.Listeners[i].Name < o.Listeners[j].Name })
-	sort.Slice(o.Routes, func(i, j int) bool { return o.Routes[i].Name < o.Routes[j].Name })
-	sort.Slice(o.Clusters, func(i, j int) bool { return o.Clusters[i].Name < o.Clusters[j].Name })
-	sort.Slice(o.Endpoints, func(i, j int) bool { return o.Endpoints[i].ClusterName < o.Endpoints[j].ClusterName })
+	sortByName(o.Listeners, (*listenerv3.Listener).GetName)
+	sortByName(o.Routes, (*routev3.RouteConfiguration).GetName)
+	sortByName(o.Clusters, (*clusterv3.Cluster).GetName)
+	sortByName(o.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
 	for _, s := range t.secretsOut {
 		o.Secrets = append(o.Secrets, s)
 	}
 	sort.Slice(o.Secrets, func(i, j int) bool { return o.Secrets[i].Name < o.Secrets[j].Name })
 	o.Certificates = t.sortedCertificates()
 	o.Sources.normalize()
+}
+
+// sortByName sorts resources by name. Clusters and endpoints come in the
+// order of the destination ports, sorted already, but for the few the
+// translation adds after them.
+func sortByName[T any](l []T, name func(T) string) {
+	less := func(a, b T) int { return strings.Compare(name(a), name(b)) }
+	if !slices.IsSortedFunc(l, less) {
+		slices.SortFunc(l, less)
+	}
 }
 
 func (t *translator) firstErr() error {

@@ -1,0 +1,176 @@
+package translate
+
+import (
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/egress-xds/egress-xds/internal/intent"
+)
+
+// A translation with a cache lists the destination ports document by
+// document (segments), in the order of all of them, so that what is
+// built from every port (the clusters, the forward proxy and the mesh
+// port) is put together from what each document gave last time: a
+// document reused whole gives the same clusters, virtual hosts and
+// traits, and only the edited ones are walked port by port. Without a
+// cache, or when the documents' ports had to be sorted together, there
+// are no segments and every port is walked.
+
+// segment is one document's destination ports; doc is its cache entry
+// when the document is reused whole (cachedDoc.collected), nil
+// otherwise.
+type segment struct {
+	doc        *cachedDoc
+	start, end int // in translator.ports
+}
+
+// docOutputs are what a document's ports gave, kept in its cache entry.
+type docOutputs struct {
+	// clusters: its clusters and endpoints (the cluster goroutine's);
+	// proxy: its virtual hosts on the forward proxy and the mesh port.
+	clusters, proxy *fragment
+	traits          *portTraits
+}
+
+// portTraits are what a connection manager's filters depend on among its
+// destination ports.
+type portTraits struct {
+	httpRules, pathRules, dynamic bool
+	// Global rate limits: fail open, fail closed, by source kind.
+	limitOpen, limitClosed bool
+	limitKinds             map[intent.SourceKind]bool
+}
+
+func (t *translator) traitsOf(dps []*destPort) portTraits {
+	var tr portTraits
+	for _, dp := range dps {
+		d := dp.dest
+		tr.httpRules = tr.httpRules || d.HasHTTPRules()
+		tr.pathRules = tr.pathRules || d.HasPathRules()
+		tr.dynamic = tr.dynamic || dp.dynamic()
+		if g := t.globalLimit(dp); g != nil {
+			tr.limitClosed = tr.limitClosed || t.failClosed(g)
+			tr.limitOpen = tr.limitOpen || !t.failClosed(g)
+			if g.PerSource != "" {
+				if tr.limitKinds == nil {
+					tr.limitKinds = map[intent.SourceKind]bool{}
+				}
+				tr.limitKinds[g.PerSource] = true
+			}
+		}
+	}
+	return tr
+}
+
+func (tr *portTraits) merge(o *portTraits) {
+	tr.httpRules = tr.httpRules || o.httpRules
+	tr.pathRules = tr.pathRules || o.pathRules
+	tr.dynamic = tr.dynamic || o.dynamic
+	tr.limitOpen = tr.limitOpen || o.limitOpen
+	tr.limitClosed = tr.limitClosed || o.limitClosed
+	for k := range o.limitKinds {
+		if tr.limitKinds == nil {
+			tr.limitKinds = map[intent.SourceKind]bool{}
+		}
+		tr.limitKinds[k] = true
+	}
+}
+
+// allPorts reports whether dps are the translation's ports, listed by
+// segments.
+func (t *translator) allPorts(dps []*destPort) bool {
+	return t.segs != nil && len(dps) == len(t.ports) && (len(dps) == 0 || &dps[0] == &t.ports[0])
+}
+
+func (t *translator) segPorts(s segment) []*destPort { return t.ports[s.start:s.end] }
+
+// traits are those of dps, from each document's when they are all the
+// ports.
+func (t *translator) traits(dps []*destPort) portTraits {
+	if !t.allPorts(dps) {
+		return t.traitsOf(dps)
+	}
+	var tr portTraits
+	for _, s := range t.segs {
+		if s.doc == nil {
+			o := t.traitsOf(t.segPorts(s))
+			tr.merge(&o)
+			continue
+		}
+		if s.doc.out.traits == nil {
+			o := t.traitsOf(t.segPorts(s))
+			s.doc.out.traits = &o
+		}
+		tr.merge(s.doc.out.traits)
+	}
+	return tr
+}
+
+// proxyVirtualHosts are the ports' virtual hosts on the forward proxy or
+// the mesh port, in a new list with room for extra more.
+func (t *translator) proxyVirtualHosts(dps []*destPort, extra int) []*routev3.VirtualHost {
+	out := make([]*routev3.VirtualHost, 0, len(dps)+extra)
+	if !t.allPorts(dps) {
+		for _, dp := range dps {
+			out = append(out, t.cachedProxyVirtualHost(dp))
+		}
+		return out
+	}
+	for _, s := range t.segs {
+		build := func(f *fragment) {
+			for _, dp := range t.segPorts(s) {
+				f.vhosts = append(f.vhosts, t.cachedProxyVirtualHost(dp))
+			}
+		}
+		var f *fragment
+		switch {
+		case s.doc == nil:
+			f = t.build(build)
+		case s.doc.out.proxy == nil:
+			f = t.build(build)
+			s.doc.out.proxy = f
+		default:
+			f = t.replay(s.doc.out.proxy)
+		}
+		out = append(out, f.vhosts...)
+	}
+	return out
+}
+
+// clusterList is the clusters and endpoints of every port, in order;
+// t is the cluster goroutine's translator, all the main one's.
+func (t *translator) clusterList(all *translator) ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
+	clusters := make([]*clusterv3.Cluster, 0, len(all.ports))
+	var endpoints []*endpointv3.ClusterLoadAssignment
+	build := func(dps []*destPort) func(f *fragment) {
+		return func(f *fragment) {
+			for _, dp := range dps {
+				c, cla := t.cachedCluster(dp)
+				f.clusters = append(f.clusters, c)
+				if cla != nil {
+					f.clas = append(f.clas, cla)
+				}
+			}
+		}
+	}
+	if all.segs == nil {
+		f := t.build(build(all.ports))
+		return append(clusters, f.clusters...), f.clas
+	}
+	for _, s := range all.segs {
+		var f *fragment
+		switch {
+		case s.doc == nil:
+			f = t.build(build(all.segPorts(s)))
+		case s.doc.out.clusters == nil:
+			f = t.build(build(all.segPorts(s)))
+			s.doc.out.clusters = f
+		default:
+			f = t.replay(s.doc.out.clusters)
+		}
+		clusters = append(clusters, f.clusters...)
+		endpoints = append(endpoints, f.clas...)
+	}
+	return clusters, endpoints
+}
