@@ -193,13 +193,13 @@ func translate(docs []intent.Doc, secrets Secrets, opts Options, cache *Cache) (
 type translator struct {
 	// cache, when set, holds the fragments of the last translation
 	// (fragments.go).
-	cache        *Cache
-	opts         Options
-	secrets      Secrets
-	out          *Resources
-	diags        intent.Diagnostics
-	errs         []error
-	ports        []*destPort
+	cache   *Cache
+	opts    Options
+	secrets Secrets
+	out     *Resources
+	diags   intent.Diagnostics
+	errs    []error
+	ports   []*destPort
 	// segs are the ports by document (segments.go); nil: none.
 	segs         []segment
 	secretsOut   map[string]*tlsv3.Secret
