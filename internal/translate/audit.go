@@ -541,7 +541,7 @@ func (t *translator) holdBack(o intent.Origin, dest *intent.Destination) {
 	}
 	ro := t.opts.ResolveOptions()
 	for _, p := range dest.Ports {
-		t.heldBack = append(t.heldBack, &destPort{origin: o, dest: dest, port: p, listenerPort: ro.ListenerPort(p.Number),
+		t.heldBack = append(t.heldBack, &destPort{origin: o, dest: dest, port: p, listenerPort: ro.ListenerPort(p.Number), sources: []string{o.ConfigMap()},
 			cluster: fmt.Sprintf("%s/%d", DestinationID(o, dest.Name), p.Number)})
 	}
 }

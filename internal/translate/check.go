@@ -94,35 +94,68 @@ func (c *checker) part(m proto.Message, refs func(proto.Message) ([]reference, e
 }
 
 // same returns, for each of now, what checking the same message in last
-// gave, nil where there is none. Matching runs from both ends: an edit
-// changes a few neighbouring entries; the others are found by identity.
+// gave, nil where there is none. Both lists are walked together: an edit
+// changes, adds or drops a few entries, which a short look ahead steps
+// over; the entries left over on both sides are then matched by identity.
 func same[T comparable](last []T, lastChecked []*checkedPart, now []T) []*checkedPart {
 	out := make([]*checkedPart, len(now))
 	if len(lastChecked) != len(last) {
 		return out
 	}
-	p := 0
-	for p < len(now) && p < len(last) && now[p] == last[p] {
-		out[p] = lastChecked[p]
-		p++
-	}
-	s := 0
-	for s < len(now)-p && s < len(last)-p && now[len(now)-1-s] == last[len(last)-1-s] {
-		out[len(now)-1-s] = lastChecked[len(last)-1-s]
-		s++
-	}
-	if mid := last[p : len(last)-s]; len(mid) > 0 && len(now)-s > p {
-		at := make(map[T]int, len(mid))
-		for i, m := range mid {
-			at[m] = p + i
+	var looseNow, looseLast []int
+	i, j := 0, 0
+	for i < len(now) && j < len(last) {
+		if now[i] == last[j] {
+			out[i] = lastChecked[j]
+			i, j = i+1, j+1
+			continue
 		}
-		for i := p; i < len(now)-s; i++ {
+		if k := ahead(last[j+1:], now[i]); k >= 0 { // dropped from last
+			for d := 0; d <= k; d++ {
+				looseLast = append(looseLast, j+d)
+			}
+			j += k + 1
+			continue
+		}
+		if k := ahead(now[i+1:], last[j]); k >= 0 { // added to now
+			for d := 0; d <= k; d++ {
+				looseNow = append(looseNow, i+d)
+			}
+			i += k + 1
+			continue
+		}
+		looseNow, looseLast = append(looseNow, i), append(looseLast, j)
+		i, j = i+1, j+1
+	}
+	for ; i < len(now); i++ {
+		looseNow = append(looseNow, i)
+	}
+	for ; j < len(last); j++ {
+		looseLast = append(looseLast, j)
+	}
+	if len(looseNow) > 0 && len(looseLast) > 0 {
+		at := make(map[T]int, len(looseLast))
+		for _, j := range looseLast {
+			at[last[j]] = j
+		}
+		for _, i := range looseNow {
 			if j, ok := at[now[i]]; ok {
 				out[i] = lastChecked[j]
 			}
 		}
 	}
 	return out
+}
+
+// ahead is the index of x among the first few of l, -1 if not there.
+func ahead[T comparable](l []T, x T) int {
+	const window = 4
+	for k := 0; k < len(l) && k < window; k++ {
+		if l[k] == x {
+			return k
+		}
+	}
+	return -1
 }
 
 // whole checks resources that are not split.

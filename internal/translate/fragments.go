@@ -109,6 +109,7 @@ type fragment struct {
 	vhosts   []*routev3.VirtualHost
 	clusters []*clusterv3.Cluster
 	clas     []*endpointv3.ClusterLoadAssignment
+	eds      []*destPort // the ports of clas
 	// refusing: the ports whose chains send refused sources to
 	// RefusedCluster; rateLimit: those whose filters call the rate limit
 	// service.

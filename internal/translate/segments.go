@@ -31,6 +31,8 @@ type docOutputs struct {
 	// proxy: its virtual hosts on the forward proxy and the mesh port.
 	clusters, proxy *fragment
 	traits          *portTraits
+	// groups are its ports by listener port.
+	groups map[uint32][]*destPort
 }
 
 // portTraits are what a connection manager's filters depend on among its
@@ -138,25 +140,27 @@ func (t *translator) proxyVirtualHosts(dps []*destPort, extra int) []*routev3.Vi
 	return out
 }
 
-// clusterList is the clusters and endpoints of every port, in order;
-// t is the cluster goroutine's translator, all the main one's.
-func (t *translator) clusterList(all *translator) ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
+// clusterList is the clusters and endpoints of every port, in order,
+// and the ports of the endpoints; t is the cluster goroutine's
+// translator, all the main one's.
+func (t *translator) clusterList(all *translator) ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment, []*destPort) {
 	clusters := make([]*clusterv3.Cluster, 0, len(all.ports))
 	var endpoints []*endpointv3.ClusterLoadAssignment
+	var eds []*destPort
 	build := func(dps []*destPort) func(f *fragment) {
 		return func(f *fragment) {
 			for _, dp := range dps {
 				c, cla := t.cachedCluster(dp)
 				f.clusters = append(f.clusters, c)
 				if cla != nil {
-					f.clas = append(f.clas, cla)
+					f.clas, f.eds = append(f.clas, cla), append(f.eds, dp)
 				}
 			}
 		}
 	}
 	if all.segs == nil {
 		f := t.build(build(all.ports))
-		return append(clusters, f.clusters...), f.clas
+		return append(clusters, f.clusters...), f.clas, f.eds
 	}
 	for _, s := range all.segs {
 		var f *fragment
@@ -170,7 +174,28 @@ func (t *translator) clusterList(all *translator) ([]*clusterv3.Cluster, []*endp
 			f = t.replay(s.doc.out.clusters)
 		}
 		clusters = append(clusters, f.clusters...)
-		endpoints = append(endpoints, f.clas...)
+		endpoints, eds = append(endpoints, f.clas...), append(eds, f.eds...)
 	}
-	return clusters, endpoints
+	return clusters, endpoints, eds
+}
+
+// configMaps are the sources of a listener (or route configuration) of
+// dps: from every port's, or, for all the ports, every document's.
+func (t *translator) configMaps(dps []*destPort) []string {
+	var out []string
+	if t.allPorts(dps) {
+		for _, s := range t.segs {
+			if s.end > s.start {
+				out = append(out, t.ports[s.start].sources...)
+			}
+		}
+		return out
+	}
+	for i, dp := range dps {
+		// Ports come sorted by ConfigMap: most repeats are the last one.
+		if i == 0 || dp.sources[0] != dps[i-1].sources[0] {
+			out = append(out, dp.sources...)
+		}
+	}
+	return out
 }

@@ -39,22 +39,29 @@ func (s Sources) addConfigMap(typeURL, name string, cms ...string) {
 	s[typeURL][name] = append(s[typeURL][name], cms...)
 }
 
-// copyFrom gives a resource of one type the sources of the same name in another.
-func (s Sources) copyFrom(to, from, name string) {
-	s.addConfigMap(to, name, s[from][name]...)
-}
-
-// normalize sorts every list and drops repeats; most have one entry,
-// which is both.
+// normalize sorts every list and drops repeats. Lists that are already
+// (most have one entry) are left alone: they may be shared with the
+// last translation's.
 func (s Sources) normalize() {
 	for _, byName := range s {
 		for name, cms := range byName {
-			if len(cms) > 1 {
+			if !normal(cms) {
+				cms = slices.Clone(cms)
 				slices.Sort(cms)
 				byName[name] = slices.Compact(cms)
 			}
 		}
 	}
+}
+
+// normal reports whether a list is sorted without repeats.
+func normal(cms []string) bool {
+	for i := 1; i < len(cms); i++ {
+		if cms[i-1] >= cms[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // portSources are the sources of the clusters of the last translation's
@@ -107,10 +114,10 @@ func (p *portSources) patch(ports []*destPort) bool {
 			delete(p.byName, old[i].cluster)
 			i++
 		case i == len(old) || ports[j].cluster < old[i].cluster:
-			p.byName[ports[j].cluster] = append(p.byName[ports[j].cluster], ports[j].origin.ConfigMap())
+			p.byName[ports[j].cluster] = append(p.byName[ports[j].cluster], ports[j].sources...)
 			j++
 		default: // the same name, from another port
-			p.byName[ports[j].cluster] = []string{ports[j].origin.ConfigMap()}
+			p.byName[ports[j].cluster] = ports[j].sources
 			i, j = i+1, j+1
 		}
 	}

@@ -201,11 +201,14 @@ type translator struct {
 	errs    []error
 	ports   []*destPort
 	// segs are the ports by document (segments.go); nil: none.
-	segs         []segment
-	secretsOut   map[string]*tlsv3.Secret
-	certs        map[certKey]Certificate
-	accessLogs   map[string][]*accesslogv3.AccessLog
-	rbacPerRoute map[string]*anypb.Any // by allow list
+	segs []segment
+	// sortedClusters and sortedEndpoints are how many of the first
+	// clusters and endpoints are sorted by name.
+	sortedClusters, sortedEndpoints int
+	secretsOut                      map[string]*tlsv3.Secret
+	certs                           map[certKey]Certificate
+	accessLogs                      map[string][]*accesslogv3.AccessLog
+	rbacPerRoute                    map[string]*anypb.Any // by allow list
 	// Fields encoded once and shared by many typed configs (protos.go).
 	tcpAccessLogs map[string]sharedField // by listener
 	// refusing are the destination ports whose chains send refused
@@ -238,6 +241,9 @@ type destPort struct {
 	port         intent.Port
 	listenerPort uint32
 	cluster      string // cluster name, also the stat prefix and route name
+	// sources is its ConfigMap (namespace/name), the sources of what
+	// it alone gives (its cluster and endpoints).
+	sources      []string
 	perRoute     map[string]*anypb.Any
 	perRouteDone bool
 	// fragments are what it was translated into, kept while a cache
@@ -299,6 +305,7 @@ func (t *translator) collect(docs []intent.Doc) {
 							port:         p,
 							listenerPort: ro.ListenerPort(p.Number),
 							cluster:      fmt.Sprintf("%s/%d", id, p.Number),
+							sources:      []string{d.Origin.ConfigMap()},
 						})
 					}
 					return dps
@@ -345,11 +352,25 @@ func usesSecrets(d *intent.Destination) bool {
 	return d.TLS != nil && (d.TLS.ClientCertificate != nil || d.TLS.CACertificates != nil)
 }
 
-// byListener groups destination ports by listener port, ports ascending.
+// byListener groups destination ports by listener port, ports ascending;
+// by document, from each reused document's groups (segments.go).
 func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
 	m := map[uint32][]*destPort{}
-	for _, dp := range t.ports {
-		m[dp.listenerPort] = append(m[dp.listenerPort], dp)
+	if t.segs == nil {
+		addGroups(m, t.ports)
+	}
+	for _, s := range t.segs {
+		if s.doc == nil {
+			addGroups(m, t.segPorts(s))
+			continue
+		}
+		if s.doc.out.groups == nil {
+			s.doc.out.groups = map[uint32][]*destPort{}
+			addGroups(s.doc.out.groups, t.segPorts(s))
+		}
+		for lp, dps := range s.doc.out.groups {
+			m[lp] = append(m[lp], dps...)
+		}
 	}
 	keys := make([]uint32, 0, len(m))
 	for k := range m {
@@ -359,6 +380,12 @@ func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
 	return keys, m
 }
 
+func addGroups(m map[uint32][]*destPort, dps []*destPort) {
+	for _, dp := range dps {
+		m[dp.listenerPort] = append(m[dp.listenerPort], dp)
+	}
+}
+
 // buildGateway builds listeners and routes on one goroutine and clusters
 // and endpoints on another: they share nothing but the read-only input,
 // and translation time matters at ten thousand destinations.
@@ -366,11 +393,12 @@ func (t *translator) buildGateway() {
 	ct := &translator{opts: t.opts, cache: t.cache}
 	var clusters []*clusterv3.Cluster
 	var endpoints []*endpointv3.ClusterLoadAssignment
+	var edsPorts []*destPort
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		clusters, endpoints = ct.clusterList(t)
+		clusters, endpoints, edsPorts = ct.clusterList(t)
 	}()
 	ports, groups := t.byListener()
 	for _, lp := range ports {
@@ -400,9 +428,16 @@ func (t *translator) buildGateway() {
 		t.out.Sources.add(resourcev3.ClusterType, RefusedCluster, t.refusing...)
 	}
 	clusters = t.addRateLimitServiceCluster(clusters)
+	// Clusters and endpoints come in the order of the ports (sorted by
+	// name) but for those added after them.
 	t.out.Clusters, t.out.Endpoints = clusters, endpoints
-	for _, cla := range endpoints {
-		t.out.Sources.copyFrom(resourcev3.EndpointType, resourcev3.ClusterType, cla.ClusterName)
+	t.sortedClusters, t.sortedEndpoints = len(t.ports), len(endpoints)
+	if len(edsPorts) > 0 {
+		eds := make(map[string][]string, len(edsPorts))
+		for _, dp := range edsPorts {
+			eds[dp.cluster] = append(eds[dp.cluster], dp.sources...)
+		}
+		t.out.Sources[resourcev3.EndpointType] = eds
 	}
 	t.errs = append(t.errs, ct.errs...)
 }
@@ -411,19 +446,24 @@ func (t *translator) buildGateway() {
 // coming from the ConfigMaps of the destination ports they serve.
 func (t *translator) addListener(l *listenerv3.Listener, rc *routev3.RouteConfiguration, dps []*destPort) {
 	t.out.Listeners = append(t.out.Listeners, l)
-	t.out.Sources.add(resourcev3.ListenerType, l.Name, dps...)
+	cms := t.configMaps(dps)
+	if len(cms) > 0 {
+		t.out.Sources.addConfigMap(resourcev3.ListenerType, l.Name, cms...)
+	}
 	if rc != nil {
 		t.out.Routes = append(t.out.Routes, rc)
-		t.out.Sources.add(resourcev3.RouteType, rc.Name, dps...)
+		if len(cms) > 0 {
+			t.out.Sources.addConfigMap(resourcev3.RouteType, rc.Name, cms...)
+		}
 	}
 }
 
 func (t *translator) sortOutput() {
 	o := t.out
-	sortByName(o.Listeners, (*listenerv3.Listener).GetName)
-	sortByName(o.Routes, (*routev3.RouteConfiguration).GetName)
-	sortByName(o.Clusters, (*clusterv3.Cluster).GetName)
-	sortByName(o.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+	o.Listeners = sortByName(o.Listeners, 0, (*listenerv3.Listener).GetName)
+	o.Routes = sortByName(o.Routes, 0, (*routev3.RouteConfiguration).GetName)
+	o.Clusters = sortByName(o.Clusters, t.sortedClusters, (*clusterv3.Cluster).GetName)
+	o.Endpoints = sortByName(o.Endpoints, t.sortedEndpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
 	for _, s := range t.secretsOut {
 		o.Secrets = append(o.Secrets, s)
 	}
@@ -432,14 +472,28 @@ func (t *translator) sortOutput() {
 	o.Sources.normalize()
 }
 
-// sortByName sorts resources by name. Clusters and endpoints come in the
-// order of the destination ports, sorted already, but for the few the
-// translation adds after them.
-func sortByName[T any](l []T, name func(T) string) {
+// sortByName sorts resources by name, the first sorted of which are
+// sorted already: the few after them are sorted and merged in (stably:
+// before any of the same name), without the others being read.
+func sortByName[T any](l []T, sorted int, name func(T) string) []T {
 	less := func(a, b T) int { return strings.Compare(name(a), name(b)) }
-	if !slices.IsSortedFunc(l, less) {
-		slices.SortFunc(l, less)
+	if sorted <= 1 || sorted > len(l) {
+		slices.SortStableFunc(l, less)
+		return l
 	}
+	if sorted == len(l) {
+		return l
+	}
+	head, tail := l[:sorted], slices.Clone(l[sorted:])
+	slices.SortStableFunc(tail, less)
+	out := make([]T, 0, len(l))
+	for _, x := range tail {
+		n := name(x)
+		k := sort.Search(len(head), func(i int) bool { return name(head[i]) > n })
+		out = append(append(out, head[:k]...), x)
+		head = head[k:]
+	}
+	return append(out, head...)
 }
 
 func (t *translator) firstErr() error {
