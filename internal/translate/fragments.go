@@ -55,6 +55,8 @@ type Cache struct {
 	listeners map[string]*assembled
 	checked   checkMemo   // check.go
 	sources   portSources // sources.go
+	// sourcesOf are the sources of listeners of many ports (segments.go).
+	sourcesOf map[string]*listenerSources
 }
 
 type assembled struct {
@@ -138,6 +140,7 @@ func (c *Cache) begin(opts Options) {
 		c.dests = map[[32]byte]*cachedDest{}
 		c.listeners = map[string]*assembled{}
 		c.sources = portSources{}
+		c.sourcesOf = map[string]*listenerSources{}
 	}
 }
 
@@ -153,6 +156,11 @@ func (c *Cache) end() {
 	for k, a := range c.listeners {
 		if a.gen != c.gen {
 			delete(c.listeners, k)
+		}
+	}
+	for k, s := range c.sourcesOf {
+		if s.gen != c.gen {
+			delete(c.sourcesOf, k)
 		}
 	}
 }

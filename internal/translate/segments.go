@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"slices"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -179,9 +181,21 @@ func (t *translator) clusterList(all *translator) ([]*clusterv3.Cluster, []*endp
 	return clusters, endpoints, eds
 }
 
-// configMaps are the sources of a listener (or route configuration) of
-// dps: from every port's, or, for all the ports, every document's.
-func (t *translator) configMaps(dps []*destPort) []string {
+// configMaps are the sources of a listener (and its route configuration)
+// of dps: from every port's, or, for all the ports, every document's; a
+// listener of many ports has those of last time while its ports are the
+// same.
+func (t *translator) configMaps(listener string, dps []*destPort) []string {
+	const many = 32
+	if t.cache != nil && len(dps) >= many && !t.allPorts(dps) {
+		if e := t.cache.sourcesOf[listener]; e != nil && slices.Equal(e.dps, dps) {
+			e.gen = t.cache.gen
+			return e.cms
+		}
+		cms := configMaps(dps)
+		t.cache.sourcesOf[listener] = &listenerSources{gen: t.cache.gen, dps: dps, cms: cms}
+		return cms
+	}
 	var out []string
 	if t.allPorts(dps) {
 		for _, s := range t.segs {
@@ -191,6 +205,18 @@ func (t *translator) configMaps(dps []*destPort) []string {
 		}
 		return out
 	}
+	return configMaps(dps)
+}
+
+// listenerSources are the sources of a listener of many ports.
+type listenerSources struct {
+	gen uint64
+	dps []*destPort
+	cms []string
+}
+
+func configMaps(dps []*destPort) []string {
+	var out []string
 	for i, dp := range dps {
 		// Ports come sorted by ConfigMap: most repeats are the last one.
 		if i == 0 || dp.sources[0] != dps[i-1].sources[0] {

@@ -103,8 +103,13 @@ func (p *portSources) patch(ports []*destPort) bool {
 	}
 	old := p.ports
 	ok := true
+	// Two ports of one name are neighbours, one of them new: the last
+	// ports named none twice.
+	twice := func(j int) bool {
+		return (j > 0 && ports[j].cluster == ports[j-1].cluster) || (j+1 < len(ports) && ports[j].cluster == ports[j+1].cluster)
+	}
 	for i, j := 0, 0; i < len(old) || j < len(ports); {
-		if j > 0 && j < len(ports) && ports[j].cluster == ports[j-1].cluster {
+		if j < len(ports) && (i >= len(old) || old[i] != ports[j]) && twice(j) {
 			ok = false
 		}
 		switch {

@@ -446,7 +446,7 @@ func (t *translator) buildGateway() {
 // coming from the ConfigMaps of the destination ports they serve.
 func (t *translator) addListener(l *listenerv3.Listener, rc *routev3.RouteConfiguration, dps []*destPort) {
 	t.out.Listeners = append(t.out.Listeners, l)
-	cms := t.configMaps(dps)
+	cms := t.configMaps(l.Name, dps)
 	if len(cms) > 0 {
 		t.out.Sources.addConfigMap(resourcev3.ListenerType, l.Name, cms...)
 	}
