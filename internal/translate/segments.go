@@ -186,7 +186,7 @@ func (t *translator) clusterList(all *translator) ([]*clusterv3.Cluster, []*endp
 // listener of many ports has those of last time while its ports are the
 // same.
 func (t *translator) configMaps(listener string, dps []*destPort) []string {
-	const many = 32
+	const many = 2
 	if t.cache != nil && len(dps) >= many && !t.allPorts(dps) {
 		if e := t.cache.sourcesOf[listener]; e != nil && slices.Equal(e.dps, dps) {
 			e.gen = t.cache.gen
