@@ -112,6 +112,7 @@ type fragment struct {
 	clusters []*clusterv3.Cluster
 	clas     []*endpointv3.ClusterLoadAssignment
 	eds      []*destPort // the ports of clas
+	kinds    chainKinds  // of chains
 	// refusing: the ports whose chains send refused sources to
 	// RefusedCluster; rateLimit: those whose filters call the rate limit
 	// service.

@@ -50,13 +50,14 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 		Name:       "envoy.filters.listener.tls_inspector",
 		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: t.pack(&tlsinspectorv3.TlsInspector{})},
 	}}
-	for _, dp := range dps {
-		l.FilterChains = append(l.FilterChains, t.cachedAdmissionChains(name, dp)...)
-	}
+	var kinds chainKinds
+	l.FilterChains, kinds = t.tlsChains(name, port, dps)
 	if t.audit() {
-		l.FilterChains = append(append(l.FilterChains, t.heldBackChains(name, port)...), t.auditNotDeclaredChain(name, dps[0].port.Number))
+		extra := append(t.heldBackChains(name, port), t.auditNotDeclaredChain(name, dps[0].port.Number))
+		kinds.add(t, extra)
+		l.FilterChains = append(l.FilterChains, extra...)
 	}
-	l.AccessLog = append(t.notDeclaredLog(name), t.chainLogs(name, l.FilterChains)...)
+	l.AccessLog = append(t.notDeclaredLog(name), t.chainLogsOf(name, kinds)...)
 	return l
 }
 

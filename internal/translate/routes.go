@@ -26,10 +26,7 @@ const (
 // per destination, matched by host and host:port, and a catch-all that
 // answers 403.
 func (t *translator) httpRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
-	for _, dp := range dps {
-		rc.VirtualHosts = append(rc.VirtualHosts, t.cachedHTTPVirtualHost(dp))
-	}
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false), VirtualHosts: t.httpVirtualHosts(dps[0].listenerPort, dps, 1)}
 	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(dps[0].listenerPort)...), t.catchAll(rc, name, dps[0].port.Number, false))
 	return rc
 }

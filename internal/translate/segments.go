@@ -5,6 +5,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/egress-xds/egress-xds/internal/intent"
@@ -12,9 +13,10 @@ import (
 
 // A translation with a cache lists the destination ports document by
 // document (segments), in the order of all of them, so that what is
-// built from every port (the clusters, the forward proxy and the mesh
-// port) is put together from what each document gave last time: a
-// document reused whole gives the same clusters, virtual hosts and
+// built from many ports (the clusters, the chains of a TLS listener, the
+// virtual hosts of an HTTP listener, the forward proxy and the mesh port)
+// is put together from what each document gave last time: a document
+// reused whole gives the same clusters, chains, virtual hosts and
 // traits, and only the edited ones are walked port by port. Without a
 // cache, or when the documents' ports had to be sorted together, there
 // are no segments and every port is walked.
@@ -33,8 +35,83 @@ type docOutputs struct {
 	// proxy: its virtual hosts on the forward proxy and the mesh port.
 	clusters, proxy *fragment
 	traits          *portTraits
-	// groups are its ports by listener port.
-	groups map[uint32][]*destPort
+	// groups are its ports by listener port; chains and vhosts, its
+	// filter chains on TLS listeners and virtual hosts on HTTP ones, by
+	// port.
+	groups         map[uint32][]*destPort
+	chains, vhosts map[uint32]*fragment
+}
+
+// listenerSegment is one document's ports on a listener; doc as in
+// segment.
+type listenerSegment struct {
+	doc *cachedDoc
+	dps []*destPort
+}
+
+// tlsChains are the filter chains of dps on a TLS listener, and their
+// kinds; from each reused document's when dps are all the ports on it.
+func (t *translator) tlsChains(listener string, port uint32, dps []*destPort) ([]*listenerv3.FilterChain, chainKinds) {
+	var out []*listenerv3.FilterChain
+	var kinds chainKinds
+	for _, f := range t.listenerParts(port, dps, func(o *docOutputs) *map[uint32]*fragment { return &o.chains }, func(f *fragment, dps []*destPort) {
+		for _, dp := range dps {
+			f.chains = append(f.chains, t.cachedAdmissionChains(listener, dp)...)
+		}
+		f.kinds.add(t, f.chains)
+	}) {
+		out = append(out, f.chains...)
+		kinds.merge(f.kinds)
+	}
+	return out, kinds
+}
+
+// httpVirtualHosts are the virtual hosts of dps on an HTTP listener, as
+// tlsChains, in a new list with room for extra more.
+func (t *translator) httpVirtualHosts(port uint32, dps []*destPort, extra int) []*routev3.VirtualHost {
+	out := make([]*routev3.VirtualHost, 0, len(dps)+extra)
+	for _, f := range t.listenerParts(port, dps, func(o *docOutputs) *map[uint32]*fragment { return &o.vhosts }, func(f *fragment, dps []*destPort) {
+		for _, dp := range dps {
+			f.vhosts = append(f.vhosts, t.cachedHTTPVirtualHost(dp))
+		}
+	}) {
+		out = append(out, f.vhosts...)
+	}
+	return out
+}
+
+// listenerParts are the fragments that build makes of dps on a listener
+// port: one per document, kept in the entry that store names of each
+// reused one, when dps are all the ports on it; one of all otherwise.
+func (t *translator) listenerParts(port uint32, dps []*destPort, store func(*docOutputs) *map[uint32]*fragment, build func(*fragment, []*destPort)) []*fragment {
+	segs := t.onListener[port]
+	n := 0
+	for _, s := range segs {
+		n += len(s.dps)
+	}
+	if n != len(dps) {
+		segs = []listenerSegment{{dps: dps}}
+	}
+	out := make([]*fragment, 0, len(segs))
+	for _, s := range segs {
+		b := func(f *fragment) { build(f, s.dps) }
+		if s.doc == nil {
+			out = append(out, t.build(b))
+			continue
+		}
+		m := store(&s.doc.out)
+		if f := (*m)[port]; f != nil {
+			out = append(out, t.replay(f))
+			continue
+		}
+		f := t.build(b)
+		if *m == nil {
+			*m = map[uint32]*fragment{}
+		}
+		(*m)[port] = f
+		out = append(out, f)
+	}
+	return out
 }
 
 // portTraits are what a connection manager's filters depend on among its

@@ -202,6 +202,9 @@ type translator struct {
 	ports   []*destPort
 	// segs are the ports by document (segments.go); nil: none.
 	segs []segment
+	// onListener are the ports on each listener port by document, when
+	// there are segments.
+	onListener map[uint32][]listenerSegment
 	// sortedClusters and sortedEndpoints are how many of the first
 	// clusters and endpoints are sorted by name.
 	sortedClusters, sortedEndpoints int
@@ -359,17 +362,23 @@ func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
 	if t.segs == nil {
 		addGroups(m, t.ports)
 	}
+	if t.segs != nil {
+		t.onListener = map[uint32][]listenerSegment{}
+	}
 	for _, s := range t.segs {
-		if s.doc == nil {
-			addGroups(m, t.segPorts(s))
-			continue
+		groups := map[uint32][]*destPort{}
+		switch {
+		case s.doc == nil:
+			addGroups(groups, t.segPorts(s))
+		case s.doc.out.groups == nil:
+			addGroups(groups, t.segPorts(s))
+			s.doc.out.groups = groups
+		default:
+			groups = s.doc.out.groups
 		}
-		if s.doc.out.groups == nil {
-			s.doc.out.groups = map[uint32][]*destPort{}
-			addGroups(s.doc.out.groups, t.segPorts(s))
-		}
-		for lp, dps := range s.doc.out.groups {
+		for lp, dps := range groups {
 			m[lp] = append(m[lp], dps...)
+			t.onListener[lp] = append(t.onListener[lp], listenerSegment{doc: s.doc, dps: dps})
 		}
 	}
 	keys := make([]uint32, 0, len(m))
