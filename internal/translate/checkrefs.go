@@ -123,7 +123,9 @@ func chainReferences(m proto.Message) ([]reference, error) {
 			continue
 		}
 		ok, err := unpack(a, &hcm)
-		errs = append(errs, err)
+		if err != nil {
+			errs = append(errs, err)
+		}
 		if n := hcm.GetRds().GetRouteConfigName(); ok && n != "" {
 			out = append(out, reference{"route", n})
 		}

@@ -311,14 +311,23 @@ func (t *translator) assembledListener(key string, dps []*destPort, build func(*
 	return f.listener, f.routes
 }
 
+// The cached builders below build directly without a cache: there is
+// nothing to replay, so nothing to record.
+
 // cachedCluster is cluster, once per destination port and options.
 func (t *translator) cachedCluster(dp *destPort) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+	if t.cache == nil {
+		return t.cluster(dp)
+	}
 	f := t.fragment(fragCluster, dp, func(f *fragment) { f.cluster, f.cla = t.cluster(dp) })
 	return f.cluster, f.cla
 }
 
 // cachedAdmissionChains are a TLS destination port's filter chains.
 func (t *translator) cachedAdmissionChains(listener string, dp *destPort) []*listenerv3.FilterChain {
+	if t.cache == nil {
+		return t.admissionChains(listener, dp, []string{dp.dest.Host})
+	}
 	return t.fragment(fragTLSChains, dp, func(f *fragment) {
 		f.chains = t.admissionChains(listener, dp, []string{dp.dest.Host})
 	}).chains
@@ -326,17 +335,26 @@ func (t *translator) cachedAdmissionChains(listener string, dp *destPort) []*lis
 
 // cachedTCPListener is the listener of a TCP destination port.
 func (t *translator) cachedTCPListener(port uint32, dp *destPort) *listenerv3.Listener {
+	if t.cache == nil {
+		return t.tcpListener(port, dp)
+	}
 	return t.fragment(fragTCPListener, dp, func(f *fragment) { f.listener = t.tcpListener(port, dp) }).listener
 }
 
 // cachedHTTPVirtualHost is a destination port's virtual host on its HTTP
 // listener.
 func (t *translator) cachedHTTPVirtualHost(dp *destPort) *routev3.VirtualHost {
+	if t.cache == nil {
+		return t.httpVirtualHost(dp)
+	}
 	return t.fragment(fragHTTPVirtualHost, dp, func(f *fragment) { f.vhost = t.httpVirtualHost(dp) }).vhost
 }
 
 // cachedProxyVirtualHost is a destination port's virtual host on the
 // forward proxy and the mesh port.
 func (t *translator) cachedProxyVirtualHost(dp *destPort) *routev3.VirtualHost {
+	if t.cache == nil {
+		return t.proxyVirtualHost(dp)
+	}
 	return t.fragment(fragProxyVirtualHost, dp, func(f *fragment) { f.vhost = t.proxyVirtualHost(dp) }).vhost
 }

@@ -111,7 +111,12 @@ func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.R
 // proxyVirtualHost is a destination port's virtual host on the forward
 // proxy and the mesh port.
 func (t *translator) proxyVirtualHost(dp *destPort) *routev3.VirtualHost {
-	refuse := notDeclaredVirtualHost().GetRoutes()
+	// The refusals are the same in every virtual host: shared, as
+	// resources are never modified once built.
+	if t.refuse == nil {
+		t.refuse = notDeclaredVirtualHost().GetRoutes()
+	}
+	refuse := t.refuse
 	http := dp.port.Protocol == intent.ProtocolHTTP
 	domains := proxyDomains(dp, http && dp.port.Number == 80)
 	var routes []*routev3.Route

@@ -200,6 +200,8 @@ type translator struct {
 	diags   intent.Diagnostics
 	errs    []error
 	ports   []*destPort
+	// refuse are the refusals of the proxies' virtual hosts (routes.go).
+	refuse []*routev3.Route
 	// segs are the ports by document (segments.go); nil: none.
 	segs []segment
 	// onListener are the ports on each listener port by document, when
