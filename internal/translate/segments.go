@@ -40,6 +40,7 @@ type docOutputs struct {
 	// port.
 	groups         map[uint32][]*destPort
 	chains, vhosts map[uint32]*fragment
+	listenerTraits map[uint32]*portTraits
 }
 
 // listenerSegment is one document's ports on a listener; doc as in
@@ -84,12 +85,8 @@ func (t *translator) httpVirtualHosts(port uint32, dps []*destPort, extra int) [
 // port: one per document, kept in the entry that store names of each
 // reused one, when dps are all the ports on it; one of all otherwise.
 func (t *translator) listenerParts(port uint32, dps []*destPort, store func(*docOutputs) *map[uint32]*fragment, build func(*fragment, []*destPort)) []*fragment {
-	segs := t.onListener[port]
-	n := 0
-	for _, s := range segs {
-		n += len(s.dps)
-	}
-	if n != len(dps) {
+	segs := t.listenerSegments(port, dps)
+	if segs == nil {
 		segs = []listenerSegment{{dps: dps}}
 	}
 	out := make([]*fragment, 0, len(segs))
@@ -158,6 +155,16 @@ func (tr *portTraits) merge(o *portTraits) {
 	}
 }
 
+// listenerSegments are the ports on a listener port by document, when
+// dps are all of them (the very list byListener made); nil otherwise.
+func (t *translator) listenerSegments(port uint32, dps []*destPort) []listenerSegment {
+	all := t.groups[port]
+	if t.onListener == nil || len(dps) == 0 || len(all) != len(dps) || &all[0] != &dps[0] {
+		return nil
+	}
+	return t.onListener[port]
+}
+
 // allPorts reports whether dps are the translation's ports, listed by
 // segments.
 func (t *translator) allPorts(dps []*destPort) bool {
@@ -170,7 +177,7 @@ func (t *translator) segPorts(s segment) []*destPort { return t.ports[s.start:s.
 // ports.
 func (t *translator) traits(dps []*destPort) portTraits {
 	if !t.allPorts(dps) {
-		return t.traitsOf(dps)
+		return t.listenerTraits(dps)
 	}
 	var tr portTraits
 	for _, s := range t.segs {
@@ -184,6 +191,38 @@ func (t *translator) traits(dps []*destPort) portTraits {
 			s.doc.out.traits = &o
 		}
 		tr.merge(s.doc.out.traits)
+	}
+	return tr
+}
+
+// listenerTraits are the traits of dps, from each document's when they
+// are all the ports on their listener port.
+func (t *translator) listenerTraits(dps []*destPort) portTraits {
+	var segs []listenerSegment
+	if len(dps) > 0 {
+		segs = t.listenerSegments(dps[0].listenerPort, dps)
+	}
+	if segs == nil {
+		return t.traitsOf(dps)
+	}
+	lp := dps[0].listenerPort
+	var tr portTraits
+	for _, s := range segs {
+		if s.doc == nil {
+			o := t.traitsOf(s.dps)
+			tr.merge(&o)
+			continue
+		}
+		o := s.doc.out.listenerTraits[lp]
+		if o == nil {
+			v := t.traitsOf(s.dps)
+			o = &v
+			if s.doc.out.listenerTraits == nil {
+				s.doc.out.listenerTraits = map[uint32]*portTraits{}
+			}
+			s.doc.out.listenerTraits[lp] = o
+		}
+		tr.merge(o)
 	}
 	return tr
 }

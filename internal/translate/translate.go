@@ -205,8 +205,9 @@ type translator struct {
 	// segs are the ports by document (segments.go); nil: none.
 	segs []segment
 	// onListener are the ports on each listener port by document, when
-	// there are segments.
+	// there are segments, and groups all of them (byListener).
 	onListener map[uint32][]listenerSegment
+	groups     map[uint32][]*destPort
 	// sortedClusters and sortedEndpoints are how many of the first
 	// clusters and endpoints are sorted by name.
 	sortedClusters, sortedEndpoints int
@@ -383,6 +384,7 @@ func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
 			t.onListener[lp] = append(t.onListener[lp], listenerSegment{doc: s.doc, dps: dps})
 		}
 	}
+	t.groups = m
 	keys := make([]uint32, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
