@@ -113,11 +113,12 @@ type fragment struct {
 	clas     []*endpointv3.ClusterLoadAssignment
 	eds      []*destPort // the ports of clas
 	kinds    chainKinds  // of chains
-	// refusing: the ports whose chains send refused sources to
-	// RefusedCluster; rateLimit: those whose filters call the rate limit
-	// service.
-	refusing, rateLimit []*destPort
-	errs                []error
+	// refusing: the ConfigMaps of the ports whose chains send refused
+	// sources to RefusedCluster; rateLimit: the ports whose filters call
+	// the rate limit service.
+	refusing  []string
+	rateLimit []*destPort
+	errs      []error
 }
 
 // Translate is Translate, reusing the fragments of the last call whose
@@ -276,7 +277,8 @@ func (t *translator) build(build func(*fragment)) *fragment {
 	t.refusing, t.rateLimitUsers, t.errs = nil, nil, nil
 	f := &fragment{}
 	build(f)
-	f.refusing, f.rateLimit, f.errs = t.refusing, t.rateLimitUsers, t.errs
+	// Neighbouring ports mostly come from one ConfigMap: one is kept.
+	f.refusing, f.rateLimit, f.errs = slices.Compact(t.refusing), t.rateLimitUsers, t.errs
 	t.refusing, t.rateLimitUsers, t.errs = refusing, users, errs
 	return t.replay(f)
 }

@@ -116,7 +116,7 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 	if t.audit() {
 		return append(out, t.auditSourceChain(listener, dp, match(), filters))
 	}
-	t.refusing = append(t.refusing, dp)
+	t.refusing = append(t.refusing, dp.sources...)
 	return append(out, &listenerv3.FilterChain{
 		Name:             refusedChainName(dp),
 		FilterChainMatch: match(),

@@ -17,41 +17,33 @@ func (s Sources) add(typeURL, name string, dps ...*destPort) {
 	if len(dps) == 0 {
 		return
 	}
-	if s[typeURL] == nil {
-		s[typeURL] = map[string][]string{}
-	}
-	cms := s[typeURL][name]
-	var last *destPort
-	for _, dp := range dps {
+	var cms []string
+	for i, dp := range dps {
 		// Ports come sorted by ConfigMap: most repeats are the last one.
-		if last == nil || dp.origin.Namespace != last.origin.Namespace || dp.origin.Name != last.origin.Name {
-			cms = append(cms, dp.origin.ConfigMap())
+		if i == 0 || dp.sources[0] != dps[i-1].sources[0] {
+			cms = append(cms, dp.sources...)
 		}
-		last = dp
 	}
-	s[typeURL][name] = cms
+	s.addConfigMap(typeURL, name, cms...)
 }
 
+// addConfigMap adds ConfigMaps to a resource's sources, which stay
+// sorted without repeats: the list is a new one, as lists may be shared
+// with the last translation's.
 func (s Sources) addConfigMap(typeURL, name string, cms ...string) {
 	if s[typeURL] == nil {
 		s[typeURL] = map[string][]string{}
 	}
-	s[typeURL][name] = append(s[typeURL][name], cms...)
+	s[typeURL][name] = normalized(append(slices.Clone(s[typeURL][name]), cms...))
 }
 
-// normalize sorts every list and drops repeats. Lists that are already
-// (most have one entry) are left alone: they may be shared with the
-// last translation's.
-func (s Sources) normalize() {
-	for _, byName := range s {
-		for name, cms := range byName {
-			if !normal(cms) {
-				cms = slices.Clone(cms)
-				slices.Sort(cms)
-				byName[name] = slices.Compact(cms)
-			}
-		}
+// normalized sorts a list and drops repeats, in place.
+func normalized(cms []string) []string {
+	if normal(cms) {
+		return cms
 	}
+	slices.Sort(cms)
+	return slices.Compact(cms)
 }
 
 // normal reports whether a list is sorted without repeats.
@@ -119,7 +111,12 @@ func (p *portSources) patch(ports []*destPort) bool {
 			delete(p.byName, old[i].cluster)
 			i++
 		case i == len(old) || ports[j].cluster < old[i].cluster:
-			p.byName[ports[j].cluster] = append(p.byName[ports[j].cluster], ports[j].sources...)
+			if cms := p.byName[ports[j].cluster]; cms != nil {
+				// A name twice (the patch then fails): a new list.
+				p.byName[ports[j].cluster] = normalized(append(slices.Clone(cms), ports[j].sources...))
+			} else {
+				p.byName[ports[j].cluster] = ports[j].sources
+			}
 			j++
 		default: // the same name, from another port
 			p.byName[ports[j].cluster] = ports[j].sources

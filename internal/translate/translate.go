@@ -217,9 +217,9 @@ type translator struct {
 	rbacPerRoute                    map[string]*anypb.Any // by allow list
 	// Fields encoded once and shared by many typed configs (protos.go).
 	tcpAccessLogs map[string]sharedField // by listener
-	// refusing are the destination ports whose chains send refused
-	// sources to RefusedCluster.
-	refusing []*destPort
+	// refusing are the ConfigMaps of the destination ports whose chains
+	// send refused sources to RefusedCluster (repeats included).
+	refusing []string
 	// dnsClusters are the packed DNS cluster configurations: strict, logical.
 	dnsClusters [2]*anypb.Any
 	// resolver is the packed DNS resolver configuration (dns.go), once built.
@@ -438,7 +438,7 @@ func (t *translator) buildGateway() {
 	clusters = t.auditGatewayClusters(clusters)
 	if len(t.refusing) > 0 {
 		clusters = append(clusters, refusedCluster())
-		t.out.Sources.add(resourcev3.ClusterType, RefusedCluster, t.refusing...)
+		t.out.Sources.addConfigMap(resourcev3.ClusterType, RefusedCluster, t.refusing...)
 	}
 	clusters = t.addRateLimitServiceCluster(clusters)
 	// Clusters and endpoints come in the order of the ports (sorted by
@@ -448,7 +448,12 @@ func (t *translator) buildGateway() {
 	if len(edsPorts) > 0 {
 		eds := make(map[string][]string, len(edsPorts))
 		for _, dp := range edsPorts {
-			eds[dp.cluster] = append(eds[dp.cluster], dp.sources...)
+			if cms := eds[dp.cluster]; cms != nil {
+				// A name twice, which the check refuses.
+				eds[dp.cluster] = normalized(append(slices.Clone(cms), dp.sources...))
+			} else {
+				eds[dp.cluster] = dp.sources
+			}
 		}
 		t.out.Sources[resourcev3.EndpointType] = eds
 	}
@@ -482,7 +487,6 @@ func (t *translator) sortOutput() {
 	}
 	sort.Slice(o.Secrets, func(i, j int) bool { return o.Secrets[i].Name < o.Secrets[j].Name })
 	o.Certificates = t.sortedCertificates()
-	o.Sources.normalize()
 }
 
 // sortByName sorts resources by name, the first sorted of which are
@@ -497,8 +501,12 @@ func sortByName[T any](l []T, sorted int, name func(T) string) []T {
 	if sorted == len(l) {
 		return l
 	}
-	head, tail := l[:sorted], slices.Clone(l[sorted:])
+	head, tail := l[:sorted], l[sorted:]
 	slices.SortStableFunc(tail, less)
+	if less(head[len(head)-1], tail[0]) <= 0 {
+		return l // the few sort after the others
+	}
+	tail = slices.Clone(tail)
 	out := make([]T, 0, len(l))
 	for _, x := range tail {
 		n := name(x)
