@@ -332,6 +332,9 @@ type listenerSources struct {
 }
 
 func configMaps(dps []*destPort) []string {
+	if len(dps) == 1 {
+		return dps[0].sources
+	}
 	var out []string
 	for i, dp := range dps {
 		// Ports come sorted by ConfigMap: most repeats are the last one.

@@ -34,7 +34,13 @@ func (s Sources) addConfigMap(typeURL, name string, cms ...string) {
 	if s[typeURL] == nil {
 		s[typeURL] = map[string][]string{}
 	}
-	s[typeURL][name] = normalized(append(slices.Clone(s[typeURL][name]), cms...))
+	old, ok := s[typeURL][name]
+	if !ok && normal(cms) {
+		// Lists are never changed once made: shared.
+		s[typeURL][name] = cms
+		return
+	}
+	s[typeURL][name] = normalized(append(slices.Clone(old), cms...))
 }
 
 // normalized sorts a list and drops repeats, in place.

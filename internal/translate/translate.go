@@ -369,20 +369,32 @@ func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
 		t.onListener = map[uint32][]listenerSegment{}
 	}
 	for _, s := range t.segs {
-		groups := map[uint32][]*destPort{}
+		var groups map[uint32][]*destPort
 		switch {
-		case s.doc == nil:
+		case s.doc == nil || s.doc.out.groups == nil:
+			groups = map[uint32][]*destPort{}
 			addGroups(groups, t.segPorts(s))
-		case s.doc.out.groups == nil:
-			addGroups(groups, t.segPorts(s))
-			s.doc.out.groups = groups
+			if s.doc != nil {
+				s.doc.out.groups = groups
+			}
 		default:
 			groups = s.doc.out.groups
 		}
 		for lp, dps := range groups {
-			m[lp] = append(m[lp], dps...)
 			t.onListener[lp] = append(t.onListener[lp], listenerSegment{doc: s.doc, dps: dps})
 		}
+	}
+	// Each listener's ports in one list of the right size.
+	for lp, segs := range t.onListener {
+		n := 0
+		for _, s := range segs {
+			n += len(s.dps)
+		}
+		all := make([]*destPort, 0, n)
+		for _, s := range segs {
+			all = append(all, s.dps...)
+		}
+		m[lp] = all
 	}
 	t.groups = m
 	keys := make([]uint32, 0, len(m))
