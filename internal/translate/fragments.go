@@ -33,10 +33,13 @@ import (
 // Options; any change drops every fragment). Secrets shape no fragment:
 // fragments name them, and the SDS resources and the checks of their
 // data, which decide whether a destination is served, are redone by every
-// translation. Documents a translation did not have are dropped at its
-// end, so the cache holds what the input declares, however many edits
-// came before. Not safe for concurrent use; nil is a valid cache that
-// keeps nothing.
+// translation. A document that references no Secret is reused whole
+// (segments.go): its sorted ports and what they gave together (clusters,
+// chains, virtual hosts, connection manager traits), so that an edit
+// walks the edited documents' ports alone. Documents a translation did
+// not have are dropped at its end, so the cache holds what the input
+// declares, however many edits came before. Not safe for concurrent use;
+// nil is a valid cache that keeps nothing.
 type Cache struct {
 	options [32]byte
 	gen     uint64
@@ -55,7 +58,8 @@ type Cache struct {
 	listeners map[string]*assembled
 	checked   checkMemo   // check.go
 	sources   portSources // sources.go
-	// sourcesOf are the sources of listeners of many ports (segments.go).
+	// sourcesOf are the sources of listeners of more than one port
+	// (segments.go).
 	sourcesOf map[string]*listenerSources
 }
 

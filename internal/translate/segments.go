@@ -299,8 +299,8 @@ func (t *translator) clusterList(all *translator) ([]*clusterv3.Cluster, []*endp
 
 // configMaps are the sources of a listener (and its route configuration)
 // of dps: from every port's, or, for all the ports, every document's; a
-// listener of many ports has those of last time while its ports are the
-// same.
+// listener of more than one port has those of last time while its ports
+// are the same.
 func (t *translator) configMaps(listener string, dps []*destPort) []string {
 	const many = 2
 	if t.cache != nil && len(dps) >= many && !t.allPorts(dps) {
@@ -324,7 +324,7 @@ func (t *translator) configMaps(listener string, dps []*destPort) []string {
 	return configMaps(dps)
 }
 
-// listenerSources are the sources of a listener of many ports.
+// listenerSources are the sources of a listener of more than one port.
 type listenerSources struct {
 	gen uint64
 	dps []*destPort
