@@ -302,8 +302,7 @@ func (t *translator) clusterList(all *translator) ([]*clusterv3.Cluster, []*endp
 // listener of more than one port has those of last time while its ports
 // are the same.
 func (t *translator) configMaps(listener string, dps []*destPort) []string {
-	const many = 2
-	if t.cache != nil && len(dps) >= many && !t.allPorts(dps) {
+	if t.cache != nil && len(dps) > 1 && !t.allPorts(dps) {
 		if e := t.cache.sourcesOf[listener]; e != nil && slices.Equal(e.dps, dps) {
 			e.gen = t.cache.gen
 			return e.cms
