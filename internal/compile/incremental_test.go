@@ -137,7 +137,9 @@ func (s *sequence) add() {
 }
 
 func (s *sequence) mutate() {
-	switch k := s.rng.IntN(10); {
+	switch k := s.rng.IntN(13); {
+	case k >= 10 && len(s.cms) > 0:
+		s.reshape(k - 10)
 	case k < 4 && len(s.cms) > 0: // edit one ConfigMap
 		i := s.rng.IntN(len(s.cms))
 		c := s.cms[i].ConfigMap.DeepCopy()
@@ -179,6 +181,31 @@ func (s *sequence) mutate() {
 	default:
 		s.option(s.rng.IntN(options))
 	}
+}
+
+// reshape changes what the translation cache keeps by document: a
+// ConfigMap's destinations all move to another ConfigMap (renamed), a
+// ConfigMap gains a second document whose destinations sort among its
+// first's (the ports of the documents are then sorted together), or
+// nothing changes (every document is reused whole).
+func (s *sequence) reshape(kind int) {
+	i := s.rng.IntN(len(s.cms))
+	c := s.cms[i].ConfigMap.DeepCopy()
+	switch kind {
+	case 0:
+		c.Name += "-moved"
+		s.log = append(s.log, "rename "+c.Namespace+"/"+c.Name)
+	case 1:
+		for _, v := range s.pool[s.rng.IntN(len(s.pool))].Data {
+			c.Data["second.yaml"] = v
+			break
+		}
+		s.log = append(s.log, "second document in "+c.Namespace+"/"+c.Name)
+	default:
+		s.log = append(s.log, "nothing")
+		return
+	}
+	s.cms[i] = compile.ConfigMap{ConfigMap: c}
 }
 
 // options is how many kinds of option change option makes.

@@ -121,18 +121,39 @@ func (t *translator) notDeclaredLog(listener string) []*accesslogv3.AccessLog {
 // proxy's log, and these loggers skip them. A logger is there only if
 // a chain of its kind is.
 func (t *translator) chainLogs(listener string, chains []*listenerv3.FilterChain) []*accesslogv3.AccessLog {
-	const chain = "xds.filter_chain_name"
-	refusedSuffix := "/" + RefusedCluster
-	own := []string{refusedSuffix, "/held_back", auditChainSuffix}
-	var served, refused bool
+	var k chainKinds
+	k.add(t, chains)
+	return t.chainLogsOf(listener, k)
+}
+
+// chainKinds says which loggers a listener's chains need.
+type chainKinds struct{ served, refused bool }
+
+var (
+	refusedSuffix = "/" + RefusedCluster
+	ownLogSuffix  = []string{refusedSuffix, "/held_back", auditChainSuffix}
+)
+
+func (k *chainKinds) add(t *translator, chains []*listenerv3.FilterChain) {
 	for _, c := range chains {
 		switch n := c.GetName(); {
-		case !strings.HasSuffix(n, own[0]) && !strings.HasSuffix(n, own[1]) && !strings.HasSuffix(n, own[2]):
-			served = true
+		case !strings.HasSuffix(n, ownLogSuffix[0]) && !strings.HasSuffix(n, ownLogSuffix[1]) && !strings.HasSuffix(n, ownLogSuffix[2]):
+			k.served = true
 		case strings.HasSuffix(n, refusedSuffix) && !t.audit():
-			refused = true
+			k.refused = true
 		}
 	}
+}
+
+func (k *chainKinds) merge(o chainKinds) {
+	k.served, k.refused = k.served || o.served, k.refused || o.refused
+}
+
+// chainLogsOf are the loggers of chains of these kinds.
+func (t *translator) chainLogsOf(listener string, k chainKinds) []*accesslogv3.AccessLog {
+	const chain = "xds.filter_chain_name"
+	own := ownLogSuffix
+	served, refused := k.served, k.refused
 	var out []*accesslogv3.AccessLog
 	if served {
 		expr := chain + " != ''"

@@ -541,7 +541,7 @@ func (t *translator) holdBack(o intent.Origin, dest *intent.Destination) {
 	}
 	ro := t.opts.ResolveOptions()
 	for _, p := range dest.Ports {
-		t.heldBack = append(t.heldBack, &destPort{origin: o, dest: dest, port: p, listenerPort: ro.ListenerPort(p.Number),
+		t.heldBack = append(t.heldBack, &destPort{origin: o, dest: dest, port: p, listenerPort: ro.ListenerPort(p.Number), sources: []string{o.ConfigMap()},
 			cluster: fmt.Sprintf("%s/%d", DestinationID(o, dest.Name), p.Number)})
 	}
 }
@@ -577,7 +577,7 @@ func (t *translator) heldBackChains(listener string, listenerPort uint32) []*lis
 		if !dp.port.Protocol.Passthrough() || dp.listenerPort != listenerPort {
 			continue
 		}
-		t.refusing = append(t.refusing, dp)
+		t.refusing = append(t.refusing, dp.sources...)
 		cfg := &tcpproxyv3.TcpProxy{StatPrefix: dp.cluster + "/held_back", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: RefusedCluster},
 			AccessLog: t.accessLog(listener, dp.cluster+"/held_back", map[string]string{"reason": "held_back: the destination's TLS Secret cannot be used"})}
 		out = append(out, &listenerv3.FilterChain{Name: dp.cluster + "/held_back", FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{dp.dest.Host}},

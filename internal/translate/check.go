@@ -7,15 +7,11 @@ import (
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Check is the last gate before resources reach Envoy: every resource
@@ -44,83 +40,197 @@ func (c *Cache) Check(r *Resources) error {
 	return check(r, false, &c.checked)
 }
 
-// checkMemo holds what the last checked resources gave, by kind and name:
-// clusters apart, checked on their own goroutine.
+// checkMemo is what the last checked resources gave, each list beside
+// its resources (in their order, which an edit changes in few places).
 type checkMemo struct {
-	clusters, others map[string]*checkedPart
+	clusters  checkedList[*clusterv3.Cluster]
+	listeners checkedList[*listenerv3.Listener]
+	routes    checkedList[*routev3.RouteConfiguration]
+	endpoints checkedList[*endpointv3.ClusterLoadAssignment]
+	secrets   checkedList[*tlsv3.Secret]
+	// names are every resource's, by kind, when the check passed (ok):
+	// every reference then resolved, and those of unchanged resources
+	// and parts still do while no name comes or goes.
+	names map[string]map[string]bool
+	ok    bool
 }
 
-// checkedPart is what checking m gave: its problems (its parts' too) and
-// the names it references; for a resource split into parts, each part's.
+type checkedList[T comparable] struct {
+	items   []T
+	checked []*checkedPart
+	// failed counts the entries with problems, so that a list without
+	// any is not walked for them.
+	failed int
+}
+
+// checkedPart is what checking a resource or a part gave: its problems
+// (its parts' too) and the names it references; for a resource split
+// into parts (a listener's chains, a route configuration's virtual
+// hosts), each part's, in the resource's order.
 type checkedPart struct {
-	m     proto.Message
 	err   error
 	refs  []reference
-	parts map[proto.Message]*checkedPart
+	parts []*checkedPart
 }
 
 type reference struct{ kind, name string }
 
-// checker checks resources and their parts, reusing what the last check
-// gave for the same ones.
+// checker checks resources and parts, and lists the references of those
+// it checked again (fresh).
 type checker struct {
-	validate  func(proto.Message) error
-	last, now map[string]*checkedPart // nil: nothing kept
-}
-
-// resource checks m, of a kind and name, and returns what it gave; refs
-// lists the references of m or, split into parts, of each part.
-func (c *checker) resource(key string, m proto.Message, refs func(proto.Message) ([]reference, error)) *checkedPart {
-	last := c.last[key]
-	if last != nil && last.m == m {
-		c.keep(key, last)
-		return last
-	}
-	split := Split(m)
-	if split.Field == 0 {
-		p := c.part(m, refs)
-		c.keep(key, p)
-		return p
-	}
-	p := &checkedPart{m: m, parts: make(map[proto.Message]*checkedPart, len(split.Parts))}
-	errs := []error{c.validate(split.Header)}
-	for _, part := range split.Parts {
-		pp := last.lastPart(part)
-		if pp == nil {
-			pp = c.part(part, refs)
-		}
-		p.parts[part] = pp
-		if pp.err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", partName(part), pp.err))
-		}
-		p.refs = append(p.refs, pp.refs...)
-	}
-	p.err = errors.Join(errs...)
-	c.keep(key, p)
-	return p
-}
-
-func (p *checkedPart) lastPart(m proto.Message) *checkedPart {
-	if p == nil {
-		return nil
-	}
-	return p.parts[m]
+	validate func(proto.Message) error
+	fresh    [][]reference
 }
 
 func (c *checker) part(m proto.Message, refs func(proto.Message) ([]reference, error)) *checkedPart {
-	p := &checkedPart{m: m, err: c.validate(m)}
+	p := &checkedPart{err: c.validate(m)}
 	if refs != nil {
 		var err error
 		p.refs, err = refs(m)
 		p.err = errors.Join(p.err, err)
+		c.fresh = append(c.fresh, p.refs)
 	}
 	return p
 }
 
-func (c *checker) keep(key string, p *checkedPart) {
-	if c.now != nil {
-		c.now[key] = p
+// same returns, for each of now, what checking the same message in last
+// gave, nil where there is none. Both lists are walked together: an edit
+// changes, adds or drops a few entries, which a short look ahead steps
+// over; the entries left over on both sides are then matched by identity.
+func same[T comparable](last []T, lastChecked []*checkedPart, now []T) []*checkedPart {
+	out := make([]*checkedPart, len(now))
+	if len(lastChecked) != len(last) {
+		return out
 	}
+	var looseNow, looseLast []int
+	i, j := 0, 0
+	for i < len(now) && j < len(last) {
+		if now[i] == last[j] {
+			out[i] = lastChecked[j]
+			i, j = i+1, j+1
+			continue
+		}
+		if k := ahead(last[j+1:], now[i]); k >= 0 { // dropped from last
+			for d := 0; d <= k; d++ {
+				looseLast = append(looseLast, j+d)
+			}
+			j += k + 1
+			continue
+		}
+		if k := ahead(now[i+1:], last[j]); k >= 0 { // added to now
+			for d := 0; d <= k; d++ {
+				looseNow = append(looseNow, i+d)
+			}
+			i += k + 1
+			continue
+		}
+		looseNow, looseLast = append(looseNow, i), append(looseLast, j)
+		i, j = i+1, j+1
+	}
+	for ; i < len(now); i++ {
+		looseNow = append(looseNow, i)
+	}
+	for ; j < len(last); j++ {
+		looseLast = append(looseLast, j)
+	}
+	if len(looseNow) > 0 && len(looseLast) > 0 {
+		at := make(map[T]int, len(looseLast))
+		for _, j := range looseLast {
+			at[last[j]] = j
+		}
+		for _, i := range looseNow {
+			if j, ok := at[now[i]]; ok {
+				out[i] = lastChecked[j]
+			}
+		}
+	}
+	return out
+}
+
+// ahead is the index of x among the first few of l, -1 if not there.
+func ahead[T comparable](l []T, x T) int {
+	const window = 4
+	for k := 0; k < len(l) && k < window; k++ {
+		if l[k] == x {
+			return k
+		}
+	}
+	return -1
+}
+
+// whole checks resources that are not split.
+func whole[T interface {
+	comparable
+	proto.Message
+}](c *checker, last checkedList[T], now []T, refs func(proto.Message) ([]reference, error)) checkedList[T] {
+	checked := same(last.items, last.checked, now)
+	failed := 0
+	for i, m := range now {
+		switch {
+		case checked[i] == nil:
+			checked[i] = c.part(m, refs)
+			if checked[i].err != nil {
+				failed++
+			}
+		case last.failed > 0 && checked[i].err != nil:
+			failed++
+		}
+	}
+	return checkedList[T]{items: now, checked: checked, failed: failed}
+}
+
+// split checks resources as their other fields (header) and their parts,
+// each of which ValidateAll checks alone; a changed resource of the same
+// name as one checked last time reuses what its unchanged parts gave.
+func split[T interface {
+	comparable
+	proto.Message
+}, P interface {
+	comparable
+	proto.Message
+}](c *checker, last checkedList[T], now []T, name func(T) string, parts func(T) []P, refs func(proto.Message) ([]reference, error)) checkedList[T] {
+	checked := same(last.items, last.checked, now)
+	var byName map[string]int
+	failed := 0
+	for i, m := range now {
+		if checked[i] != nil {
+			if last.failed > 0 && checked[i].err != nil {
+				failed++
+			}
+			continue
+		}
+		if byName == nil {
+			byName = make(map[string]int, len(last.items))
+			for j, l := range last.items {
+				byName[name(l)] = j
+			}
+		}
+		var lastParts []P
+		var lastChecked []*checkedPart
+		// Parts of a resource without problems have none.
+		lastFailed := false
+		if j, ok := byName[name(m)]; ok && j < len(last.checked) {
+			lastParts, lastChecked, lastFailed = parts(last.items[j]), last.checked[j].parts, last.checked[j].err != nil
+		}
+		ps := parts(m)
+		p := &checkedPart{parts: same(lastParts, lastChecked, ps)}
+		errs := []error{c.validate(header(m))}
+		for k, part := range ps {
+			kept := p.parts[k] != nil
+			if !kept {
+				p.parts[k] = c.part(part, refs)
+			}
+			if err := p.parts[k].err; (!kept || lastFailed) && err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", partName(part), err))
+			}
+		}
+		p.err = errors.Join(errs...)
+		if p.err != nil {
+			failed++
+		}
+		checked[i] = p
+	}
+	return checkedList[T]{items: now, checked: checked, failed: failed}
 }
 
 func check(r *Resources, deep bool, memo *checkMemo) error {
@@ -128,74 +238,69 @@ func check(r *Resources, deep bool, memo *checkMemo) error {
 	if deep {
 		validate = DeepValidate
 	}
-	cc, oc := &checker{validate: validate}, &checker{validate: validate}
+	var last, now checkMemo
 	if memo != nil {
-		cc.last, cc.now = memo.clusters, make(map[string]*checkedPart, len(r.Clusters))
-		oc.last, oc.now = memo.others, make(map[string]*checkedPart, len(memo.others))
-		defer func() { memo.clusters, memo.others = cc.now, oc.now }()
+		last = *memo
 	}
 	// Validation is the costly part; clusters are checked on a second
 	// goroutine while the rest is checked here.
-	var clusterErrs []error
-	var clusterRefs [][]reference
+	cc, oc := &checker{validate: validate}, &checker{validate: validate}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for _, x := range r.Clusters {
-			p := cc.resource(x.Name, x, clusterReferences)
-			if p.err != nil {
-				clusterErrs = append(clusterErrs, fmt.Errorf("cluster %q: %w", x.Name, p.err))
-			}
-			clusterRefs = append(clusterRefs, p.refs)
-		}
+		now.clusters = whole(cc, last.clusters, r.Clusters, clusterReferences)
 	}()
-	var errs []error
-	// References are looked up once every name is known.
-	var refs [][]reference
-	names := map[string]map[string]bool{}
-	add := func(kind, name string, m proto.Message, partRefs func(proto.Message) ([]reference, error)) {
-		if names[kind] == nil {
-			names[kind] = map[string]bool{}
-		}
-		if names[kind][name] {
-			errs = append(errs, fmt.Errorf("%s %q is defined twice", kind, name))
-		}
-		names[kind][name] = true
-		if m == nil {
-			return
-		}
-		// A listener or route configuration is checked as its own
-		// fields and its chains or virtual hosts, each of which
-		// ValidateAll checks alone.
-		p := oc.resource(kind+"\x00"+name, m, partRefs)
-		if p.err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: %w", kind, name, p.err))
-		}
-		refs = append(refs, p.refs)
-	}
-	for _, x := range r.Listeners {
-		add("listener", x.Name, x, chainReferences)
-	}
-	for _, x := range r.Routes {
-		add("route", x.Name, x, virtualHostReferences)
-	}
-	for _, x := range r.Endpoints {
-		add("endpoints", x.ClusterName, x, nil)
-	}
-	for _, x := range r.Secrets {
-		add("secret", x.Name, x, nil)
-	}
+	now.listeners = split(oc, last.listeners, r.Listeners, (*listenerv3.Listener).GetName, (*listenerv3.Listener).GetFilterChains, chainReferences)
+	now.routes = split(oc, last.routes, r.Routes, (*routev3.RouteConfiguration).GetName, (*routev3.RouteConfiguration).GetVirtualHosts, virtualHostReferences)
+	now.endpoints = whole(oc, last.endpoints, r.Endpoints, nil)
+	now.secrets = whole(oc, last.secrets, r.Secrets, nil)
 	wg.Wait()
-	names["cluster"] = make(map[string]bool, len(r.Clusters))
-	for _, x := range r.Clusters {
-		add("cluster", x.Name, nil, nil)
+
+	// Names: those of the last check while none came or went.
+	unchanged := last.ok && sameNames(last.listeners.items, r.Listeners, (*listenerv3.Listener).GetName) &&
+		sameNames(last.routes.items, r.Routes, (*routev3.RouteConfiguration).GetName) &&
+		sameNames(last.endpoints.items, r.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName) &&
+		sameNames(last.secrets.items, r.Secrets, (*tlsv3.Secret).GetName) &&
+		sameNames(last.clusters.items, r.Clusters, (*clusterv3.Cluster).GetName)
+	names := last.names
+	if !unchanged {
+		names = map[string]map[string]bool{}
 	}
+	var errs []error
+	errs = listErrs(errs, "listener", now.listeners, (*listenerv3.Listener).GetName, names, unchanged)
+	errs = listErrs(errs, "route", now.routes, (*routev3.RouteConfiguration).GetName, names, unchanged)
+	errs = listErrs(errs, "endpoints", now.endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName, names, unchanged)
+	errs = listErrs(errs, "secret", now.secrets, (*tlsv3.Secret).GetName, names, unchanged)
+	var clusterErrs []error
+	for i := 0; i < len(r.Clusters) && now.clusters.failed > 0; i++ {
+		if err := now.clusters.checked[i].err; err != nil {
+			clusterErrs = append(clusterErrs, fmt.Errorf("cluster %q: %w", r.Clusters[i].Name, err))
+		}
+	}
+	errs = listErrs(errs, "cluster", checkedList[*clusterv3.Cluster]{items: r.Clusters}, (*clusterv3.Cluster).GetName, names, unchanged)
+
+	// References: with the same names as a check that passed, only
+	// those of what was checked again can miss; otherwise all of them.
 	missing := map[reference]bool{}
-	for _, rs := range append(refs, clusterRefs...) {
+	lookup := func(rs []reference) {
 		for _, ref := range rs {
 			if !names[ref.kind][ref.name] {
 				missing[ref] = true
+			}
+		}
+	}
+	if unchanged {
+		for _, rs := range append(oc.fresh, cc.fresh...) {
+			lookup(rs)
+		}
+	} else {
+		for _, l := range [][]*checkedPart{now.listeners.checked, now.routes.checked, now.clusters.checked} {
+			for _, p := range l {
+				lookup(p.refs)
+				for _, pp := range p.parts {
+					lookup(pp.refs)
+				}
 			}
 		}
 	}
@@ -211,7 +316,52 @@ func check(r *Resources, deep bool, memo *checkMemo) error {
 			errs = append(errs, fmt.Errorf("%s %q is referenced but not defined", kind, name))
 		}
 	}
-	return errors.Join(append(clusterErrs, errs...)...)
+	err := errors.Join(append(clusterErrs, errs...)...)
+	if memo != nil {
+		now.names, now.ok = names, err == nil
+		*memo = now
+	}
+	return err
+}
+
+// listErrs appends the problems of a kind's resources, in their order:
+// a name defined twice (unless the names are those of a check that
+// passed), then the resource's own. It records the names when they are
+// not the last check's.
+func listErrs[T comparable](errs []error, kind string, l checkedList[T], name func(T) string, names map[string]map[string]bool, unchanged bool) []error {
+	if unchanged && l.failed == 0 {
+		return errs
+	}
+	if !unchanged && names[kind] == nil {
+		names[kind] = make(map[string]bool, len(l.items))
+	}
+	for i, x := range l.items {
+		n := name(x)
+		if !unchanged {
+			if names[kind][n] {
+				errs = append(errs, fmt.Errorf("%s %q is defined twice", kind, n))
+			}
+			names[kind][n] = true
+		}
+		if i < len(l.checked) && l.checked[i].err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", kind, n, l.checked[i].err))
+		}
+	}
+	return errs
+}
+
+// sameNames reports whether two lists name the same resources in the
+// same order; the same resource has the same name.
+func sameNames[T comparable](last, now []T, name func(T) string) bool {
+	if len(last) != len(now) {
+		return false
+	}
+	for i := range now {
+		if now[i] != last[i] && name(now[i]) != name(last[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func partName(m proto.Message) string {
@@ -222,176 +372,4 @@ func partName(m proto.Message) string {
 		return p.Name
 	}
 	return ""
-}
-
-// DeepValidate runs ValidateAll on m and, recursively, on every message
-// packed in an Any inside it.
-func DeepValidate(m proto.Message) error {
-	if v, ok := m.(validator); ok {
-		if err := v.ValidateAll(); err != nil {
-			return err
-		}
-	}
-	var err error
-	eachAny(m.ProtoReflect(), func(a *anypb.Any) {
-		if err != nil {
-			return
-		}
-		inner, e := a.UnmarshalNew()
-		if e != nil {
-			err = fmt.Errorf("%s: %w", a.TypeUrl, e)
-			return
-		}
-		if e := DeepValidate(inner); e != nil {
-			err = fmt.Errorf("%s: %w", a.TypeUrl, e)
-		}
-	})
-	return err
-}
-
-func eachAny(m protoreflect.Message, fn func(*anypb.Any)) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Message() == nil {
-			return true
-		}
-		visit := func(v protoreflect.Value) {
-			if a, ok := v.Message().Interface().(*anypb.Any); ok {
-				fn(a)
-				return
-			}
-			eachAny(v.Message(), fn)
-		}
-		switch {
-		case fd.IsList():
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				visit(l.Get(i))
-			}
-		case fd.IsMap():
-			if fd.MapValue().Message() != nil {
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool { visit(mv); return true })
-			}
-		default:
-			visit(v)
-		}
-		return true
-	})
-}
-
-// unpack reads a typed config known to hold references; false when a is
-// of another type.
-func unpack(a *anypb.Any, m proto.Message) (bool, error) {
-	if a == nil || !a.MessageIs(m) {
-		return false, nil
-	}
-	if err := a.UnmarshalTo(m); err != nil {
-		return false, fmt.Errorf("%s: %w", a.TypeUrl, err)
-	}
-	return true, nil
-}
-
-// sdsReferences are the secrets a TLS context names.
-func sdsReferences(ctx *tlsv3.CommonTlsContext) []reference {
-	var out []reference
-	for _, c := range ctx.GetTlsCertificateSdsSecretConfigs() {
-		out = append(out, reference{"secret", c.Name})
-	}
-	if c := ctx.GetValidationContextSdsSecretConfig(); c != nil {
-		out = append(out, reference{"secret", c.Name})
-	}
-	if c := ctx.GetCombinedValidationContext().GetValidationContextSdsSecretConfig(); c != nil {
-		out = append(out, reference{"secret", c.Name})
-	}
-	return out
-}
-
-// chainReferences reads the typed configs of a filter chain that can hold
-// references: connection managers (RDS), TCP proxies (clusters) and TLS
-// transport sockets (SDS).
-func chainReferences(m proto.Message) ([]reference, error) {
-	fc := m.(*listenerv3.FilterChain)
-	var out []reference
-	var errs []error
-	for _, f := range fc.Filters {
-		var hcm hcmv3.HttpConnectionManager
-		a := f.GetTypedConfig()
-		if a.MessageIs((*tcpproxyv3.TcpProxy)(nil)) {
-			// Thousands of chains: read the cluster field off the wire
-			// instead of unmarshalling every TCP proxy.
-			n, err := tcpProxyCluster(a.Value)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("tcp_proxy: %w", err))
-			}
-			if n != "" {
-				out = append(out, reference{"cluster", n})
-			}
-			continue
-		}
-		ok, err := unpack(a, &hcm)
-		errs = append(errs, err)
-		if n := hcm.GetRds().GetRouteConfigName(); ok && n != "" {
-			out = append(out, reference{"route", n})
-		}
-	}
-	var down tlsv3.DownstreamTlsContext
-	ok, err := unpack(fc.GetTransportSocket().GetTypedConfig(), &down)
-	if ok {
-		out = append(out, sdsReferences(down.GetCommonTlsContext())...)
-	}
-	return out, errors.Join(append(errs, err)...)
-}
-
-// virtualHostReferences are the clusters a virtual host's routes send to.
-func virtualHostReferences(m proto.Message) ([]reference, error) {
-	var out []reference
-	for _, rt := range m.(*routev3.VirtualHost).Routes {
-		if c := rt.GetRoute().GetCluster(); c != "" {
-			out = append(out, reference{"cluster", c})
-		}
-	}
-	return out, nil
-}
-
-// clusterReferences are a cluster's endpoints (EDS) and secrets (SDS).
-func clusterReferences(m proto.Message) ([]reference, error) {
-	c := m.(*clusterv3.Cluster)
-	var out []reference
-	if c.GetType() == clusterv3.Cluster_EDS {
-		n := c.GetEdsClusterConfig().GetServiceName()
-		if n == "" {
-			n = c.Name
-		}
-		out = append(out, reference{"endpoints", n})
-	}
-	var up tlsv3.UpstreamTlsContext
-	ok, err := unpack(c.GetTransportSocket().GetTypedConfig(), &up)
-	if ok {
-		out = append(out, sdsReferences(up.GetCommonTlsContext())...)
-	}
-	return out, err
-}
-
-// tcpProxyCluster reads TcpProxy.cluster (field 2) from the wire form.
-func tcpProxyCluster(b []byte) (string, error) {
-	const clusterField = 2
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", protowire.ParseError(n)
-		}
-		b = b[n:]
-		if num == clusterField && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return "", protowire.ParseError(n)
-			}
-			return string(v), nil
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return "", protowire.ParseError(n)
-		}
-		b = b[n:]
-	}
-	return "", nil
 }

@@ -33,10 +33,13 @@ import (
 // Options; any change drops every fragment). Secrets shape no fragment:
 // fragments name them, and the SDS resources and the checks of their
 // data, which decide whether a destination is served, are redone by every
-// translation. Documents a translation did not have are dropped at its
-// end, so the cache holds what the input declares, however many edits
-// came before. Not safe for concurrent use; nil is a valid cache that
-// keeps nothing.
+// translation. A document that references no Secret is reused whole
+// (segments.go): its sorted ports and what they gave together (clusters,
+// chains, virtual hosts, connection manager traits), so that an edit
+// walks the edited documents' ports alone. Documents a translation did
+// not have are dropped at its end, so the cache holds what the input
+// declares, however many edits came before. Not safe for concurrent use;
+// nil is a valid cache that keeps nothing.
 type Cache struct {
 	options [32]byte
 	gen     uint64
@@ -45,12 +48,19 @@ type Cache struct {
 	docs map[*intent.Destination]*cachedDoc
 	// dests hold the destination ports of a destination by the hash of
 	// its content and ConfigMap, for the unchanged destinations of a
-	// document parsed again.
+	// document parsed again. An entry lives as long as the document that
+	// last used it (its owner) is kept: a document reused whole does not
+	// hash its destinations again, yet they stay found when it is parsed
+	// again later.
 	dests map[[32]byte]*cachedDest
 	// listeners hold the listeners assembled from destination ports, by
 	// kind and port, and the ports they were assembled from.
 	listeners map[string]*assembled
-	checked   checkMemo // check.go
+	checked   checkMemo   // check.go
+	sources   portSources // sources.go
+	// sourcesOf are the sources of listeners of more than one port
+	// (segments.go).
+	sourcesOf map[string]*listenerSources
 }
 
 type assembled struct {
@@ -62,10 +72,19 @@ type assembled struct {
 type cachedDoc struct {
 	gen   uint64
 	ports [][]*destPort
+	// keys are the content hashes of its destinations (dests), of
+	// those that were hashed.
+	keys [][32]byte
+	// flat are its destination ports, sorted (translator.collect),
+	// once collected is set: for a document that references no Secret.
+	flat      []*destPort
+	collected bool
+	out       docOutputs // segments.go
 }
 
 type cachedDest struct {
 	gen   uint64
+	owner *cachedDoc
 	ports []*destPort
 }
 
@@ -92,11 +111,18 @@ type fragment struct {
 	listener *listenerv3.Listener
 	routes   *routev3.RouteConfiguration
 	vhost    *routev3.VirtualHost
-	// refusing: the ports whose chains send refused sources to
-	// RefusedCluster; rateLimit: those whose filters call the rate limit
-	// service.
-	refusing, rateLimit []*destPort
-	errs                []error
+	// A document's (segments.go).
+	vhosts   []*routev3.VirtualHost
+	clusters []*clusterv3.Cluster
+	clas     []*endpointv3.ClusterLoadAssignment
+	eds      []*destPort // the ports of clas
+	kinds    chainKinds  // of chains
+	// refusing: the ConfigMaps of the ports whose chains send refused
+	// sources to RefusedCluster; rateLimit: the ports whose filters call
+	// the rate limit service.
+	refusing  []string
+	rateLimit []*destPort
+	errs      []error
 }
 
 // Translate is Translate, reusing the fragments of the last call whose
@@ -119,24 +145,37 @@ func (c *Cache) begin(opts Options) {
 		c.docs = map[*intent.Destination]*cachedDoc{}
 		c.dests = map[[32]byte]*cachedDest{}
 		c.listeners = map[string]*assembled{}
+		c.sources = portSources{}
+		c.sourcesOf = map[string]*listenerSources{}
 	}
 }
 
-// end drops the documents the translation did not have.
+// end drops the documents the translation did not have, and the
+// destinations they own.
 func (c *Cache) end() {
 	for k, d := range c.docs {
 		if d.gen != c.gen {
 			delete(c.docs, k)
-		}
-	}
-	for k, d := range c.dests {
-		if d.gen != c.gen {
-			delete(c.dests, k)
+			c.release(d)
 		}
 	}
 	for k, a := range c.listeners {
 		if a.gen != c.gen {
 			delete(c.listeners, k)
+		}
+	}
+	for k, s := range c.sourcesOf {
+		if s.gen != c.gen {
+			delete(c.sourcesOf, k)
+		}
+	}
+}
+
+// release drops the destinations a document owns.
+func (c *Cache) release(d *cachedDoc) {
+	for _, key := range d.keys {
+		if e := c.dests[key]; e != nil && e.owner == d {
+			delete(c.dests, key)
 		}
 	}
 }
@@ -152,6 +191,9 @@ func (c *Cache) doc(d *intent.Doc) *cachedDoc {
 	}
 	e, ok := c.docs[&d.Destinations[0]]
 	if !ok || len(e.ports) != len(d.Destinations) {
+		if ok {
+			c.release(e)
+		}
 		e = &cachedDoc{ports: make([][]*destPort, len(d.Destinations))}
 		c.docs[&d.Destinations[0]] = e
 	}
@@ -179,6 +221,10 @@ func (c *Cache) destPorts(doc *cachedDoc, i int, origin intent.Origin, dest *int
 		if !ok {
 			c.dests[key] = e
 		}
+	}
+	if !ok || e.gen != c.gen {
+		e.owner = doc
+		doc.keys = append(doc.keys, key)
 	}
 	e.gen = c.gen
 	for _, dp := range e.ports {
@@ -235,7 +281,8 @@ func (t *translator) build(build func(*fragment)) *fragment {
 	t.refusing, t.rateLimitUsers, t.errs = nil, nil, nil
 	f := &fragment{}
 	build(f)
-	f.refusing, f.rateLimit, f.errs = t.refusing, t.rateLimitUsers, t.errs
+	// Neighbouring ports mostly come from one ConfigMap: one is kept.
+	f.refusing, f.rateLimit, f.errs = slices.Compact(t.refusing), t.rateLimitUsers, t.errs
 	t.refusing, t.rateLimitUsers, t.errs = refusing, users, errs
 	return t.replay(f)
 }
@@ -270,14 +317,23 @@ func (t *translator) assembledListener(key string, dps []*destPort, build func(*
 	return f.listener, f.routes
 }
 
+// The cached builders below build directly without a cache: there is
+// nothing to replay, so nothing to record.
+
 // cachedCluster is cluster, once per destination port and options.
 func (t *translator) cachedCluster(dp *destPort) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+	if t.cache == nil {
+		return t.cluster(dp)
+	}
 	f := t.fragment(fragCluster, dp, func(f *fragment) { f.cluster, f.cla = t.cluster(dp) })
 	return f.cluster, f.cla
 }
 
 // cachedAdmissionChains are a TLS destination port's filter chains.
 func (t *translator) cachedAdmissionChains(listener string, dp *destPort) []*listenerv3.FilterChain {
+	if t.cache == nil {
+		return t.admissionChains(listener, dp, []string{dp.dest.Host})
+	}
 	return t.fragment(fragTLSChains, dp, func(f *fragment) {
 		f.chains = t.admissionChains(listener, dp, []string{dp.dest.Host})
 	}).chains
@@ -285,17 +341,26 @@ func (t *translator) cachedAdmissionChains(listener string, dp *destPort) []*lis
 
 // cachedTCPListener is the listener of a TCP destination port.
 func (t *translator) cachedTCPListener(port uint32, dp *destPort) *listenerv3.Listener {
+	if t.cache == nil {
+		return t.tcpListener(port, dp)
+	}
 	return t.fragment(fragTCPListener, dp, func(f *fragment) { f.listener = t.tcpListener(port, dp) }).listener
 }
 
 // cachedHTTPVirtualHost is a destination port's virtual host on its HTTP
 // listener.
 func (t *translator) cachedHTTPVirtualHost(dp *destPort) *routev3.VirtualHost {
+	if t.cache == nil {
+		return t.httpVirtualHost(dp)
+	}
 	return t.fragment(fragHTTPVirtualHost, dp, func(f *fragment) { f.vhost = t.httpVirtualHost(dp) }).vhost
 }
 
 // cachedProxyVirtualHost is a destination port's virtual host on the
 // forward proxy and the mesh port.
 func (t *translator) cachedProxyVirtualHost(dp *destPort) *routev3.VirtualHost {
+	if t.cache == nil {
+		return t.proxyVirtualHost(dp)
+	}
 	return t.fragment(fragProxyVirtualHost, dp, func(f *fragment) { f.vhost = t.proxyVirtualHost(dp) }).vhost
 }

@@ -44,3 +44,23 @@ func TestOptionsFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSources: the clusters' sources patched from the last
+// translation's are those built from scratch, a name twice included
+// (which the check refuses), after which nothing is kept.
+func TestClusterSources(t *testing.T) {
+	port := func(name, cm string) *destPort { return &destPort{cluster: name, sources: []string{cm}} }
+	a, b, c := port("a", "ns/x"), port("b", "ns/x"), port("c", "ns/y")
+	b2 := port("b", "ns/y")
+	cache := NewCache()
+	for i, ports := range [][]*destPort{{a, b}, {a, b, c}, {a, c}, {a, b, b2, c}, {b, c}, {a, b2}} {
+		got := cache.clusterSources(ports)
+		want := (*Cache)(nil).clusterSources(ports)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: %v, from scratch %v", i, got, want)
+		}
+	}
+	if cache.sources.ports == nil {
+		t.Fatal("nothing kept after a list without a name twice")
+	}
+}

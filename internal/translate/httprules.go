@@ -47,20 +47,11 @@ const (
 // its destinations has rules: no rules of its own, so it enforces only the
 // per-route ones. Gateways only: sidecars leave authorization to them;
 // none in audit, whose rules are shadow rules of the allow list's filter.
-func (t *translator) operationsFilters(dps []*destPort) []*hcmv3.HttpFilter {
-	if t.opts.Role != RoleGateway || t.audit() || !anyRules(dps, (*intent.Destination).HasHTTPRules) {
+func (t *translator) operationsFilters(tr *portTraits) []*hcmv3.HttpFilter {
+	if t.opts.Role != RoleGateway || t.audit() || !tr.httpRules {
 		return nil
 	}
 	return []*hcmv3.HttpFilter{{Name: operationsRBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(&rbachttpv3.RBAC{})}}}
-}
-
-func anyRules(dps []*destPort, has func(*intent.Destination) bool) bool {
-	for _, dp := range dps {
-		if has(dp.dest) {
-			return true
-		}
-	}
-	return false
 }
 
 // normalizePaths makes the connection manager normalize request paths
@@ -68,8 +59,8 @@ func anyRules(dps []*destPort, has func(*intent.Destination) bool) bool {
 // (400) when one of its destinations matches paths: otherwise
 // /repos/../admin would match the prefix /repos/ and reach /admin
 // upstream. The normalized path is the one sent upstream.
-func normalizePaths(hcm *hcmv3.HttpConnectionManager, dps []*destPort) {
-	if !anyRules(dps, (*intent.Destination).HasPathRules) {
+func normalizePaths(hcm *hcmv3.HttpConnectionManager, tr *portTraits) {
+	if !tr.pathRules {
 		return
 	}
 	hcm.NormalizePath = wrapperspb.Bool(true)

@@ -50,13 +50,14 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 		Name:       "envoy.filters.listener.tls_inspector",
 		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: t.pack(&tlsinspectorv3.TlsInspector{})},
 	}}
-	for _, dp := range dps {
-		l.FilterChains = append(l.FilterChains, t.cachedAdmissionChains(name, dp)...)
-	}
+	var kinds chainKinds
+	l.FilterChains, kinds = t.tlsChains(name, port, dps)
 	if t.audit() {
-		l.FilterChains = append(append(l.FilterChains, t.heldBackChains(name, port)...), t.auditNotDeclaredChain(name, dps[0].port.Number))
+		extra := append(t.heldBackChains(name, port), t.auditNotDeclaredChain(name, dps[0].port.Number))
+		kinds.add(t, extra)
+		l.FilterChains = append(l.FilterChains, extra...)
 	}
-	l.AccessLog = append(t.notDeclaredLog(name), t.chainLogs(name, l.FilterChains)...)
+	l.AccessLog = append(t.notDeclaredLog(name), t.chainLogsOf(name, kinds)...)
 	return l
 }
 
@@ -115,7 +116,7 @@ func (t *translator) admissionChains(listener string, dp *destPort, serverNames 
 	if t.audit() {
 		return append(out, t.auditSourceChain(listener, dp, match(), filters))
 	}
-	t.refusing = append(t.refusing, dp)
+	t.refusing = append(t.refusing, dp.sources...)
 	return append(out, &listenerv3.FilterChain{
 		Name:             refusedChainName(dp),
 		FilterChainMatch: match(),
@@ -194,13 +195,14 @@ func (t *translator) forwardProxy(port uint32, dps []*destPort) (*listenerv3.Lis
 func (t *translator) connectionManager(name string, dps []*destPort, connect bool) *listenerv3.Filter {
 	// Authorization first, then the rate limits: a refused request spends
 	// no token.
+	tr := t.traits(dps)
 	filters := []*hcmv3.HttpFilter{{Name: httpRBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRBACBase()}}}
-	filters = append(filters, t.operationsFilters(dps)...)
+	filters = append(filters, t.operationsFilters(&tr)...)
 	filters = append(filters, &hcmv3.HttpFilter{Name: httpRateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.httpRateLimitBase(name)}})
-	filters = append(filters, t.globalRateLimitFilters(dps)...)
+	filters = append(filters, t.globalRateLimitFilters(&tr)...)
 	// Only gateways connect to the destinations themselves; a sidecar's
 	// routes all lead to its gateways.
-	if t.opts.Role == RoleGateway && (anyDynamic(dps) || t.audit()) {
+	if t.opts.Role == RoleGateway && (tr.dynamic || t.audit()) {
 		filters = append(filters, t.dynamicFilters()...)
 	}
 	if t.audit() {
@@ -228,7 +230,7 @@ func (t *translator) connectionManager(name string, dps []*destPort, connect boo
 		},
 		RequestHeadersTimeout: dur(defaultRequestHeadersTimeout),
 	}
-	normalizePaths(hcm, dps)
+	normalizePaths(hcm, &tr)
 	if connect {
 		hcm.UpgradeConfigs = []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "CONNECT"}}
 		hcm.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{AllowConnect: true}
@@ -257,15 +259,6 @@ func declaredPort(dps []*destPort, connect bool) uint32 {
 		return 0
 	}
 	return dps[0].port.Number
-}
-
-func anyDynamic(dps []*destPort) bool {
-	for _, dp := range dps {
-		if dp.dynamic() {
-			return true
-		}
-	}
-	return false
 }
 
 // exact matches a string exactly; for header and SAN matchers.

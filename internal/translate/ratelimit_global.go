@@ -185,18 +185,8 @@ func (t *translator) usesRateLimitService(dp *destPort) {
 // and one that refuses them, each present when a destination needs it,
 // and before them the sources of per-source limits. Each enforces only the
 // per-route descriptors given to it by name.
-func (t *translator) globalRateLimitFilters(dps []*destPort) []*hcmv3.HttpFilter {
-	var open, closed bool
-	kinds := map[intent.SourceKind]bool{}
-	for _, dp := range dps {
-		if g := t.globalLimit(dp); g != nil {
-			closed = closed || t.failClosed(g)
-			open = open || !t.failClosed(g)
-			if g.PerSource != "" {
-				kinds[g.PerSource] = true
-			}
-		}
-	}
+func (t *translator) globalRateLimitFilters(tr *portTraits) []*hcmv3.HttpFilter {
+	open, closed, kinds := tr.limitOpen, tr.limitClosed, tr.limitKinds
 	var out []*hcmv3.HttpFilter
 	if len(kinds) > 0 {
 		out = append(out, &hcmv3.HttpFilter{Name: rateLimitSourceFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: t.pack(t.rateLimitSources(kinds))}})

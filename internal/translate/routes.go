@@ -26,10 +26,7 @@ const (
 // per destination, matched by host and host:port, and a catch-all that
 // answers 403.
 func (t *translator) httpRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
-	for _, dp := range dps {
-		rc.VirtualHosts = append(rc.VirtualHosts, t.cachedHTTPVirtualHost(dp))
-	}
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false), VirtualHosts: t.httpVirtualHosts(dps[0].listenerPort, dps, 1)}
 	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(dps[0].listenerPort)...), t.catchAll(rc, name, dps[0].port.Number, false))
 	return rc
 }
@@ -106,10 +103,7 @@ func (t *translator) perRouteFilters(dp *destPort) map[string]*anypb.Any {
 // gets the default deny's 403, where Envoy would answer 404 for a virtual
 // host without a matching route.
 func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
-	for _, dp := range dps {
-		rc.VirtualHosts = append(rc.VirtualHosts, t.cachedProxyVirtualHost(dp))
-	}
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false), VirtualHosts: t.proxyVirtualHosts(dps, 1)}
 	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(0)...), t.catchAll(rc, name, 0, true))
 	return rc
 }
@@ -117,7 +111,12 @@ func (t *translator) forwardProxyRoutes(name string, dps []*destPort) *routev3.R
 // proxyVirtualHost is a destination port's virtual host on the forward
 // proxy and the mesh port.
 func (t *translator) proxyVirtualHost(dp *destPort) *routev3.VirtualHost {
-	refuse := notDeclaredVirtualHost().GetRoutes()
+	// The refusals are the same in every virtual host: shared, as
+	// resources are never modified once built.
+	if t.refuse == nil {
+		t.refuse = notDeclaredVirtualHost().GetRoutes()
+	}
+	refuse := t.refuse
 	http := dp.port.Protocol == intent.ProtocolHTTP
 	domains := proxyDomains(dp, http && dp.port.Number == 80)
 	var routes []*routev3.Route

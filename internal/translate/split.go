@@ -30,20 +30,37 @@ type Parts struct {
 // is its own header.
 func Split(m proto.Message) Parts {
 	var parts []proto.Message
-	var name protoreflect.Name
 	switch r := m.(type) {
 	case *listenerv3.Listener:
-		name = "filter_chains"
 		for _, fc := range r.FilterChains {
 			parts = append(parts, fc)
 		}
 	case *routev3.RouteConfiguration:
-		name = "virtual_hosts"
 		for _, vh := range r.VirtualHosts {
 			parts = append(parts, vh)
 		}
 	default:
 		return Parts{Header: m}
+	}
+	h, field := splitHeader(m)
+	return Parts{Header: h, Field: field, Parts: parts}
+}
+
+// header is Split's header, without listing the parts.
+func header(m proto.Message) proto.Message {
+	h, _ := splitHeader(m)
+	return h
+}
+
+func splitHeader(m proto.Message) (proto.Message, protowire.Number) {
+	var name protoreflect.Name
+	switch m.(type) {
+	case *listenerv3.Listener:
+		name = "filter_chains"
+	case *routev3.RouteConfiguration:
+		name = "virtual_hosts"
+	default:
+		return m, 0
 	}
 	src := m.ProtoReflect()
 	fd := src.Descriptor().Fields().ByName(name)
@@ -56,5 +73,5 @@ func Split(m proto.Message) Parts {
 		return true
 	})
 	dst.SetUnknown(src.GetUnknown())
-	return Parts{Header: dst.Interface(), Field: fd.Number(), Parts: parts}
+	return dst.Interface(), fd.Number()
 }

@@ -7,7 +7,9 @@ package translate
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -191,22 +193,33 @@ func translate(docs []intent.Doc, secrets Secrets, opts Options, cache *Cache) (
 type translator struct {
 	// cache, when set, holds the fragments of the last translation
 	// (fragments.go).
-	cache        *Cache
-	opts         Options
-	secrets      Secrets
-	out          *Resources
-	diags        intent.Diagnostics
-	errs         []error
-	ports        []*destPort
-	secretsOut   map[string]*tlsv3.Secret
-	certs        map[certKey]Certificate
-	accessLogs   map[string][]*accesslogv3.AccessLog
-	rbacPerRoute map[string]*anypb.Any // by allow list
+	cache   *Cache
+	opts    Options
+	secrets Secrets
+	out     *Resources
+	diags   intent.Diagnostics
+	errs    []error
+	ports   []*destPort
+	// refuse are the refusals of the proxies' virtual hosts (routes.go).
+	refuse []*routev3.Route
+	// segs are the ports by document (segments.go); nil: none.
+	segs []segment
+	// onListener are the ports on each listener port by document, when
+	// there are segments, and groups all of them (byListener).
+	onListener map[uint32][]listenerSegment
+	groups     map[uint32][]*destPort
+	// sortedClusters and sortedEndpoints are how many of the first
+	// clusters and endpoints are sorted by name.
+	sortedClusters, sortedEndpoints int
+	secretsOut                      map[string]*tlsv3.Secret
+	certs                           map[certKey]Certificate
+	accessLogs                      map[string][]*accesslogv3.AccessLog
+	rbacPerRoute                    map[string]*anypb.Any // by allow list
 	// Fields encoded once and shared by many typed configs (protos.go).
 	tcpAccessLogs map[string]sharedField // by listener
-	// refusing are the destination ports whose chains send refused
-	// sources to RefusedCluster.
-	refusing []*destPort
+	// refusing are the ConfigMaps of the destination ports whose chains
+	// send refused sources to RefusedCluster (repeats included).
+	refusing []string
 	// dnsClusters are the packed DNS cluster configurations: strict, logical.
 	dnsClusters [2]*anypb.Any
 	// resolver is the packed DNS resolver configuration (dns.go), once built.
@@ -234,6 +247,9 @@ type destPort struct {
 	port         intent.Port
 	listenerPort uint32
 	cluster      string // cluster name, also the stat prefix and route name
+	// sources is its ConfigMap (namespace/name), the sources of what
+	// it alone gives (its cluster and endpoints).
+	sources      []string
 	perRoute     map[string]*anypb.Any
 	perRouteDone bool
 	// fragments are what it was translated into, kept while a cache
@@ -260,54 +276,139 @@ func (dp *destPort) originatesTLS() bool {
 	return dp.port.Protocol == intent.ProtocolHTTP && dp.dest.TLS != nil
 }
 
+// collect lists the destination ports of the documents, sorted by
+// cluster name. A document reused whole (fragments.go) gives the ports it
+// gave last time, already sorted, without its destinations being walked
+// again: it references no Secret, so nothing else decides which of its
+// destinations are served.
 func (t *translator) collect(docs []intent.Doc) {
 	ro := t.opts.ResolveOptions()
+	sorted := true
+	var segs []segment
 	for di := range docs {
 		d := &docs[di]
 		cached := t.cache.doc(d)
-		for i := range d.Destinations {
-			dest := &d.Destinations[i]
-			if !t.secretsPresent(d.Origin, i, dest) {
-				t.holdBack(d.Origin, dest)
-				continue
-			}
-			dps := t.cache.destPorts(cached, i, d.Origin, dest, func() []*destPort {
-				id := DestinationID(d.Origin, dest.Name)
-				var dps []*destPort
-				for _, p := range dest.Ports {
-					dps = append(dps, &destPort{
-						origin:       d.Origin,
-						dest:         dest,
-						port:         p,
-						listenerPort: ro.ListenerPort(p.Number),
-						cluster:      fmt.Sprintf("%s/%d", id, p.Number),
-					})
+		start := len(t.ports)
+		if cached != nil && cached.collected {
+			t.ports = append(t.ports, cached.flat...)
+			segs = append(segs, segment{doc: cached, start: start, end: len(t.ports)})
+		} else {
+			fixed := true
+			for i := range d.Destinations {
+				dest := &d.Destinations[i]
+				fixed = fixed && !usesSecrets(dest)
+				if !t.secretsPresent(d.Origin, i, dest) {
+					t.holdBack(d.Origin, dest)
+					continue
 				}
-				return dps
-			})
-			for _, dp := range dps {
-				t.ports = append(t.ports, dp)
-				if t.opts.Role == RoleGateway {
-					t.out.Sources.add(resourcev3.ClusterType, dp.cluster, dp)
-				}
+				dps := t.cache.destPorts(cached, i, d.Origin, dest, func() []*destPort {
+					id := DestinationID(d.Origin, dest.Name)
+					var dps []*destPort
+					for _, p := range dest.Ports {
+						dps = append(dps, &destPort{
+							origin:       d.Origin,
+							dest:         dest,
+							port:         p,
+							listenerPort: ro.ListenerPort(p.Number),
+							cluster:      fmt.Sprintf("%s/%d", id, p.Number),
+							sources:      []string{d.Origin.ConfigMap()},
+						})
+					}
+					return dps
+				})
+				t.ports = append(t.ports, dps...)
 			}
+			sortPorts(t.ports[start:])
+			s := segment{start: start, end: len(t.ports)}
+			if cached != nil && fixed {
+				cached.flat, cached.collected = slices.Clone(t.ports[start:]), true
+				s.doc = cached
+			}
+			segs = append(segs, s)
+		}
+		// Each document's ports are sorted: so are all of them when
+		// every document's follow the last one's.
+		if start > 0 && start < len(t.ports) && t.ports[start].cluster < t.ports[start-1].cluster {
+			sorted = false
 		}
 	}
-	sort.Slice(t.ports, func(i, j int) bool { return t.ports[i].cluster < t.ports[j].cluster })
+	if !sorted {
+		sortPorts(t.ports)
+	} else if t.cache != nil {
+		t.segs = segs
+	}
+	if t.opts.Role == RoleGateway {
+		if m := t.cache.clusterSources(t.ports); len(m) > 0 {
+			t.out.Sources[resourcev3.ClusterType] = m
+		}
+	}
 }
 
-// byListener groups destination ports by listener port, ports ascending.
+// sortPorts sorts destination ports by cluster name, keeping the order
+// of equal names (which the check then reports as defined twice), so
+// that sorting each document's ports, then all of them, gives the order
+// of sorting all of them once.
+func sortPorts(dps []*destPort) {
+	slices.SortStableFunc(dps, func(a, b *destPort) int { return strings.Compare(a.cluster, b.cluster) })
+}
+
+// usesSecrets reports whether a destination references Secrets, whose
+// data each translation judges again.
+func usesSecrets(d *intent.Destination) bool {
+	return d.TLS != nil && (d.TLS.ClientCertificate != nil || d.TLS.CACertificates != nil)
+}
+
+// byListener groups destination ports by listener port, ports ascending;
+// by document, from each reused document's groups (segments.go).
 func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
 	m := map[uint32][]*destPort{}
-	for _, dp := range t.ports {
-		m[dp.listenerPort] = append(m[dp.listenerPort], dp)
+	if t.segs == nil {
+		addGroups(m, t.ports)
 	}
+	if t.segs != nil {
+		t.onListener = map[uint32][]listenerSegment{}
+	}
+	for _, s := range t.segs {
+		var groups map[uint32][]*destPort
+		switch {
+		case s.doc == nil || s.doc.out.groups == nil:
+			groups = map[uint32][]*destPort{}
+			addGroups(groups, t.segPorts(s))
+			if s.doc != nil {
+				s.doc.out.groups = groups
+			}
+		default:
+			groups = s.doc.out.groups
+		}
+		for lp, dps := range groups {
+			t.onListener[lp] = append(t.onListener[lp], listenerSegment{doc: s.doc, dps: dps})
+		}
+	}
+	// Each listener's ports in one list of the right size.
+	for lp, segs := range t.onListener {
+		n := 0
+		for _, s := range segs {
+			n += len(s.dps)
+		}
+		all := make([]*destPort, 0, n)
+		for _, s := range segs {
+			all = append(all, s.dps...)
+		}
+		m[lp] = all
+	}
+	t.groups = m
 	keys := make([]uint32, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	return keys, m
+}
+
+func addGroups(m map[uint32][]*destPort, dps []*destPort) {
+	for _, dp := range dps {
+		m[dp.listenerPort] = append(m[dp.listenerPort], dp)
+	}
 }
 
 // buildGateway builds listeners and routes on one goroutine and clusters
@@ -317,18 +418,12 @@ func (t *translator) buildGateway() {
 	ct := &translator{opts: t.opts, cache: t.cache}
 	var clusters []*clusterv3.Cluster
 	var endpoints []*endpointv3.ClusterLoadAssignment
+	var edsPorts []*destPort
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		clusters = make([]*clusterv3.Cluster, 0, len(t.ports))
-		for _, dp := range t.ports {
-			c, cla := ct.cachedCluster(dp)
-			clusters = append(clusters, c)
-			if cla != nil {
-				endpoints = append(endpoints, cla)
-			}
-		}
+		clusters, endpoints, edsPorts = ct.clusterList(t)
 	}()
 	ports, groups := t.byListener()
 	for _, lp := range ports {
@@ -355,12 +450,24 @@ func (t *translator) buildGateway() {
 	clusters = t.auditGatewayClusters(clusters)
 	if len(t.refusing) > 0 {
 		clusters = append(clusters, refusedCluster())
-		t.out.Sources.add(resourcev3.ClusterType, RefusedCluster, t.refusing...)
+		t.out.Sources.addConfigMap(resourcev3.ClusterType, RefusedCluster, t.refusing...)
 	}
 	clusters = t.addRateLimitServiceCluster(clusters)
+	// Clusters and endpoints come in the order of the ports (sorted by
+	// name) but for those added after them.
 	t.out.Clusters, t.out.Endpoints = clusters, endpoints
-	for _, cla := range endpoints {
-		t.out.Sources.copyFrom(resourcev3.EndpointType, resourcev3.ClusterType, cla.ClusterName)
+	t.sortedClusters, t.sortedEndpoints = len(t.ports), len(endpoints)
+	if len(edsPorts) > 0 {
+		eds := make(map[string][]string, len(edsPorts))
+		for _, dp := range edsPorts {
+			if cms := eds[dp.cluster]; cms != nil {
+				// A name twice, which the check refuses.
+				eds[dp.cluster] = normalized(append(slices.Clone(cms), dp.sources...))
+			} else {
+				eds[dp.cluster] = dp.sources
+			}
+		}
+		t.out.Sources[resourcev3.EndpointType] = eds
 	}
 	t.errs = append(t.errs, ct.errs...)
 }
@@ -369,25 +476,57 @@ func (t *translator) buildGateway() {
 // coming from the ConfigMaps of the destination ports they serve.
 func (t *translator) addListener(l *listenerv3.Listener, rc *routev3.RouteConfiguration, dps []*destPort) {
 	t.out.Listeners = append(t.out.Listeners, l)
-	t.out.Sources.add(resourcev3.ListenerType, l.Name, dps...)
+	cms := t.configMaps(l.Name, dps)
+	if len(cms) > 0 {
+		t.out.Sources.addConfigMap(resourcev3.ListenerType, l.Name, cms...)
+	}
 	if rc != nil {
 		t.out.Routes = append(t.out.Routes, rc)
-		t.out.Sources.add(resourcev3.RouteType, rc.Name, dps...)
+		if len(cms) > 0 {
+			t.out.Sources.addConfigMap(resourcev3.RouteType, rc.Name, cms...)
+		}
 	}
 }
 
 func (t *translator) sortOutput() {
 	o := t.out
-	sort.Slice(o.Listeners, func(i, j int) bool { return o.Listeners[i].Name < o.Listeners[j].Name })
-	sort.Slice(o.Routes, func(i, j int) bool { return o.Routes[i].Name < o.Routes[j].Name })
-	sort.Slice(o.Clusters, func(i, j int) bool { return o.Clusters[i].Name < o.Clusters[j].Name })
-	sort.Slice(o.Endpoints, func(i, j int) bool { return o.Endpoints[i].ClusterName < o.Endpoints[j].ClusterName })
+	o.Listeners = sortByName(o.Listeners, 0, (*listenerv3.Listener).GetName)
+	o.Routes = sortByName(o.Routes, 0, (*routev3.RouteConfiguration).GetName)
+	o.Clusters = sortByName(o.Clusters, t.sortedClusters, (*clusterv3.Cluster).GetName)
+	o.Endpoints = sortByName(o.Endpoints, t.sortedEndpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
 	for _, s := range t.secretsOut {
 		o.Secrets = append(o.Secrets, s)
 	}
 	sort.Slice(o.Secrets, func(i, j int) bool { return o.Secrets[i].Name < o.Secrets[j].Name })
 	o.Certificates = t.sortedCertificates()
-	o.Sources.normalize()
+}
+
+// sortByName sorts resources by name, the first sorted of which are
+// sorted already: the few after them are sorted and merged in (stably:
+// before any of the same name), without the others being read.
+func sortByName[T any](l []T, sorted int, name func(T) string) []T {
+	less := func(a, b T) int { return strings.Compare(name(a), name(b)) }
+	if sorted <= 1 || sorted > len(l) {
+		slices.SortStableFunc(l, less)
+		return l
+	}
+	if sorted == len(l) {
+		return l
+	}
+	head, tail := l[:sorted], l[sorted:]
+	slices.SortStableFunc(tail, less)
+	if less(head[len(head)-1], tail[0]) <= 0 {
+		return l // the few sort after the others
+	}
+	tail = slices.Clone(tail)
+	out := make([]T, 0, len(l))
+	for _, x := range tail {
+		n := name(x)
+		k := sort.Search(len(head), func(i int) bool { return name(head[i]) > n })
+		out = append(append(out, head[:k]...), x)
+		head = head[k:]
+	}
+	return append(out, head...)
 }
 
 func (t *translator) firstErr() error {
