@@ -170,12 +170,12 @@ func (t *translator) failClosed(g *intent.GlobalRateLimit) bool {
 }
 
 // usesRateLimitService records a destination port whose filters call the
-// service: its cluster is then served, from their ConfigMaps.
+// service: its cluster is then served, from their ConfigMaps. A port may
+// be recorded more than once (Sources.add merges repeats): a search for
+// it among every user would make a translation quadratic in them.
 func (t *translator) usesRateLimitService(dp *destPort) {
-	for _, u := range t.rateLimitUsers {
-		if u == dp {
-			return
-		}
+	if n := len(t.rateLimitUsers); n > 0 && t.rateLimitUsers[n-1] == dp {
+		return
 	}
 	t.rateLimitUsers = append(t.rateLimitUsers, dp)
 }
