@@ -45,18 +45,24 @@ func (s *sharedList[T]) bytes() ([]byte, error) {
 	return s.wire, s.err
 }
 
-// sharedLists maps the first item of a registered list to the list.
-var sharedLists sync.Map // *anypb.Any or *discovery.Resource -> *sharedList
+// sharedLists maps the first element's address of a registered list (its
+// backing array: unique to the list while it is registered, which keeps
+// it alive) to the list. Items are shared by the snapshots that serve
+// them, so the first item alone would not tell two snapshots' lists apart.
+var sharedLists sync.Map // **anypb.Any or **discovery.Resource -> *sharedList
 
-func registerList[T proto.Message](all []T) {
-	if len(all) > 0 {
-		sharedLists.Store(any(all[0]), &sharedList[T]{items: all})
+func listKey[T proto.Message](items []T) any { return &items[0] }
+
+func registerList[T proto.Message](l *sharedList[T]) {
+	if l != nil && len(l.items) > 0 {
+		sharedLists.Store(listKey(l.items), l)
 	}
 }
 
-func unregisterList[T proto.Message](all []T) {
-	if len(all) > 0 {
-		sharedLists.Delete(any(all[0]))
+// unregisterList stops sharing l, unless another list took its key.
+func unregisterList[T proto.Message](l *sharedList[T]) {
+	if l != nil && len(l.items) > 0 {
+		sharedLists.CompareAndDelete(listKey(l.items), l)
 	}
 }
 
@@ -66,7 +72,7 @@ func sharedBytes[T proto.Message](items []T) ([]byte, bool) {
 	if len(items) == 0 {
 		return nil, false
 	}
-	e, ok := sharedLists.Load(any(items[0]))
+	e, ok := sharedLists.Load(listKey(items))
 	if !ok {
 		return nil, false
 	}
