@@ -26,6 +26,13 @@ import (
 
 func groupSnapshot(t *testing.T, hosts ...string) *GroupSnapshot {
 	t.Helper()
+	return groupSnapshotWith(t, nil, NewEncoder(), hosts...)
+}
+
+// groupSnapshotWith is groupSnapshot translated with tc (nil: none) and
+// encoded by enc.
+func groupSnapshotWith(t *testing.T, tc *translate.Cache, enc *Encoder, hosts ...string) *GroupSnapshot {
+	t.Helper()
 	doc := "destinations:\n"
 	for i, h := range hosts {
 		doc += "  - {name: d" + string(rune('a'+i)) + ", host: " + h + ", ports: [{number: 443, protocol: TLS}]}\n"
@@ -40,10 +47,13 @@ func groupSnapshot(t *testing.T, hosts ...string) *GroupSnapshot {
 		t.Fatal(diags)
 	}
 	res, _, err := compile.Group(intents, "g", nil, opts)
+	if tc != nil {
+		res, _, err = compile.GroupCached(tc, intents, "g", nil, opts)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, err := NewGroupSnapshot(res)
+	gs, err := enc.NewGroupSnapshot(res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +322,20 @@ func TestDeltaStreamBehindHistory(t *testing.T) {
 // the heap by a whole snapshot per edit, 130 MB at 10,000 destinations),
 // and the history stays within its bounds.
 func TestCacheKeepsNoReplacedSnapshot(t *testing.T) {
+	t.Run("encoders=fresh", func(t *testing.T) { testCacheKeepsNoReplacedSnapshot(t, false) })
+	// One encoder, as the builder has: items are shared by the snapshots
+	// that serve them, the snapshots themselves must still be collected.
+	t.Run("encoders=one", func(t *testing.T) { testCacheKeepsNoReplacedSnapshot(t, true) })
+}
+
+func testCacheKeepsNoReplacedSnapshot(t *testing.T, shared bool) {
+	tc, enc := translate.NewCache(), NewEncoder()
+	build := func(hosts ...string) *GroupSnapshot {
+		if shared {
+			return groupSnapshotWith(t, tc, enc, hosts...)
+		}
+		return groupSnapshot(t, hosts...)
+	}
 	const edits = 30
 	c := NewCache(nil, nil)
 	c.limitSteps = 10
@@ -322,7 +346,7 @@ func TestCacheKeepsNoReplacedSnapshot(t *testing.T) {
 	}
 	var lists []list // every full list published
 	for i := 0; i < edits; i++ {
-		gs := groupSnapshot(t, "a.example", fmt.Sprintf("v%d.example", i))
+		gs := build("a.example", fmt.Sprintf("v%d.example", i))
 		for _, typ := range gs.TypeURLs() {
 			if all := gs.Type(typ).all; len(all) > 0 {
 				lists = append(lists, list{typ, listKey(all)})
@@ -378,4 +402,5 @@ func TestCacheKeepsNoReplacedSnapshot(t *testing.T) {
 		t.Fatal("the current snapshot was collected")
 	}
 	runtime.KeepAlive(c)
+	runtime.KeepAlive(enc)
 }
