@@ -218,8 +218,11 @@ func (b *typeBuild) finish(out []*Item) {
 			ts.Items[f.it.Name] = f.it
 		}
 	}
-	ts.allList = &sharedList[*anypb.Any]{items: ts.all}
-	ts.deltaList = &sharedList[*discovery.Resource]{items: ts.deltaAll}
+	if sameNames {
+		ts.allList, ts.deltaList = newSharedList(ts.all, prev.allList), newSharedList(ts.deltaAll, prev.deltaList)
+	} else {
+		ts.allList, ts.deltaList = newSharedList(ts.all, nil), newSharedList(ts.deltaAll, nil)
+	}
 	b.ts = ts
 }
 
