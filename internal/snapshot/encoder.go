@@ -160,11 +160,7 @@ func (e *Encoder) item(typeURL, name string, r types.Resource, prev *Item) (*Ite
 		if enc.parts, change, err = matchParts(lastParts(last), split.Parts); err != nil {
 			return nil, partChange{}, err
 		}
-		h := sha256.New()
-		for _, p := range enc.parts {
-			h.Write(p.sum[:])
-		}
-		h.Sum(enc.partsSum[:0])
+		enc.partsSum = partsSum(enc.parts)
 	}
 	it.enc = enc
 	it.sum = sha256.Sum256(append(enc.head[:], enc.partsSum[:]...))
@@ -174,6 +170,25 @@ func (e *Encoder) item(typeURL, name string, r types.Resource, prev *Item) (*Ite
 	}
 	it.any = &anypb.Any{TypeUrl: typeURL, Value: assemble(header, split.Field, enc.parts)}
 	return it, change, nil
+}
+
+// partsSum is the hash of the parts' hashes, written to the hash in
+// batches.
+func partsSum(parts []*encodedPart) [32]byte {
+	h := sha256.New()
+	var buf [64 * sha256.Size]byte
+	n := 0
+	for _, p := range parts {
+		n += copy(buf[n:], p.sum[:])
+		if n == len(buf) {
+			h.Write(buf[:])
+			n = 0
+		}
+	}
+	h.Write(buf[:n])
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 func lastParts(last *encoded) []*encodedPart {
