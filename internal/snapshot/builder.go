@@ -422,23 +422,25 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	}
 	b.readyOne.Do(func() { close(b.ready) })
 	report := &Report{Diagnostics: diags}
+	invalid := invalidConfigMaps(diags)
 	for _, in := range intents {
-		if !lastGoodOnly(in, diags) {
+		if !invalid[[2]string{in.Origin.Namespace, in.Origin.Name}] {
 			report.Accepted = append(report.Accepted, in.Origin.ConfigMap())
 		}
 	}
 	return report, b.reporter, b.saveServed()
 }
 
-// lastGoodOnly reports whether an intent is served only as the last good
-// version of a ConfigMap whose current version is invalid.
-func lastGoodOnly(in *intent.Intent, diags intent.Diagnostics) bool {
+// invalidConfigMaps are the ConfigMaps (namespace, name) with an error:
+// their intents are served only as their last good versions.
+func invalidConfigMaps(diags intent.Diagnostics) map[[2]string]bool {
+	out := map[[2]string]bool{}
 	for _, d := range diags {
-		if d.Severity == intent.SeverityError && d.Origin.Namespace == in.Origin.Namespace && d.Origin.Name == in.Origin.Name {
-			return true
+		if d.Severity == intent.SeverityError {
+			out[[2]string{d.Origin.Namespace, d.Origin.Name}] = true
 		}
 	}
-	return false
+	return out
 }
 
 func (b *Builder) recordGroup(group string, gs *GroupSnapshot) {

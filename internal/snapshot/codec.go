@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"sync"
+	"sync/atomic"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/encoding"
@@ -21,42 +22,84 @@ import (
 // sharedList is the wire form of a snapshot's full resource list, as
 // repeated field 2 (resources) of a DiscoveryResponse (items are Anys) or
 // a DeltaDiscoveryResponse (items are Resources), encoded on first use.
+// A list patched from the last snapshot's (the same names, some items
+// changed) copies the encoding of the items it shares with that one's,
+// when that one was encoded already: an edit's list costs a copy of the
+// bytes and the encoding of what changed.
 type sharedList[T proto.Message] struct {
 	items []T
-	once  sync.Once
-	wire  []byte
-	err   error
+	// base is the list this one was patched from, encoded; dropped once
+	// this one is encoded, so that lists never form a chain.
+	base *sharedList[T]
+	once sync.Once
+	done atomic.Bool
+	wire []byte
+	ends []int // where each item's field ends in wire
+	err  error
+}
+
+// newSharedList is the list of items, patched from prev's when prev holds
+// as many (nil: none).
+func newSharedList[T proto.Message](items []T, prev *sharedList[T]) *sharedList[T] {
+	l := &sharedList[T]{items: items}
+	if prev != nil && len(prev.items) == len(items) && prev.done.Load() && prev.err == nil {
+		l.base = prev
+	}
+	return l
 }
 
 func (s *sharedList[T]) bytes() ([]byte, error) {
 	s.once.Do(func() {
 		const resourcesField = 2
 		opts := proto.MarshalOptions{Deterministic: true}
-		for _, it := range s.items {
-			b, err := opts.Marshal(it)
-			if err != nil {
-				s.err = err
-				return
-			}
-			s.wire = protowire.AppendTag(s.wire, resourcesField, protowire.BytesType)
-			s.wire = protowire.AppendBytes(s.wire, b)
+		base := s.base
+		s.base = nil
+		size := 0
+		if base != nil {
+			size = len(base.wire)
 		}
+		s.wire, s.ends = make([]byte, 0, size), make([]int, len(s.items))
+		for i, it := range s.items {
+			if base != nil && any(base.items[i]) == any(it) {
+				start := 0
+				if i > 0 {
+					start = base.ends[i-1]
+				}
+				s.wire = append(s.wire, base.wire[start:base.ends[i]]...)
+			} else {
+				b, err := opts.Marshal(it)
+				if err != nil {
+					s.wire, s.ends, s.err = nil, nil, err
+					return
+				}
+				s.wire = protowire.AppendTag(s.wire, resourcesField, protowire.BytesType)
+				s.wire = protowire.AppendBytes(s.wire, b)
+			}
+			s.ends[i] = len(s.wire)
+		}
+		s.done.Store(true)
 	})
 	return s.wire, s.err
 }
 
-// sharedLists maps the first item of a registered list to the list.
-var sharedLists sync.Map // *anypb.Any or *discovery.Resource -> *sharedList
+// sharedLists maps the first element's address of a registered list (its
+// backing array: unique to the list while it is registered, which keeps
+// it alive) to the list. Items are shared by the snapshots that serve
+// them, so the first item alone would not tell two snapshots' lists apart.
+var sharedLists sync.Map // **anypb.Any or **discovery.Resource -> *sharedList
 
-func registerList[T proto.Message](all []T) {
-	if len(all) > 0 {
-		sharedLists.Store(any(all[0]), &sharedList[T]{items: all})
+func listKey[T proto.Message](items []T) any { return &items[0] }
+
+func registerList[T proto.Message](l *sharedList[T]) {
+	if l != nil && len(l.items) > 0 {
+		sharedLists.Store(listKey(l.items), l)
 	}
 }
 
-func unregisterList[T proto.Message](all []T) {
-	if len(all) > 0 {
-		sharedLists.Delete(any(all[0]))
+// unregisterList stops sharing l, unless another list took its key.
+func unregisterList[T proto.Message](l *sharedList[T]) {
+	if l != nil && len(l.items) > 0 {
+		sharedLists.CompareAndDelete(listKey(l.items), l)
 	}
 }
 
@@ -66,7 +109,7 @@ func sharedBytes[T proto.Message](items []T) ([]byte, bool) {
 	if len(items) == 0 {
 		return nil, false
 	}
-	e, ok := sharedLists.Load(any(items[0]))
+	e, ok := sharedLists.Load(listKey(items))
 	if !ok {
 		return nil, false
 	}

@@ -6,13 +6,13 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/egress-xds/egress-xds/internal/translate"
 )
@@ -25,25 +25,43 @@ import (
 // is never modified. A listener's or route configuration's content hash
 // is a hash of its other fields' encoding and of its parts' hashes, and
 // its encoding, needed only when that hash moves, is assembled from its
-// parts' encodings: exactly what proto.Marshal writes. It keeps what its
-// last snapshot holds, and nothing more. Not safe for concurrent use.
+// parts' encodings: exactly what proto.Marshal writes.
+//
+// An unchanged resource keeps its Item, shared by the snapshots that
+// serve it (an Item is never modified once built), and a snapshot's type
+// is put together from the last one's: its lists copied and patched, its
+// version updated by the items that changed (versionOf), its references
+// counted again only for them (consistent). A build costs what changed
+// and a pass over the resource lists. It keeps its last snapshot's types
+// and reference counts, and nothing more. Not safe for concurrent use.
 type Encoder struct {
-	// items are the last snapshot's, by type and name.
-	items map[string]map[string]*Item
+	// typeURLs and types are the last snapshot's.
+	typeURLs []string
+	types    map[string]*TypeSnapshot
+	// refs counts, by type and name, the clusters and listeners of the
+	// last snapshot that reference each endpoint set and route
+	// configuration (go-control-plane's Consistent).
+	refs map[string]map[string]int
 }
 
 // NewEncoder returns an encoder that has encoded nothing.
 func NewEncoder() *Encoder { return &Encoder{} }
 
-// encoded is what the encoder keeps of an item: its parts' encodings and
-// hashes, by identity, and the resources it references by
-// go-control-plane's rules (Consistent).
+// encoded is what the encoder keeps of an item: the resources it
+// references by go-control-plane's rules (Consistent), and, for a resource
+// of parts (translate.Split), its parts' encodings and hashes in order,
+// the hash of its header's encoding and the hash of its parts' hashes. The
+// references of a resource of parts are its header's and its parts'.
 type encoded struct {
-	parts map[proto.Message]*encodedPart
-	refs  map[string]map[string]bool
+	refs     map[string]map[string]bool
+	parts    []*encodedPart
+	head     [32]byte
+	partsSum [32]byte
 }
 
+// encodedPart is one part, recognised by identity (msg).
 type encodedPart struct {
+	msg  proto.Message
 	enc  []byte
 	sum  [32]byte
 	refs map[string]map[string]bool
@@ -52,11 +70,17 @@ type encodedPart struct {
 var marshal = proto.MarshalOptions{Deterministic: true}
 
 // references are what go-control-plane's Consistent reads in a resource
-// or part: a filter chain is read as a listener of that one chain.
+// or part: a filter chain is read as a listener of that one chain, whose
+// only references are the route configurations of its HTTP connection
+// managers (a chain without one, the usual TLS or TCP chain, is not
+// decoded again).
 func references(m proto.Message) map[string]map[string]bool {
 	var r types.Resource
 	switch v := m.(type) {
 	case *listenerv3.FilterChain:
+		if !hasHCM(v) {
+			return nil
+		}
 		r = &listenerv3.Listener{FilterChains: []*listenerv3.FilterChain{v}}
 	case *listenerv3.Listener, *clusterv3.Cluster:
 		r = v
@@ -70,77 +94,175 @@ func references(m proto.Message) map[string]map[string]bool {
 	return refs
 }
 
-func mergeRefs(dst *map[string]map[string]bool, src map[string]map[string]bool) {
-	for t, names := range src {
-		if *dst == nil {
-			*dst = map[string]map[string]bool{}
-		}
-		if (*dst)[t] == nil {
-			(*dst)[t] = map[string]bool{}
-		}
-		for n := range names {
-			(*dst)[t][n] = true
+// hasHCM reports whether a filter of the chain has an HTTP connection
+// manager's typed config, the only one go-control-plane reads
+// (resourcev3.GetHTTPConnectionManager, which decodes it when its type
+// URL names one).
+func hasHCM(fc *listenerv3.FilterChain) bool {
+	for _, f := range fc.GetFilters() {
+		if f.GetTypedConfig().MessageIs((*hcmv3.HttpConnectionManager)(nil)) {
+			return true
 		}
 	}
+	return false
+}
+
+// partChange is how a resource's parts moved against its last version's:
+// added (new, or one more occurrence) and gone, for the reference counts.
+type partChange struct {
+	added, gone []*encodedPart
 }
 
 // item is the resource r of the snapshot being built: its encoding and
-// content hash, reused from the last snapshot when r, or every part of it,
-// is unchanged. Its version is set by the caller.
-func (e *Encoder) item(typeURL, name string, r types.Resource) (*Item, error) {
-	prev := e.items[typeURL][name]
+// content hash, reused from prev (the last snapshot's item of the same
+// name, nil if none) when r, or every part of it, is unchanged. Its
+// version and delta resource are set by the caller.
+func (e *Encoder) item(typeURL, name string, r types.Resource, prev *Item) (*Item, partChange, error) {
 	it := &Item{Name: name, Resource: r}
 	if prev != nil && prev.Resource == r {
-		it.sum, it.enc = prev.sum, prev.enc
-		it.any = &anypb.Any{TypeUrl: typeURL, Value: prev.any.Value}
-		return it, nil
+		it.sum, it.enc, it.any = prev.sum, prev.enc, prev.any
+		return it, partChange{}, nil
 	}
 	split := translate.Split(r)
 	if split.Field == 0 {
 		b, err := marshal.Marshal(r)
 		if err != nil {
-			return nil, err
+			return nil, partChange{}, err
 		}
-		it.sum, it.enc = sha256.Sum256(b), &encoded{refs: references(r)}
+		it.sum = sha256.Sum256(b)
+		if prev != nil && prev.sum == it.sum {
+			// The same bytes: the same references and encoding.
+			it.enc, it.any = prev.enc, prev.any
+			return it, partChange{}, nil
+		}
+		it.enc = &encoded{refs: references(r)}
 		it.any = &anypb.Any{TypeUrl: typeURL, Value: b}
-		return it, nil
+		return it, partChange{}, nil
 	}
 	header, err := marshal.Marshal(split.Header)
 	if err != nil {
-		return nil, err
+		return nil, partChange{}, err
 	}
-	it.enc = &encoded{parts: make(map[proto.Message]*encodedPart, len(split.Parts)), refs: references(split.Header)}
-	parts := make([]*encodedPart, len(split.Parts))
-	h := sha256.New()
-	h.Write(header)
-	for i, m := range split.Parts {
-		p := prev.part(m)
-		if p == nil {
-			b, err := marshal.Marshal(m)
-			if err != nil {
-				return nil, fmt.Errorf("part %d: %w", i, err)
-			}
-			p = &encodedPart{enc: b, sum: sha256.Sum256(b), refs: references(m)}
+	var last *encoded
+	if prev != nil {
+		last = prev.enc
+	}
+	enc := &encoded{head: sha256.Sum256(header)}
+	if last != nil && last.head == enc.head {
+		enc.refs = last.refs
+	} else {
+		enc.refs = references(split.Header)
+	}
+	var change partChange
+	if last != nil && sameParts(last.parts, split.Parts) {
+		enc.parts, enc.partsSum = last.parts, last.partsSum
+	} else {
+		if enc.parts, change, err = matchParts(lastParts(last), split.Parts); err != nil {
+			return nil, partChange{}, err
 		}
-		parts[i], it.enc.parts[m] = p, p
-		mergeRefs(&it.enc.refs, p.refs)
-		h.Write(p.sum[:])
+		enc.partsSum = partsSum(enc.parts)
 	}
-	h.Sum(it.sum[:0])
+	it.enc = enc
+	it.sum = sha256.Sum256(append(enc.head[:], enc.partsSum[:]...))
 	if prev != nil && prev.sum == it.sum {
-		it.any = &anypb.Any{TypeUrl: typeURL, Value: prev.any.Value}
-		return it, nil
+		it.any = prev.any
+		return it, change, nil
 	}
-	it.any = &anypb.Any{TypeUrl: typeURL, Value: assemble(header, split.Field, parts)}
-	return it, nil
+	it.any = &anypb.Any{TypeUrl: typeURL, Value: assemble(header, split.Field, enc.parts)}
+	return it, change, nil
 }
 
-// part is the encoding of a part of the item, nil if none.
-func (it *Item) part(m proto.Message) *encodedPart {
-	if it == nil || it.enc == nil {
+// partsSum is the hash of the parts' hashes, written to the hash in
+// batches.
+func partsSum(parts []*encodedPart) [32]byte {
+	h := sha256.New()
+	var buf [64 * sha256.Size]byte
+	n := 0
+	for _, p := range parts {
+		n += copy(buf[n:], p.sum[:])
+		if n == len(buf) {
+			h.Write(buf[:])
+			n = 0
+		}
+	}
+	h.Write(buf[:n])
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+func lastParts(last *encoded) []*encodedPart {
+	if last == nil {
 		return nil
 	}
-	return it.enc.parts[m]
+	return last.parts
+}
+
+// sameParts reports whether the parts are last's, in the same order.
+func sameParts(last []*encodedPart, parts []proto.Message) bool {
+	if len(last) != len(parts) {
+		return false
+	}
+	for i, m := range parts {
+		if last[i].msg != m {
+			return false
+		}
+	}
+	return true
+}
+
+// matchParts encodes parts, reusing the encodings of last's parts that are
+// the same messages. Translation keeps parts in a stable order, so each is
+// looked for where the previous match ends: one before (after an
+// insertion), and after, as far as the parts not found since (replaced
+// ones); past maxRun such parts, by an index of last. A part found
+// nowhere is encoded again.
+func matchParts(last []*encodedPart, parts []proto.Message) ([]*encodedPart, partChange, error) {
+	const maxRun = 256
+	out := make([]*encodedPart, len(parts))
+	matched := make([]bool, len(last))
+	var index map[proto.Message]int
+	var change partChange
+	next, run := 0, 0
+	find := func(m proto.Message) int {
+		if run > maxRun {
+			if index == nil {
+				index = make(map[proto.Message]int, len(last))
+				for i := len(last) - 1; i >= 0; i-- {
+					index[last[i].msg] = i
+				}
+			}
+			if i, ok := index[m]; ok && !matched[i] {
+				return i
+			}
+			return -1
+		}
+		for i := max(next-1, 0); i < len(last) && i <= next+run+4; i++ {
+			if last[i].msg == m && !matched[i] {
+				return i
+			}
+		}
+		return -1
+	}
+	for i, m := range parts {
+		if at := find(m); at >= 0 {
+			out[i], next, run, matched[at] = last[at], at+1, 0, true
+			continue
+		}
+		b, err := marshal.Marshal(m)
+		if err != nil {
+			return nil, partChange{}, fmt.Errorf("part %d: %w", i, err)
+		}
+		out[i] = &encodedPart{msg: m, enc: b, sum: sha256.Sum256(b), refs: references(m)}
+		change.added = append(change.added, out[i])
+		run++
+	}
+	for i, ok := range matched {
+		if !ok {
+			change.gone = append(change.gone, last[i])
+		}
+	}
+	return out, change, nil
 }
 
 // assemble inserts the parts' encodings, as repeated field num, into the
@@ -174,30 +296,4 @@ func assemble(header []byte, num protowire.Number, parts []*encodedPart) []byte 
 		p.enc = out[start:len(out):len(out)]
 	}
 	return append(out, header[at:]...)
-}
-
-// consistent is go-control-plane's Snapshot.Consistent, from the recorded
-// references of each resource and part: every endpoint set and route
-// configuration is referenced, and every reference is served.
-func consistent(gs *GroupSnapshot) error {
-	var refs map[string]map[string]bool
-	for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
-		for _, it := range gs.Type(typ).Items {
-			if it.enc != nil {
-				mergeRefs(&refs, it.enc.refs)
-			}
-		}
-	}
-	for _, typ := range []string{resourcev3.EndpointType, resourcev3.RouteType} {
-		ts := gs.Type(typ)
-		if len(refs[typ]) != len(ts.Names) {
-			return fmt.Errorf("mismatched %q reference and resource lengths: %d references, %d resources", typ, len(refs[typ]), len(ts.Names))
-		}
-		for n := range refs[typ] {
-			if _, ok := ts.Items[n]; !ok {
-				return fmt.Errorf("inconsistent %q reference: %q not listed", typ, n)
-			}
-		}
-	}
-	return nil
 }

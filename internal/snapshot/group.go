@@ -2,14 +2,11 @@ package snapshot
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"sort"
+	"slices"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -29,23 +26,33 @@ type GroupSnapshot struct {
 	times    map[string]typeTimes // per type: change observed, published (sources.go)
 }
 
-// TypeSnapshot holds one xDS type of a group.
+// TypeSnapshot holds one xDS type of a group. It is never modified once
+// built (but for diff, set when it is published), and its lists, map and
+// items may be shared with the snapshots before and after it.
 type TypeSnapshot struct {
-	// Version is a hash of the names and content of every resource of the
-	// type: identical on every replica and after every restart, and moved
-	// only by a change of this type.
+	// Version is a hash of the names and versions of every resource of
+	// the type (versionOf): identical on every replica and after every
+	// restart, and moved only by a change of this type.
 	Version string
 	Names   []string // sorted
 	Items   map[string]*Item
+	// list is Items in Names order.
+	list []*Item
+	// sum is the sum of the items' keys that Version hashes (versionOf).
+	sum typeSum
 	// all is the full SotW resource list, shared by every response that
-	// carries the whole type.
-	all []*anypb.Any
-	// deltaAll is the full delta resource list, shared by every first
-	// response of a stream that holds nothing yet.
-	deltaAll []*discovery.Resource
+	// carries the whole type; deltaAll the full delta resource list,
+	// shared by every first response of a stream that holds nothing yet.
+	// allList and deltaList are their encodings for the codec, shared by
+	// the snapshots whose type is unchanged.
+	all       []*anypb.Any
+	deltaAll  []*discovery.Resource
+	allList   *sharedList[*anypb.Any]
+	deltaList *sharedList[*discovery.Resource]
 	// diff is what changed since the snapshot this one replaced, for delta
-	// streams that hold that one.
-	diff *typeDiff
+	// streams that hold that one; built is what changed since the
+	// encoder's last snapshot, the usual replaced one (nil if nothing).
+	diff, built *typeDiff
 }
 
 type typeDiff struct {
@@ -54,17 +61,23 @@ type typeDiff struct {
 	removed []string
 }
 
-// diffFrom records, per type, what changed since prev.
+// diffFrom records, per type, what changed since prev: what the encoder
+// found, when prev has the version it built from (the same resources at
+// the same versions), or else by comparing every resource.
 func (gs *GroupSnapshot) diffFrom(prev *GroupSnapshot) {
 	for typ, ts := range gs.types {
 		old := prev.Type(typ)
 		if old.Version == ts.Version {
 			continue
 		}
+		if ts.built != nil && ts.built.from == old.Version {
+			ts.diff = ts.built
+			continue
+		}
 		d := &typeDiff{from: old.Version}
-		for _, name := range ts.Names {
-			if it, ok := old.Items[name]; !ok || it.Version != ts.Items[name].Version {
-				d.changed = append(d.changed, ts.Items[name].delta)
+		for _, it := range ts.list {
+			if o, ok := old.Items[it.Name]; !ok || o.Version != it.Version {
+				d.changed = append(d.changed, it.delta)
 			}
 		}
 		for _, name := range old.Names {
@@ -80,15 +93,15 @@ func (gs *GroupSnapshot) diffFrom(prev *GroupSnapshot) {
 // stops sharing when the snapshot is replaced.
 func (gs *GroupSnapshot) publish() {
 	for _, ts := range gs.types {
-		registerList(ts.all)
-		registerList(ts.deltaAll)
+		registerList(ts.allList)
+		registerList(ts.deltaList)
 	}
 }
 
 func (gs *GroupSnapshot) release() {
 	for _, ts := range gs.types {
-		unregisterList(ts.all)
-		unregisterList(ts.deltaAll)
+		unregisterList(ts.allList)
+		unregisterList(ts.deltaList)
 	}
 }
 
@@ -114,26 +127,29 @@ func NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
 }
 
 // NewGroupSnapshot is NewGroupSnapshot, reusing what the encoder's last
-// snapshot encoded.
+// snapshot encoded. A snapshot that fails leaves the encoder as it was.
 func (e *Encoder) NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, error) {
-	byType := ByType(res)
 	gs := &GroupSnapshot{typeURLs: typesOf(res), types: map[string]*TypeSnapshot{}, sources: res.Sources}
+	if !slices.Equal(e.typeURLs, gs.typeURLs) {
+		// Another set of types (a rate limit group's): nothing to reuse.
+		*e = Encoder{}
+	}
+	builds := map[string]*typeBuild{}
 	for _, typ := range gs.typeURLs {
 		// Clusters come before endpoints in Types: each endpoint set's
-		// version covers its cluster's (see newTypeSnapshot).
-		ts, err := e.newTypeSnapshot(typ, byType[typ], gs.types[coveredBy[typ]])
+		// version covers its cluster's (see buildType).
+		b, err := e.buildType(typ, res, builds[coveredBy[typ]])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", typ, err)
 		}
-		gs.types[typ] = ts
+		builds[typ], gs.types[typ] = b, b.ts
 	}
-	if err := consistent(gs); err != nil {
+	counts, err := e.consistent(builds)
+	if err != nil {
 		return nil, err
 	}
-	e.items = map[string]map[string]*Item{}
-	for typ, ts := range gs.types {
-		e.items[typ] = ts.Items
-	}
+	e.typeURLs, e.types = gs.typeURLs, gs.types
+	e.commitRefs(counts)
 	return gs, nil
 }
 
@@ -141,53 +157,12 @@ func (e *Encoder) NewGroupSnapshot(res *translate.Resources) (*GroupSnapshot, er
 // versions cover.
 var coveredBy = map[string]string{resourcev3.EndpointType: resourcev3.ClusterType}
 
-// newTypeSnapshot marshals the resources of one type and versions them.
-// With cover, a resource's version also covers the version of cover's
-// resource of the same name: an endpoint set (ClusterLoadAssignment) moves
-// with its EDS cluster. Envoy re-creates a cluster it is sent and the new
-// one waits, warming, for its endpoints, which Envoy does not ask for
-// again (envoyproxy/envoy#13009): were they unchanged, nothing would be
-// sent and the cluster would be applied only after the 15 s initial fetch
-// timeout. A moved version sends them again, after the cluster (Types
-// order, kept by SetSnapshot), over SotW and delta.
-func (e *Encoder) newTypeSnapshot(typeURL string, items []types.Resource, cover *TypeSnapshot) (*TypeSnapshot, error) {
-	ts := &TypeSnapshot{Items: make(map[string]*Item, len(items)), Names: make([]string, 0, len(items))}
-	for _, r := range items {
-		name := cachev3.GetResourceName(r)
-		if _, dup := ts.Items[name]; dup {
-			return nil, fmt.Errorf("resource %q is defined twice", name)
-		}
-		it, err := e.item(typeURL, name, r)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		version := it.sum
-		if c := cover.item(name); c != nil {
-			version = sha256.Sum256(append(it.sum[:], c.Version...))
-		}
-		it.Version = hex.EncodeToString(version[:8])
-		it.delta = &discovery.Resource{Name: name, Version: it.Version, Resource: it.any}
-		ts.Items[name] = it
-		ts.Names = append(ts.Names, name)
+// last is the encoder's last snapshot's type, empty if none.
+func (e *Encoder) last(typeURL string) *TypeSnapshot {
+	if ts, ok := e.types[typeURL]; ok {
+		return ts
 	}
-	if !sort.StringsAreSorted(ts.Names) {
-		sort.Strings(ts.Names)
-	}
-	ts.all = make([]*anypb.Any, 0, len(ts.Names))
-	ts.deltaAll = make([]*discovery.Resource, 0, len(ts.Names))
-	// The type's version is a hash of its resources' names and versions.
-	h := sha256.New()
-	for _, n := range ts.Names {
-		it := ts.Items[n]
-		ts.all = append(ts.all, it.any)
-		ts.deltaAll = append(ts.deltaAll, it.delta)
-		h.Write([]byte(n))
-		h.Write([]byte{0})
-		h.Write([]byte(it.Version))
-		h.Write([]byte{0})
-	}
-	ts.Version = hex.EncodeToString(h.Sum(nil))[:16]
-	return ts, nil
+	return emptyType
 }
 
 // Bytes is the resource's encoding, as served.
@@ -234,7 +209,4 @@ func (gs *GroupSnapshot) Versions() map[string]string {
 	return out
 }
 
-var emptyType = func() *TypeSnapshot {
-	ts, _ := NewEncoder().newTypeSnapshot("", nil, nil)
-	return ts
-}()
+var emptyType = &TypeSnapshot{Version: versionOf(typeSum{}, 0), Items: map[string]*Item{}, Names: []string{}}
