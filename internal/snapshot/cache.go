@@ -403,10 +403,13 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	ts := gs.Type(typeURL)
 	returned := sub.ReturnedResources()
 	wildcard := sub.IsWildcard()
-	// A wildcard stream that holds exactly a snapshot we sent is recorded
+	// A stream that holds exactly what a snapshot we sent has of what it
+	// subscribes (every resource for a wildcard stream, the names it asked
+	// for otherwise: Envoy's endpoints and route configurations) is recorded
 	// as that snapshot's version alone (versionMarker), not as a map of
-	// every resource: a thousand streams would otherwise keep a million
-	// entries. The group's history says what changed since (history.go).
+	// every resource: a thousand streams would otherwise keep, and rebuild
+	// at every push, a million entries. The group's history says what
+	// changed since (history.go).
 	if wildcard && len(returned) == 0 {
 		// A stream that holds nothing (a new one): every resource, the
 		// shared list. Names subscribed beside the wildcard add nothing.
@@ -417,7 +420,7 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	}
 	marker := returned[versionMarker]
 	unchangedSub := len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0
-	if wildcard && unchangedSub && marker != "" && len(returned) == 1 {
+	if unchangedSub && marker != "" && len(returned) == 1 {
 		// The two cases of every push, before the history is looked at
 		// (it has a step from either version: sinceVersion would find it).
 		switch {
@@ -426,11 +429,14 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 				return nil
 			}
 			return &deltaResp{req: req, version: ts.Version, next: returned}
-		case ts.diff != nil && ts.diff.from == marker:
+		case ts.diff != nil && ts.diff.from == marker && wildcard:
 			// The common case after a change: the difference, computed
 			// once for every stream of the group.
 			return &deltaResp{req: req, version: ts.Version, resources: ts.diff.changed, removed: ts.diff.removed,
 				next: map[string]string{versionMarker: ts.Version}}
+		case ts.diff != nil && ts.diff.from == marker:
+			// The same, of the names the stream subscribes.
+			return subscribedDiff(req, ts, sub.SubscribedResources(), always)
 		}
 	}
 	var basis *since
@@ -445,18 +451,28 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 		return &deltaResp{req: req, version: ts.Version, resources: basis.resources, removed: basis.gone,
 			next: map[string]string{versionMarker: ts.Version}}
 	}
+	// Names this request subscribes were not subscribed when the marker
+	// was recorded: the stream holds them only if returned says so.
+	var fresh map[string]bool
+	if !wildcard && basis != nil {
+		for _, n := range req.GetResourceNamesSubscribe() {
+			if fresh == nil {
+				fresh = map[string]bool{}
+			}
+			fresh[n] = true
+		}
+	}
 	known := func(name string) (string, bool) {
 		if v, ok := returned[name]; ok {
 			return v, true
 		}
-		if basis != nil {
+		if basis != nil && !fresh[name] {
 			return basis.held(ts, name)
 		}
 		return "", false
 	}
 	var resources []*discovery.Resource
 	var removed []string
-	next := map[string]string{}
 	considered := map[string]bool{}
 	consider := func(name string) {
 		if considered[name] || name == versionMarker || name == "*" {
@@ -468,9 +484,7 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 		switch {
 		case exists && v != it.Version:
 			resources = append(resources, it.delta)
-			next[name] = it.Version
 		case exists:
-			next[name] = v
 		case isKnown:
 			removed = append(removed, name)
 		}
@@ -500,13 +514,17 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	}
 	if basis != nil {
 		for _, name := range basis.gone {
-			held(name)
+			// A stream of names held only those it subscribes.
+			if _, ok := sub.SubscribedResources()[name]; wildcard || (ok && !fresh[name]) {
+				held(name)
+			}
 		}
 	}
-	if wildcard {
-		// The stream now holds exactly this snapshot.
-		next = map[string]string{versionMarker: ts.Version}
-	}
+	// The stream now holds this snapshot's version of every resource it
+	// subscribes (all of them, for a wildcard stream), and nothing else:
+	// what it lacked or held outdated is sent, what is gone removed, what
+	// it no longer subscribes forgotten.
+	next := map[string]string{versionMarker: ts.Version}
 	if len(resources) == 0 && len(removed) == 0 && !always {
 		return nil
 	}
@@ -514,6 +532,30 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 		resources = ts.deltaAll // same resources, same (name) order: share the list
 	}
 	return &deltaResp{req: req, version: ts.Version, resources: resources, removed: dedupeSorted(removed), next: next}
+}
+
+// subscribedDiff is the part of the snapshot's difference from the one it
+// replaced that concerns a stream of names holding that one: nil when none
+// does (the stream then still holds the replaced snapshot's version, which
+// the history keeps).
+func subscribedDiff(req *cachev3.DeltaRequest, ts *TypeSnapshot, subscribed map[string]struct{}, always bool) cachev3.DeltaResponse {
+	var resources []*discovery.Resource
+	var removed []string
+	for _, r := range ts.diff.changed {
+		if _, ok := subscribed[r.GetName()]; ok {
+			resources = append(resources, r)
+		}
+	}
+	for _, n := range ts.diff.removed {
+		if _, ok := subscribed[n]; ok {
+			removed = append(removed, n)
+		}
+	}
+	if len(resources) == 0 && len(removed) == 0 && !always {
+		return nil
+	}
+	return &deltaResp{req: req, version: ts.Version, resources: resources, removed: removed,
+		next: map[string]string{versionMarker: ts.Version}}
 }
 
 // lostBasis ends the stream of a delta proxy that holds a version older
