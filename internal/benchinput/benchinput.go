@@ -6,8 +6,11 @@ package benchinput
 
 import (
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -62,4 +65,25 @@ func CPUTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Profile writes a CPU profile to path until the benchmark ends, when
+// path is not empty: the benchmarks name it by an environment variable
+// (EGRESS_XDS_EDIT_PROFILE and the like), to profile their edits alone.
+func Profile(b testing.TB, path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -105,17 +104,7 @@ func benchEdit(b *testing.B, old, new string) {
 
 	var published, acked []time.Duration
 	var cpu time.Duration
-	if path := os.Getenv(editProfileEnv); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		defer pprof.StopCPUProfile()
-	}
+	benchinput.Profile(b, os.Getenv(editProfileEnv))
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		i := n % len(cms)

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/egress-xds/egress-xds/internal/benchinput"
 	"github.com/egress-xds/egress-xds/internal/compile"
 	"github.com/egress-xds/egress-xds/internal/snapshot"
 	"github.com/egress-xds/egress-xds/internal/watch"
@@ -143,15 +144,7 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 	before := gw.received(b) // the initial configuration, not counted
 	serverCPU, gatewayCPU, serverCalls := cpuTime(), gw.cpu(b), ioCalls()
 	if path := os.Getenv(pushProfileEnv); path != "" {
-		f, err := os.Create(fmt.Sprintf("%s.%s", path, mode))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		defer pprof.StopCPUProfile()
+		benchinput.Profile(b, fmt.Sprintf("%s.%s", path, mode))
 	}
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"testing"
@@ -90,17 +89,7 @@ func benchEncodeEdit(b *testing.B, oneCluster bool) {
 		b.Fatal(err)
 	}
 	first = nil
-	if path := os.Getenv(encodeProfileEnv); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		defer pprof.StopCPUProfile()
-	}
+	benchinput.Profile(b, os.Getenv(encodeProfileEnv))
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
