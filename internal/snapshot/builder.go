@@ -87,6 +87,7 @@ type Builder struct {
 	// generation last written, so an older one never overwrites it.
 	saveMu     sync.Mutex
 	writtenGen uint64
+	served     servedEncoder // under saveMu
 	// recheckAt is when the last build's certificate judgement changes by
 	// itself; certExpiry the expiry series it exported.
 	recheckAt  time.Time
@@ -189,7 +190,11 @@ func (b *Builder) saveServed() func() {
 			return
 		}
 		b.writtenGen = gen
-		if err := d.Save(servedRecordName, rec); err != nil {
+		data, err := b.served.encode(rec)
+		if err == nil {
+			err = d.SaveJSON(servedRecordName, data)
+		}
+		if err != nil {
 			log.Error("cannot save the served versions: a restart while a ConfigMap is broken would lose what it serves", "state_dir", d.Path(), "err", err)
 		}
 	}

@@ -71,6 +71,12 @@ func (d *Dir) Save(name string, v any) error {
 	if err != nil {
 		return err
 	}
+	return d.SaveJSON(name, data)
+}
+
+// SaveJSON is Save of a record already encoded as JSON (data), for a
+// writer that keeps the encoding of its unchanged parts (Load decodes it).
+func (d *Dir) SaveJSON(name string, data []byte) error {
 	tmp, err := os.CreateTemp(d.path, "."+name+".*")
 	if err != nil {
 		return err
