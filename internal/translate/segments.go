@@ -128,8 +128,9 @@ func (t *translator) traitsOf(dps []*destPort) portTraits {
 		tr.pathRules = tr.pathRules || d.HasPathRules()
 		tr.dynamic = tr.dynamic || dp.dynamic()
 		if g := t.globalLimit(dp); g != nil {
-			tr.limitClosed = tr.limitClosed || t.failClosed(g)
-			tr.limitOpen = tr.limitOpen || !t.failClosed(g)
+			closed := t.failClosed(g)
+			tr.limitClosed = tr.limitClosed || closed
+			tr.limitOpen = tr.limitOpen || !closed
 			if g.PerSource != "" {
 				if tr.limitKinds == nil {
 					tr.limitKinds = map[intent.SourceKind]bool{}

@@ -364,8 +364,7 @@ func (t *translator) byListener() ([]uint32, map[uint32][]*destPort) {
 	m := map[uint32][]*destPort{}
 	if t.segs == nil {
 		addGroups(m, t.ports)
-	}
-	if t.segs != nil {
+	} else {
 		t.onListener = map[uint32][]listenerSegment{}
 	}
 	for _, s := range t.segs {
