@@ -34,15 +34,17 @@ type Proxies struct {
 	streams map[streamKey]*Proxy
 
 	// sizes are the payload sizes of recent whole-type SotW lists, by
-	// their first resource (lists are shared by every stream of a group
-	// and never modified): a push to a thousand streams sums each once.
+	// type and version (a content hash: the same version is the same
+	// list, whichever group sends it; a new version's list may begin with
+	// the same resource, kept from the last one): a push to a thousand
+	// streams sums each once.
 	sizeMu sync.Mutex
 	sizes  map[sizeKey]int
 }
 
 type sizeKey struct {
-	first *anypb.Any
-	n     int
+	typeURL, version string
+	n                int
 }
 
 // maxSizes bounds Proxies.sizes (cleared when full).
@@ -358,9 +360,9 @@ func (p *Proxies) response(k streamKey, typeURL, version string, resources, byte
 
 // payloadSize is the bytes of a response's resources. A whole-type list
 // (wildcard) is the group's shared one: its size is summed once.
-func (p *Proxies) payloadSize(resources []*anypb.Any, whole bool) int {
+func (p *Proxies) payloadSize(typeURL, version string, resources []*anypb.Any, whole bool) int {
 	if whole && len(resources) > 0 {
-		k := sizeKey{resources[0], len(resources)}
+		k := sizeKey{typeURL, version, len(resources)}
 		p.sizeMu.Lock()
 		size, ok := p.sizes[k]
 		p.sizeMu.Unlock()
@@ -443,7 +445,7 @@ func (p *Proxies) OnStreamResponse(_ context.Context, id int64, req *discovery.D
 	if subscribed := req.GetResourceNames(); len(subscribed) > 0 && !slices.Contains(subscribed, "*") {
 		names, all = subscribed, false
 	}
-	size := p.payloadSize(r.GetResources(), all)
+	size := p.payloadSize(r.GetTypeUrl(), r.GetVersionInfo(), r.GetResources(), all)
 	p.response(sotwStream(id), r.GetTypeUrl(), r.GetVersionInfo(), len(r.GetResources()), size, names, all)
 }
 func (p *Proxies) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
