@@ -441,9 +441,15 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	}
 	var basis *since
 	if marker != "" {
-		if basis = st.sinceVersion(typeURL, marker); basis == nil {
+		basis = st.sinceVersion(typeURL, marker)
+		if basis == nil && wildcard {
 			return lostBasis(req, marker)
 		}
+		// A stream of names is not answered when a change touches none
+		// of them, so it may hold a version the history no longer keeps
+		// without having been silent: it is sent every name it subscribes
+		// again (and those gone as removed), which it can only take as
+		// updates.
 	}
 	if wildcard && unchangedSub && basis != nil && len(returned) == 1 {
 		// Some versions behind: the difference since, computed once for
@@ -452,9 +458,11 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 			next: map[string]string{versionMarker: ts.Version}}
 	}
 	// Names this request subscribes were not subscribed when the marker
-	// was recorded: the stream holds them only if returned says so.
+	// was recorded, nor, when it subscribes the wildcard, anything the
+	// stream did not subscribe then: the stream holds them only if
+	// returned says so.
 	var fresh map[string]bool
-	if !wildcard && basis != nil {
+	if basis != nil {
 		for _, n := range req.GetResourceNamesSubscribe() {
 			if fresh == nil {
 				fresh = map[string]bool{}
@@ -462,12 +470,29 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 			fresh[n] = true
 		}
 	}
+	subscribed := sub.SubscribedResources()
+	markerHolds := func(name string) bool {
+		if basis == nil {
+			return false
+		}
+		if wildcard && !fresh["*"] {
+			return true
+		}
+		_, ok := subscribed[name]
+		return ok && !fresh[name]
+	}
 	known := func(name string) (string, bool) {
 		if v, ok := returned[name]; ok {
 			return v, true
 		}
-		if basis != nil && !fresh[name] {
+		if markerHolds(name) {
 			return basis.held(ts, name)
+		}
+		if marker != "" && basis == nil {
+			// Lost (above): what it holds is unknown; a name it
+			// subscribes that is gone is told removed.
+			_, ok := subscribed[name]
+			return "", ok
 		}
 		return "", false
 	}
@@ -494,7 +519,7 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 			consider(name)
 		}
 	}
-	for name := range sub.SubscribedResources() {
+	for name := range subscribed {
 		consider(name)
 	}
 	// What the stream holds and is neither current nor subscribed: gone
@@ -514,8 +539,7 @@ func deltaResponse(gs *GroupSnapshot, req *cachev3.DeltaRequest, sub cachev3.Sub
 	}
 	if basis != nil {
 		for _, name := range basis.gone {
-			// A stream of names held only those it subscribes.
-			if _, ok := sub.SubscribedResources()[name]; wildcard || (ok && !fresh[name]) {
+			if markerHolds(name) {
 				held(name)
 			}
 		}
@@ -562,7 +586,8 @@ func subscribedDiff(req *cachev3.DeltaRequest, ts *TypeSnapshot, subscribed map[
 // than the group's history: what it holds is unknown, so no difference
 // is exact. The proxy reconnects and says what it holds (Envoy sends
 // initial_resource_versions), from which the difference is exact again.
-// Only a proxy that did not answer for maxSteps changes gets here.
+// Only a wildcard stream that did not answer for maxSteps changes gets
+// here (a stream of names is sent what it subscribes instead).
 func lostBasis(req *cachev3.DeltaRequest, version string) cachev3.DeltaResponse {
 	return &deltaResp{req: req, err: status.Errorf(codes.Unavailable,
 		"%s: the version this stream holds (%s) is older than the server's history of changes: reconnect with initial_resource_versions", req.GetTypeUrl(), version)}

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"testing"
 
@@ -16,7 +17,8 @@ import (
 // one: over random sequences of snapshots and subscription changes, with
 // go-control-plane's subscription bookkeeping, it always ends up holding
 // the current version of every name it subscribes that exists, and no name
-// it subscribes that is gone, and is sent nothing else.
+// it subscribes that is gone, and is sent nothing else; also when it turns
+// wildcard or back, and when the history no longer keeps what it holds.
 func TestDeltaNamedSubscriptionHoldsWhatItSubscribes(t *testing.T) {
 	hosts := []string{"a.example", "b.example", "c.example", "d.example", "e.example"}
 	// Destination names follow the position of a host, so names come and
@@ -28,6 +30,12 @@ func TestDeltaNamedSubscriptionHoldsWhatItSubscribes(t *testing.T) {
 	for seed := range uint64(30) {
 		rng := rand.New(rand.NewPCG(seed, 16))
 		c := NewCache(nil, nil)
+		if seed%3 == 0 {
+			// A history of one step: a stream of names a change did
+			// not concern soon holds a version it no longer keeps.
+			c.limitSteps = 1
+		}
+		wildcard := false
 		snapshot := func() {
 			var hs []string
 			for _, h := range hosts {
@@ -65,7 +73,7 @@ func TestDeltaNamedSubscriptionHoldsWhatItSubscribes(t *testing.T) {
 						t.Fatalf("seed %d: %v", seed, err)
 					}
 					for _, res := range out.Resources {
-						if _, ok := sub.SubscribedResources()[res.Name]; !ok {
+						if _, ok := sub.SubscribedResources()[res.Name]; !ok && !sub.IsWildcard() {
 							t.Fatalf("seed %d: sent %s, which the stream does not subscribe", seed, res.Name)
 						}
 						held[res.Name] = res.Version
@@ -96,17 +104,41 @@ func TestDeltaNamedSubscriptionHoldsWhatItSubscribes(t *testing.T) {
 						unsubscribe = append(unsubscribe, n)
 					}
 				}
+				// Now and then the stream turns wildcard, or back.
+				switch rng.IntN(8) {
+				case 0:
+					subscribe, wildcard = append(subscribe, "*"), true
+				case 1:
+					unsubscribe, wildcard = append(unsubscribe, "*"), false
+				}
 				sub.UpdateResourceSubscriptions(subscribe, unsubscribe)
-				// Envoy forgets what it unsubscribes.
+				// Envoy forgets what it unsubscribes, unless the wildcard
+				// still covers it.
 				for _, n := range unsubscribe {
-					delete(held, n)
+					if !sub.IsWildcard() {
+						delete(held, n)
+					}
+				}
+				if !wildcard {
+					// Out of the wildcard, it keeps what it subscribes.
+					for n := range held {
+						if _, ok := sub.SubscribedResources()[n]; !ok {
+							delete(held, n)
+						}
+					}
 				}
 				watch(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType,
 					ResourceNamesSubscribe: subscribe, ResourceNamesUnsubscribe: unsubscribe})
 			}
 			drain()
 			ts := c.Snapshot("g").Type(resourcev3.ClusterType)
-			for n := range sub.SubscribedResources() {
+			want := maps.Clone(sub.SubscribedResources())
+			if wildcard {
+				for _, n := range ts.Names {
+					want[n] = struct{}{}
+				}
+			}
+			for n := range want {
 				it, exists := ts.Items[n]
 				v, ok := held[n]
 				switch {
