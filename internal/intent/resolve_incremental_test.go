@@ -207,6 +207,13 @@ func (w *resolveWorld) review() []Candidate {
 func (w *resolveWorld) check(what string, rc *ResolveCache, cands []Candidate, keep bool) []*Intent {
 	w.t.Helper()
 	want, wdiags := Resolve(cands, w.opts)
+	// The order candidates come in decides nothing.
+	rev := slices.Clone(cands)
+	slices.Reverse(rev)
+	if again, diags := Resolve(rev, w.opts); !slices.Equal(again, want) || !reflect.DeepEqual(diags, wdiags) {
+		w.t.Fatalf("%s: Resolve depends on the order of the candidates after:\n  %s\n%s\n%v\nreversed: %s\n%v", what, strings.Join(w.log, "\n  "),
+			names(want), wdiags, names(again), diags)
+	}
 	var got []*Intent
 	var gdiags Diagnostics
 	if keep {
@@ -335,4 +342,39 @@ func runResolveWorld(t *testing.T, seed uint64, steps int) worldCounts {
 		}
 	}
 	return n
+}
+
+// Two served ConfigMaps edited to claim the same free host compete in
+// the order of their names, whatever the order of the candidates: over
+// the cache's index as from scratch (the random sequences rarely have
+// two moves race for one claim).
+func TestResolveCacheMovesRaceByName(t *testing.T) {
+	aOld := intentOf(t, "a", "x", time.Time{}, docsOpen)
+	bOld := intentOf(t, "b", "y", time.Time{}, dbOpen)
+	gh := "\n  - {name: gh, host: api.github.com, ports: [{number: 443, protocol: TLS}]}"
+	aNew := intentOf(t, "a", "x", time.Time{}, "destinations:\n  - {name: docs, host: docs.example.com, ports: [{number: 443, protocol: TLS}]}"+gh)
+	bNew := intentOf(t, "b", "y", time.Time{}, "destinations:\n  - {name: db, host: db.example.com, endpoints: [{address: 192.0.2.1}], ports: [{number: 5432, protocol: TCP}]}"+gh)
+	for _, cands := range [][]Candidate{
+		{{Current: aNew, Served: aOld}, {Current: bNew, Served: bOld}},
+		{{Current: bNew, Served: bOld}, {Current: aNew, Served: aOld}},
+	} {
+		want, wdiags := Resolve(cands, ResolveOptions{})
+		if len(want) != 2 || want[0] != aNew || want[1] != bOld {
+			t.Fatalf("from scratch: accepted %s\n%v", names(want), wdiags)
+		}
+		for _, keep := range []bool{false, true} {
+			rc := &ResolveCache{}
+			rc.Resolve(served(aOld, bOld), ResolveOptions{})
+			var got []*Intent
+			var gdiags Diagnostics
+			if keep {
+				got, gdiags = rc.Resolve(cands, ResolveOptions{})
+			} else {
+				got, gdiags = rc.Try(cands, ResolveOptions{})
+			}
+			if !slices.Equal(got, want) || !reflect.DeepEqual(gdiags, wdiags) {
+				t.Fatalf("over the index (keep %t): accepted %s\n%v\nfrom scratch %s\n%v", keep, names(got), gdiags, names(want), wdiags)
+			}
+		}
+	}
 }
