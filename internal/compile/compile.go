@@ -102,8 +102,8 @@ func (src *source) is(cm ConfigMap) bool {
 	return true
 }
 
-// servedVersion is an accepted intent and the ConfigMap it was parsed
-// from (what a restart needs to serve it again).
+// servedVersion is an accepted intent and a copy of the ConfigMap it was
+// parsed from (what a restart needs to serve it again).
 type servedVersion struct {
 	intent *intent.Intent
 	cm     ConfigMap
@@ -170,6 +170,9 @@ func (s *Store) Update(cms []ConfigMap, opts intent.ResolveOptions) ([]*intent.I
 	for _, in := range accepted {
 		key := in.Origin.ConfigMap()
 		if cm, ok := current[in]; ok && (s.served[key].intent != in) {
+			// A copy: the caller may edit its object in place later,
+			// and what is saved for a restart must stay what is served.
+			cm.ConfigMap, cm.KeyLines = cm.ConfigMap.DeepCopy(), maps.Clone(cm.KeyLines)
 			served[key] = servedVersion{intent: in, cm: cm}
 		} else {
 			served[key] = s.served[key]

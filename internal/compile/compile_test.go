@@ -168,6 +168,35 @@ func TestLastGoodStays(t *testing.T) {
 	}
 }
 
+// TestServedIsWhatWasParsed: the ConfigMaps Served returns (what a
+// restart restores) are the versions served, even when the caller then
+// edits the objects it gave in place (a broken edit): a restart must not
+// read the broken data as the served version and serve less.
+func TestServedIsWhatWasParsed(t *testing.T) {
+	s := compile.NewStore()
+	const valid = "destinations: [{name: github, host: api.github.com, ports: [{number: 443, protocol: TLS}]}]"
+	cm := intentCM("apps", "github", valid)
+	if intents, diags := s.Update([]compile.ConfigMap{cm}, opts.ResolveOptions()); len(intents) != 1 || diags.HasErrors() {
+		t.Fatalf("good: %v %v", intents, diags)
+	}
+	cm.Data["egress.yaml"] = "destinations: [{name: github, host: api.github.com, ports: [{number: 99999, protocol: TLS}]}]"
+	cm.Labels["extra"] = "x"
+	if intents, _ := s.Update([]compile.ConfigMap{cm}, opts.ResolveOptions()); len(intents) != 1 {
+		t.Fatalf("the served version should stay: %v", intents)
+	}
+	saved := s.Served()
+	if len(saved) != 1 || saved[0].Data["egress.yaml"] != valid || saved[0].Labels["extra"] != "" {
+		t.Fatalf("Served is not the served version: %v", saved)
+	}
+	restarted := compile.NewStore()
+	if diags := restarted.Restore(saved); len(diags) > 0 {
+		t.Fatalf("restore: %v", diags)
+	}
+	if intents, _ := restarted.Update([]compile.ConfigMap{cm}, opts.ResolveOptions()); len(intents) != 1 {
+		t.Fatalf("a restart serves less: %v", intents)
+	}
+}
+
 // TestEmptyGroupIsValid: a group nobody declared anything for gets a valid,
 // deny-all configuration (the forward proxy answering 403), never nothing.
 func TestEmptyGroupIsValid(t *testing.T) {
