@@ -197,6 +197,29 @@ func TestServedIsWhatWasParsed(t *testing.T) {
 	}
 }
 
+// TestServedGeneration: the generation (which decides when the served
+// versions are saved) moves when what is served changes, and only then.
+func TestServedGeneration(t *testing.T) {
+	s := compile.NewStore()
+	gen := s.ServedGeneration()
+	step := func(what string, changes bool, cms ...compile.ConfigMap) {
+		t.Helper()
+		s.Update(cms, opts.ResolveOptions())
+		if moved := s.ServedGeneration() != gen; moved != changes {
+			t.Fatalf("%s: generation moved %t, want %t", what, moved, changes)
+		}
+		gen = s.ServedGeneration()
+	}
+	a := intentCM("apps", "a", "destinations: [{name: a, host: a.example.com, ports: [{number: 443, protocol: TLS}]}]")
+	b := intentCM("apps", "b", "destinations: [{name: b, host: b.example.com, ports: [{number: 443, protocol: TLS}]}]")
+	step("first served", true, a)
+	step("the same again", false, a)
+	step("another served", true, a, b)
+	step("a broken edit keeps what is served", false, a, intentCM("apps", "b", "destinations: [{name: b, host: b.example.com, ports: [{number: 99999, protocol: TLS}]}]"))
+	step("an edit served", true, a, intentCM("apps", "b", "destinations: [{name: b, host: c.example.com, ports: [{number: 443, protocol: TLS}]}]"))
+	step("a deletion", true, a)
+}
+
 // TestEmptyGroupIsValid: a group nobody declared anything for gets a valid,
 // deny-all configuration (the forward proxy answering 403), never nothing.
 func TestEmptyGroupIsValid(t *testing.T) {
