@@ -309,7 +309,10 @@ func (t *translator) configMaps(listener string, dps []*destPort) []string {
 			return e.cms
 		}
 		cms := configMaps(dps)
-		t.cache.sourcesOf[listener] = &listenerSources{gen: t.cache.gen, dps: dps, cms: cms}
+		// A copy, as assembledListener keeps: the next translation
+		// compares its ports with these, whatever the caller does with
+		// its list (one copy per change of the listener's ports).
+		t.cache.sourcesOf[listener] = &listenerSources{gen: t.cache.gen, dps: slices.Clone(dps), cms: cms}
 		return cms
 	}
 	var out []string
