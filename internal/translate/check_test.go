@@ -7,11 +7,15 @@ import (
 	"slices"
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/egress-xds/egress-xds/internal/translate"
 )
@@ -21,7 +25,8 @@ import (
 // case: a cluster, endpoint set or route configuration taken away (its
 // references then miss), a resource listed twice, a filter chain or
 // virtual host replaced by an invalid one or one referencing a cluster
-// that does not exist, and the original set again, with the resources and
+// that does not exist, a cluster replaced by an invalid one or one
+// referencing a secret that does not exist, and the original set again, with the resources and
 // parts the last check saw kept by identity where they are unchanged.
 func TestCacheCheck(t *testing.T) {
 	cases, _ := filepath.Glob("testdata/*/in.yaml")
@@ -54,7 +59,7 @@ func copyResources(r *translate.Resources) *translate.Resources {
 // and resources are never modified (as translations never do).
 func mutate(rng *rand.Rand, r, orig *translate.Resources) {
 	drop := func(n int) int { return rng.IntN(n) }
-	switch k := rng.IntN(9); {
+	switch k := rng.IntN(10); {
 	case k == 0:
 		*r = *copyResources(orig)
 	case k == 1 && len(r.Clusters) > 0:
@@ -105,6 +110,18 @@ func mutate(rng *rand.Rand, r, orig *translate.Resources) {
 		r.Routes[i] = rc
 	case k == 7 && len(r.Secrets) > 0:
 		r.Secrets = r.Secrets[1:]
+	case k == 8 && len(r.Clusters) > 0:
+		// A cluster replaced under its name: invalid, or naming a
+		// secret that does not exist (no name comes or goes).
+		i := drop(len(r.Clusters))
+		c := proto.Clone(r.Clusters[i]).(*clusterv3.Cluster)
+		if rng.IntN(2) == 0 {
+			c.ConnectTimeout = &durationpb.Duration{Seconds: -1} // invalid
+		} else {
+			c.TransportSocket = upstreamTLSWithSecret("no-such-secret")
+		}
+		r.Clusters = slices.Clone(r.Clusters)
+		r.Clusters[i] = c
 	default:
 		// The last check's resources again, in a new order.
 		r.Clusters = slices.Clone(r.Clusters)
@@ -118,4 +135,14 @@ func translateTCPProxyTo(cluster string) *listenerv3.Filter {
 		panic(err)
 	}
 	return &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: a}}
+}
+
+func upstreamTLSWithSecret(name string) *corev3.TransportSocket {
+	a, err := anypb.New(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: name}},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
 }
