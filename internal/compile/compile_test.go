@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -260,8 +261,9 @@ func TestPortMap(t *testing.T) {
 	}
 }
 
-// FuzzCompile: no input panics, and every intent that is accepted yields
-// resources that pass every check Envoy would apply.
+// FuzzCompile: no input panics, every intent that is accepted yields
+// resources that pass every check Envoy would apply, and a translation
+// through a Cache (cold, then warm) is the translation without one.
 func FuzzCompile(f *testing.F) {
 	seeds, _ := filepath.Glob("../../examples/*.yaml")
 	more, _ := filepath.Glob("../translate/testdata/*/in.yaml")
@@ -300,8 +302,54 @@ func FuzzCompile(f *testing.F) {
 			if _, err := snapshot.NewGroupSnapshot(res); err != nil {
 				t.Fatalf("snapshot: %v\ninput:\n%s", err, doc)
 			}
+			// Through a cache, cold and warm: the same.
+			cache := translate.NewCache()
+			for _, pass := range []string{"cold", "warm"} {
+				got, gdiags, err := compile.GroupCached(cache, intents, g, nil, mesh)
+				if err != nil || fmt.Sprint(gdiags) != fmt.Sprint(diags) {
+					t.Fatalf("%s cache: %v %v, without one %v\ninput:\n%s", pass, err, gdiags, diags, doc)
+				}
+				if what := differs(got, res); what != "" {
+					t.Fatalf("%s cache: %s differs from the translation without one\ninput:\n%s", pass, what, doc)
+				}
+			}
 		}
 	})
+}
+
+// differs names the first resource of a that is not b's, or the kind
+// whose lists differ in length; empty when they are the same.
+func differs(a, b *translate.Resources) string {
+	lists := []struct {
+		kind string
+		a, b []proto.Message
+	}{
+		{"listeners", messages(a.Listeners), messages(b.Listeners)}, {"routes", messages(a.Routes), messages(b.Routes)},
+		{"clusters", messages(a.Clusters), messages(b.Clusters)}, {"endpoints", messages(a.Endpoints), messages(b.Endpoints)},
+		{"secrets", messages(a.Secrets), messages(b.Secrets)}, {"rate limit configs", messages(a.RateLimitConfigs), messages(b.RateLimitConfigs)},
+	}
+	for _, l := range lists {
+		if len(l.a) != len(l.b) {
+			return l.kind
+		}
+		for i := range l.a {
+			if !proto.Equal(l.a[i], l.b[i]) {
+				return fmt.Sprintf("%s[%d]", l.kind, i)
+			}
+		}
+	}
+	if fmt.Sprint(a.Sources) != fmt.Sprint(b.Sources) {
+		return "sources"
+	}
+	return ""
+}
+
+func messages[T proto.Message](l []T) []proto.Message {
+	out := make([]proto.Message, len(l))
+	for i, m := range l {
+		out[i] = m
+	}
+	return out
 }
 
 // The gateway-level options reach the resources: listener address, the
