@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -65,9 +67,13 @@ func randomDestination(r *rand.Rand, name string) string {
 // between gateway groups and switch a group between enforce and audit;
 // small value ranges make content return to earlier states. A type's
 // version must also tell every content it had apart, and come back with
-// it.
+// it. EGRESS_XDS_EQUIVALENCE_SEEDS=N runs N seeds instead of 8.
 func TestEncoderEquivalence(t *testing.T) {
-	for seed := range uint64(8) {
+	equivalenceSeeds := 8
+	if n, err := strconv.Atoi(os.Getenv("EGRESS_XDS_EQUIVALENCE_SEEDS")); err == nil && n > 0 {
+		equivalenceSeeds = n // a longer search, by hand
+	}
+	for seed := range uint64(equivalenceSeeds) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 1))
 			const maps, slots, renames = 3, 5, 2
