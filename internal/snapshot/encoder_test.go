@@ -142,10 +142,12 @@ func TestEncoderEquivalence(t *testing.T) {
 					if err != nil {
 						t.Fatalf("%s: %v", where, err)
 					}
+					before := listsOf(g.last)
 					got, err := g.enc.NewGroupSnapshot(cached)
 					if err != nil {
 						t.Fatalf("%s: %v", where, err)
 					}
+					checkListsKept(t, where, g.last, before, got)
 					want, err := NewGroupSnapshot(fresh)
 					if err != nil {
 						t.Fatalf("%s: %v", where, err)
@@ -157,6 +159,50 @@ func TestEncoderEquivalence(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// typeLists are copies of a snapshot's full lists, by type.
+type typeLists map[string][2][]any
+
+func listsOf(gs *GroupSnapshot) typeLists {
+	if gs == nil {
+		return nil
+	}
+	out := typeLists{}
+	for typ, ts := range gs.types {
+		var l [2][]any
+		for _, a := range ts.all {
+			l[0] = append(l[0], a)
+		}
+		for _, d := range ts.deltaAll {
+			l[1] = append(l[1], d)
+		}
+		out[typ] = l
+	}
+	return out
+}
+
+// checkListsKept checks that building next left last's full lists as
+// they were (streams and the codec serve them under last's versions),
+// and that next shares a list's backing array with last only as the same
+// list (the codec keys an encoding by that array and length).
+func checkListsKept(t *testing.T, where string, last *GroupSnapshot, before typeLists, next *GroupSnapshot) {
+	t.Helper()
+	if last == nil {
+		return
+	}
+	if now := listsOf(last); fmt.Sprint(now) != fmt.Sprint(before) {
+		t.Fatalf("%s: building the next snapshot changed the last one's lists", where)
+	}
+	for typ, ts := range next.types {
+		old := last.Type(typ)
+		if len(ts.all) > 0 && len(old.all) > 0 && &ts.all[0] == &old.all[0] && len(ts.all) != len(old.all) {
+			t.Fatalf("%s: %s: the SotW list is in the last one's array, with %d items instead of %d", where, typ, len(ts.all), len(old.all))
+		}
+		if len(ts.deltaAll) > 0 && len(old.deltaAll) > 0 && &ts.deltaAll[0] == &old.deltaAll[0] && len(ts.deltaAll) != len(old.deltaAll) {
+			t.Fatalf("%s: %s: the delta list is in the last one's array, with %d items instead of %d", where, typ, len(ts.deltaAll), len(old.deltaAll))
+		}
 	}
 }
 
