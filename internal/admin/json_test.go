@@ -104,7 +104,7 @@ func (f *adminFixture) get(t *testing.T, path string) (int, string) {
 // timestamps and versions vary from run to run; goldens hold placeholders.
 var (
 	timestamp = regexp.MustCompile(`"connected": "[^"]+"`)
-	version   = regexp.MustCompile(`"(version|current|sent|acked|nackedVersion)": "[0-9a-f]{16}"`)
+	version   = regexp.MustCompile(`"(version|current|sent|acked|nackedVersion)": "[0-9a-f]{32}"`)
 )
 
 func normalize(s string) string {

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"crypto/sha256"
 	"fmt"
+	"hash"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -30,8 +31,8 @@ import (
 // An unchanged resource keeps its Item, shared by the snapshots that
 // serve it (an Item is never modified once built), and a snapshot's type
 // is put together from the last one's: its lists copied and patched, its
-// version updated by the items that changed (versionOf), its references
-// counted again only for them (consistent). A build costs what changed
+// version a hash of its items' keys (typeVersion), its references
+// counted again only for the items that changed (consistent). A build costs what changed
 // and a pass over the resource lists. It keeps its last snapshot's types
 // and reference counts, and nothing more. Not safe for concurrent use.
 type Encoder struct {
@@ -172,23 +173,28 @@ func (e *Encoder) item(typeURL, name string, r types.Resource, prev *Item) (*Ite
 	return it, change, nil
 }
 
-// partsSum is the hash of the parts' hashes, written to the hash in
-// batches.
+// partsSum is the hash of the parts' hashes.
 func partsSum(parts []*encodedPart) [32]byte {
+	var sum [32]byte
+	hashOf(parts, func(p *encodedPart) *[32]byte { return &p.sum }).Sum(sum[:0])
+	return sum
+}
+
+// hashOf is a SHA-256 of the hashes key gives of xs, in order, written to
+// it in batches.
+func hashOf[T any](xs []T, key func(T) *[32]byte) hash.Hash {
 	h := sha256.New()
 	var buf [64 * sha256.Size]byte
 	n := 0
-	for _, p := range parts {
-		n += copy(buf[n:], p.sum[:])
+	for _, x := range xs {
+		n += copy(buf[n:], key(x)[:])
 		if n == len(buf) {
 			h.Write(buf[:])
 			n = 0
 		}
 	}
 	h.Write(buf[:n])
-	var sum [32]byte
-	h.Sum(sum[:0])
-	return sum
+	return h
 }
 
 func lastParts(last *encoded) []*encodedPart {

@@ -2,16 +2,27 @@ package snapshot
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,12 +36,18 @@ import (
 func randomDestination(r *rand.Rand, name string) string {
 	switch r.IntN(4) {
 	case 0:
+		// Addresses (an EDS cluster and its endpoints) or host names
+		// (DNS: the same cluster, referencing nothing).
 		eps := []string{}
 		for i := range 1 + r.IntN(3) {
-			eps = append(eps, fmt.Sprintf("{address: 192.0.2.%d}", 1+i+r.IntN(3)))
+			if r.IntN(3) == 0 {
+				eps = append(eps, fmt.Sprintf("{address: ep%d.example.net}", 1+i+r.IntN(3)))
+			} else {
+				eps = append(eps, fmt.Sprintf("{address: 192.0.2.%d}", 1+i+r.IntN(3)))
+			}
 		}
 		return fmt.Sprintf("  - {name: %s, host: %s.example.com, ports: [{number: %d, protocol: TCP}], endpoints: [%s], connectionPool: {connectTimeout: %ds}}\n",
-			name, name, 10000+r.IntN(4), strings.Join(eps, ", "), 1+r.IntN(3))
+			name, name, 10000+r.IntN(2), strings.Join(eps, ", "), 1+r.IntN(3))
 	case 1:
 		return fmt.Sprintf("  - {name: %s, host: %s.example.com, ports: [{number: 80, protocol: HTTP}], timeout: %ds}\n", name, name, 1+r.IntN(3))
 	case 2:
@@ -40,30 +57,69 @@ func randomDestination(r *rand.Rand, name string) string {
 	}
 }
 
-// TestEncoderEquivalence builds random edit sequences (destinations added,
-// removed and changed, in a few ConfigMaps) with one encoder and a
-// translation cache, as the builder does, and checks each snapshot
-// against one built from scratch: versions, names, items, both full lists,
-// what changed since the last snapshot, and the reference counts.
+// TestEncoderEquivalence builds random edit sequences with one encoder
+// and one translation cache per gateway group, as the builder does, and
+// checks each snapshot against one built from scratch: versions, names,
+// items, bytes (what proto.Marshal writes), both full lists, what changed
+// since the last snapshot, and the reference counts (against
+// go-control-plane's reading of every resource). The edits add, remove
+// and change destinations, rename them and move them between ConfigMaps
+// (a name in two is a conflict the resolver settles), move ConfigMaps
+// between gateway groups and switch a group between enforce and audit;
+// small value ranges make content return to earlier states. A type's
+// version must also tell every content it had apart, and come back with
+// it. EGRESS_XDS_EQUIVALENCE_SEEDS=N runs N seeds instead of 8.
 func TestEncoderEquivalence(t *testing.T) {
-	for seed := range uint64(6) {
+	equivalenceSeeds := 8
+	if n, err := strconv.Atoi(os.Getenv("EGRESS_XDS_EQUIVALENCE_SEEDS")); err == nil && n > 0 {
+		equivalenceSeeds = n // a longer search, by hand
+	}
+	for seed := range uint64(equivalenceSeeds) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 1))
-			const maps, slots = 3, 8
+			const maps, slots, renames = 3, 5, 2
 			dests := make([][]string, maps) // per ConfigMap, per slot ("" none)
 			for i := range dests {
 				dests[i] = make([]string, slots)
 			}
-			opts := translate.Options{ForwardProxyPort: 3128}
-			st, tc, enc := compile.NewStore(), translate.NewCache(), NewEncoder()
-			var last *GroupSnapshot
-			for step := range 40 {
+			gateways := make([]string, maps) // per ConfigMap: "", "g" or "h"
+			mode := "enforce"
+			opts := translate.Options{ForwardProxyPort: 3128, SettingsNamespace: "egress-xds"}
+			st := compile.NewStore()
+			type group struct {
+				tc   *translate.Cache
+				enc  *Encoder
+				last *GroupSnapshot
+				// seen maps each type's content (names, versions and
+				// bytes of every item) to its version, and back.
+				seen, byVersion map[string]string
+			}
+			groups := map[string]*group{}
+			for _, g := range []string{"g", "h"} {
+				groups[g] = &group{tc: translate.NewCache(), enc: NewEncoder(), seen: map[string]string{}, byVersion: map[string]string{}}
+			}
+			defer func() {
+				for _, g := range groups {
+					if g.last != nil {
+						g.last.release()
+					}
+				}
+			}()
+			for step := range 60 {
 				for range 1 + r.IntN(3) {
 					m, s := r.IntN(maps), r.IntN(slots)
-					if r.IntN(4) == 0 {
+					switch k := r.IntN(12); {
+					case k < 3:
 						dests[m][s] = ""
-					} else {
-						dests[m][s] = randomDestination(r, fmt.Sprintf("d%d-%d", m, s))
+					case k == 3:
+						gateways[m] = []string{"", "g", "h"}[r.IntN(3)]
+					case k == 4:
+						mode = map[string]string{"enforce": "audit", "audit": "enforce"}[mode]
+					default:
+						// Slots keep a ConfigMap's names apart; the
+						// same name in another ConfigMap is a move, or
+						// a conflict over its host.
+						dests[m][s] = randomDestination(r, fmt.Sprintf("d%d-%d", s, r.IntN(renames)))
 					}
 				}
 				var cms []compile.ConfigMap
@@ -72,33 +128,151 @@ func TestEncoderEquivalence(t *testing.T) {
 					if doc == "destinations:\n" {
 						doc = "destinations: []\n"
 					}
+					if gateways[m] != "" {
+						doc = "gateways: [" + gateways[m] + "]\n" + doc
+					}
 					cms = append(cms, compile.ConfigMap{ConfigMap: &corev1.ConfigMap{
 						ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprint("cm", m), Labels: map[string]string{intent.LabelKey: "true"}},
 						Data:       map[string]string{"egress.yaml": doc},
 					}})
 				}
+				cms = append(cms, settingsCM("egress-xds", mode))
+				cms[len(cms)-1].ConfigMap.Data = map[string]string{"settings.yaml": "groups: [{name: g, mode: " + mode + "}]"}
 				intents, _ := st.Update(cms, opts.ResolveOptions())
-				cached, _, err := compile.GroupCached(tc, intents, "g", nil, opts)
-				if err != nil {
-					t.Fatalf("step %d: %v", step, err)
+				for _, name := range []string{"g", "h"} {
+					g := groups[name]
+					where := fmt.Sprintf("step %d, group %s", step, name)
+					cached, _, err := compile.GroupCached(g.tc, intents, name, nil, opts)
+					if err != nil {
+						t.Fatalf("%s: %v", where, err)
+					}
+					fresh, _, err := compile.Group(intents, name, nil, opts)
+					if err != nil {
+						t.Fatalf("%s: %v", where, err)
+					}
+					before := listsOf(g.last)
+					got, err := g.enc.NewGroupSnapshot(cached)
+					if err != nil {
+						t.Fatalf("%s: %v", where, err)
+					}
+					checkListsKept(t, where, g.last, before, got)
+					want, err := NewGroupSnapshot(fresh)
+					if err != nil {
+						t.Fatalf("%s: %v", where, err)
+					}
+					checkSnapshot(t, where, got, want, g.last)
+					checkRefs(t, where, g.enc, got)
+					checkVersionsTellContents(t, where, got, g.seen, g.byVersion)
+					// Published as SetSnapshot does: the codec then serves
+					// lists patched from encoded ones.
+					if g.last != nil {
+						g.last.release()
+					}
+					got.publish()
+					checkCodec(t, where, got)
+					g.last = got
 				}
-				fresh, _, err := compile.Group(intents, "g", nil, opts)
-				if err != nil {
-					t.Fatalf("step %d: %v", step, err)
-				}
-				got, err := enc.NewGroupSnapshot(cached)
-				if err != nil {
-					t.Fatalf("step %d: %v", step, err)
-				}
-				want, err := NewGroupSnapshot(fresh)
-				if err != nil {
-					t.Fatalf("step %d: %v", step, err)
-				}
-				checkSnapshot(t, fmt.Sprint("step ", step), got, want, last)
-				checkRefs(t, fmt.Sprint("step ", step), enc, got)
-				last = got
 			}
 		})
+	}
+}
+
+// checkCodec checks that the codec sends each full list of a published
+// snapshot as gRPC's proto codec would, byte for byte but for field order:
+// what the message decodes to, and the bytes of every resource.
+func checkCodec(t *testing.T, where string, gs *GroupSnapshot) {
+	t.Helper()
+	for _, typ := range gs.TypeURLs() {
+		ts := gs.Type(typ)
+		if len(ts.all) == 0 {
+			continue
+		}
+		for _, msg := range []proto.Message{
+			&discovery.DiscoveryResponse{VersionInfo: ts.Version, Resources: ts.all, TypeUrl: typ, Nonce: "1"},
+			&discovery.DeltaDiscoveryResponse{SystemVersionInfo: ts.Version, Resources: ts.deltaAll, TypeUrl: typ, Nonce: "2"},
+		} {
+			data, err := Codec{}.Marshal(msg)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", where, typ, err)
+			}
+			if len(data) != 2 {
+				t.Fatalf("%s: %s: %T: the shared list was not used", where, typ, msg)
+			}
+			got := msg.ProtoReflect().New().Interface()
+			if err := (Codec{}).Unmarshal(data, got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, msg) {
+				t.Fatalf("%s: %s: %T: the codec sent other content than the list", where, typ, msg)
+			}
+		}
+	}
+}
+
+// typeLists are copies of a snapshot's full lists, by type.
+type typeLists map[string][2][]any
+
+func listsOf(gs *GroupSnapshot) typeLists {
+	if gs == nil {
+		return nil
+	}
+	out := typeLists{}
+	for typ, ts := range gs.types {
+		var l [2][]any
+		for _, a := range ts.all {
+			l[0] = append(l[0], a)
+		}
+		for _, d := range ts.deltaAll {
+			l[1] = append(l[1], d)
+		}
+		out[typ] = l
+	}
+	return out
+}
+
+// checkListsKept checks that building next left last's full lists as
+// they were (streams and the codec serve them under last's versions),
+// and that next shares a list's backing array with last only as the same
+// list (the codec keys an encoding by that array and length).
+func checkListsKept(t *testing.T, where string, last *GroupSnapshot, before typeLists, next *GroupSnapshot) {
+	t.Helper()
+	if last == nil {
+		return
+	}
+	if now := listsOf(last); fmt.Sprint(now) != fmt.Sprint(before) {
+		t.Fatalf("%s: building the next snapshot changed the last one's lists", where)
+	}
+	for typ, ts := range next.types {
+		old := last.Type(typ)
+		if len(ts.all) > 0 && len(old.all) > 0 && &ts.all[0] == &old.all[0] && len(ts.all) != len(old.all) {
+			t.Fatalf("%s: %s: the SotW list is in the last one's array, with %d items instead of %d", where, typ, len(ts.all), len(old.all))
+		}
+		if len(ts.deltaAll) > 0 && len(old.deltaAll) > 0 && &ts.deltaAll[0] == &old.deltaAll[0] && len(ts.deltaAll) != len(old.deltaAll) {
+			t.Fatalf("%s: %s: the delta list is in the last one's array, with %d items instead of %d", where, typ, len(ts.deltaAll), len(old.deltaAll))
+		}
+	}
+}
+
+// checkVersionsTellContents checks that each type's version names one
+// content (its items' names, versions and bytes) across the snapshots
+// seen, and that a content seen before has the version it had.
+func checkVersionsTellContents(t *testing.T, where string, gs *GroupSnapshot, seen, byVersion map[string]string) {
+	t.Helper()
+	for _, typ := range gs.TypeURLs() {
+		ts := gs.Type(typ)
+		h := sha256.New()
+		for _, it := range ts.list {
+			fmt.Fprintf(h, "%q %q %d:", it.Name, it.Version, len(it.Bytes()))
+			h.Write(it.Bytes())
+		}
+		content := typ + " " + hex.EncodeToString(h.Sum(nil))
+		if v, ok := seen[content]; ok && v != ts.Version {
+			t.Fatalf("%s: %s: the same content as before under version %s, was %s", where, typ, ts.Version, v)
+		}
+		if c, ok := byVersion[typ+" "+ts.Version]; ok && c != content {
+			t.Fatalf("%s: %s: version %s names two contents", where, typ, ts.Version)
+		}
+		seen[content], byVersion[typ+" "+ts.Version] = ts.Version, content
 	}
 }
 
@@ -120,6 +294,11 @@ func checkSnapshot(t *testing.T, where string, got, want, last *GroupSnapshot) {
 			gi, wi := g.Items[name], w.Items[name]
 			if gi == nil || gi != g.list[i] || gi.Name != name || gi.Version != wi.Version || !bytes.Equal(gi.Bytes(), wi.Bytes()) {
 				t.Fatalf("%s: %s %s differs", where, typ, name)
+			}
+			// The bytes are the resource's, as proto.Marshal writes them:
+			// assembled parts, and a resource kept whole, included.
+			if b, err := marshal.Marshal(gi.Resource); err != nil || !bytes.Equal(gi.Bytes(), b) {
+				t.Fatalf("%s: %s %s: served bytes are not the resource's (%v)", where, typ, name, err)
 			}
 			if g.all[i] != gi.any || g.deltaAll[i] != gi.delta || gi.delta.Name != name || gi.delta.Version != gi.Version || gi.delta.Resource != gi.any || gi.any.TypeUrl != typ {
 				t.Fatalf("%s: %s %s: lists disagree with the item", where, typ, name)
@@ -188,6 +367,25 @@ func checkRefs(t *testing.T, where string, e *Encoder, gs *GroupSnapshot) {
 	for typ, names := range e.refs {
 		if len(names) != len(want[typ]) {
 			t.Fatalf("%s: %s: %d names counted, %d referenced", where, typ, len(names), len(want[typ]))
+		}
+	}
+	// The names referenced are those go-control-plane reads in the whole
+	// resources, and each is served.
+	all := map[string]types.ResourceWithTTL{}
+	for _, typ := range referencing {
+		for _, it := range gs.Type(typ).list {
+			all[typ+"/"+it.Name] = types.ResourceWithTTL{Resource: it.Resource}
+		}
+	}
+	read := cachev3.GetResourceReferences(all)
+	for _, typ := range referenced {
+		if len(read[typ]) != len(e.refs[typ]) || len(read[typ]) != len(gs.Type(typ).Names) {
+			t.Fatalf("%s: %s: go-control-plane reads %d references, %d counted, %d served", where, typ, len(read[typ]), len(e.refs[typ]), len(gs.Type(typ).Names))
+		}
+		for n := range read[typ] {
+			if e.refs[typ][n] == 0 || gs.Type(typ).Items[n] == nil {
+				t.Fatalf("%s: %s %s: referenced, counted %d", where, typ, n, e.refs[typ][n])
+			}
 		}
 	}
 }
@@ -288,5 +486,87 @@ func TestEncoderEndpointsFollowTheirCluster(t *testing.T) {
 	before, after := first.Type(resourcev3.EndpointType), got.Type(resourcev3.EndpointType)
 	if before.Items["b"].Version == after.Items["b"].Version || before.Items["a"] != after.Items["a"] {
 		t.Fatalf("endpoint versions: b %s -> %s; a kept: %t", before.Items["b"].Version, after.Items["b"].Version, before.Items["a"] == after.Items["a"])
+	}
+}
+
+// A listener's header (what is not a filter chain: the default chain
+// here) references route configurations as its chains do: a new
+// reference there, with every chain kept, moves the counts.
+func TestEncoderHeaderReferences(t *testing.T) {
+	hcm := func(route string) *listenerv3.FilterChain {
+		cfg, err := anypb.New(&hcmv3.HttpConnectionManager{StatPrefix: "s", RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: route}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &listenerv3.FilterChain{Filters: []*listenerv3.Filter{{Name: "hcm", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg}}}}
+	}
+	chains := []*listenerv3.FilterChain{hcm("a"), {Name: "tcp"}}
+	e := NewEncoder()
+	var last *GroupSnapshot
+	for i, def := range []string{"b", "c", "c", "b"} {
+		res := &translate.Resources{
+			Listeners: []*listenerv3.Listener{{Name: "l", FilterChains: chains, DefaultFilterChain: hcm(def)}},
+			Routes:    []*routev3.RouteConfiguration{{Name: "a"}, {Name: def}},
+		}
+		got, err := e.NewGroupSnapshot(res)
+		if err != nil {
+			t.Fatalf("default chain %s: %v", def, err)
+		}
+		want, err := NewGroupSnapshot(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSnapshot(t, fmt.Sprint("step ", i), got, want, last)
+		checkRefs(t, fmt.Sprint("step ", i), e, got)
+		last = got
+	}
+}
+
+// matchParts, past long runs of replaced parts too (its index): every part
+// encoded as proto.Marshal writes it, each reused one the same message,
+// and what it reports added and gone is the difference of the two lists.
+func TestMatchPartsLongRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	pool := make([]proto.Message, 40)
+	for i := range pool {
+		pool[i] = &listenerv3.FilterChain{Name: fmt.Sprint("fc", i)}
+	}
+	var last []*encodedPart
+	for step := range 30 {
+		var parts []proto.Message
+		for range r.IntN(800) {
+			if r.IntN(3) == 0 {
+				parts = append(parts, &listenerv3.FilterChain{Name: fmt.Sprint("new", r.IntN(5))})
+			} else {
+				parts = append(parts, pool[r.IntN(len(pool))])
+			}
+		}
+		out, change, err := matchParts(last, parts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := map[*encodedPart]int{}
+		for _, p := range last {
+			count[p]++
+		}
+		for _, p := range change.gone {
+			count[p]--
+		}
+		for _, p := range change.added {
+			count[p]++
+		}
+		for i, p := range out {
+			b, _ := marshal.Marshal(parts[i])
+			if p.msg != parts[i] || !bytes.Equal(p.enc, b) || p.sum != sha256.Sum256(b) {
+				t.Fatalf("step %d: part %d is not its message's", step, i)
+			}
+			count[p]--
+		}
+		for p, c := range count {
+			if c != 0 {
+				t.Fatalf("step %d: %s counted %d times too many as added or too few as gone", step, p.msg, c)
+			}
+		}
+		last = out
 	}
 }

@@ -31,15 +31,13 @@ type GroupSnapshot struct {
 // items may be shared with the snapshots before and after it.
 type TypeSnapshot struct {
 	// Version is a hash of the names and versions of every resource of
-	// the type (versionOf): identical on every replica and after every
+	// the type (typeVersion): identical on every replica and after every
 	// restart, and moved only by a change of this type.
 	Version string
 	Names   []string // sorted
 	Items   map[string]*Item
 	// list is Items in Names order.
 	list []*Item
-	// sum is the sum of the items' keys that Version hashes (versionOf).
-	sum typeSum
 	// all is the full SotW resource list, shared by every response that
 	// carries the whole type; deltaAll the full delta resource list,
 	// shared by every first response of a stream that holds nothing yet.
@@ -116,6 +114,9 @@ type Item struct {
 	// resource's version); enc what the encoder keeps of it.
 	sum [32]byte
 	enc *encoded
+	// key is the hash of its name and version that its type's version
+	// hashes (typeVersion).
+	key [32]byte
 }
 
 // NewGroupSnapshot proves resources consistent by go-control-plane's rule
@@ -209,4 +210,4 @@ func (gs *GroupSnapshot) Versions() map[string]string {
 	return out
 }
 
-var emptyType = &TypeSnapshot{Version: versionOf(typeSum{}, 0), Items: map[string]*Item{}, Names: []string{}}
+var emptyType = &TypeSnapshot{Version: typeVersion(nil), Items: map[string]*Item{}, Names: []string{}}
