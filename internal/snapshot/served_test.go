@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/egress-xds/egress-xds/internal/benchinput"
+	"github.com/egress-xds/egress-xds/internal/state"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,5 +93,43 @@ func BenchmarkServedRecord(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkServedSave is a save of the served versions after one edit at
+// 10,000 destinations (100 ConfigMaps): encoding, writing and fsyncing, in
+// a state folder on the test's temporary folder.
+//
+//	go test ./internal/snapshot -run '^$' -bench BenchmarkServedSave
+func BenchmarkServedSave(b *testing.B) {
+	var rec servedRecord
+	for start := 0; start < 10000; start += benchinput.PerConfigMap {
+		rec.ConfigMaps = append(rec.ConfigMaps, savedConfigMap{ConfigMap: &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: benchinput.Name(start)},
+			Data:       map[string]string{"egress.yaml": benchinput.Document(start, 10000)}}})
+	}
+	d, err := state.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var e servedEncoder
+	save := func() {
+		data, err := e.encode(rec)
+		if err == nil {
+			err = d.SaveJSON(servedRecordName, data)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	save()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		i := n % len(rec.ConfigMaps)
+		edited := rec.ConfigMaps[i].ConfigMap.DeepCopy()
+		edited.Data["egress.yaml"] += "# edit\n"
+		rec.ConfigMaps[i].ConfigMap = edited
+		save()
 	}
 }
