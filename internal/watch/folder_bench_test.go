@@ -10,7 +10,7 @@ import (
 
 // BenchmarkFilesSave is a save of the files' last good content after one
 // file of 100 (10,000 destinations) changed, written and fsynced in a state
-// folder on the test's temporary folder.
+// folder on the test's temporary folder: the changed file and the index.
 //
 //	go test ./internal/watch -run '^$' -bench BenchmarkFilesSave
 func BenchmarkFilesSave(b *testing.B) {
@@ -22,8 +22,13 @@ func BenchmarkFilesSave(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	set := d.Set(filesSetName)
 	save := func() {
-		if err := d.Save(filesRecordName, filesRecord{Dir: "/bench", Files: files}); err != nil {
+		entries := make([]state.Entry, 0, len(files))
+		for rel, data := range files {
+			entries = append(entries, state.Entry{Key: rel, Data: data})
+		}
+		if err := set.Save([]byte(`{"Dir":"/bench"}`), entries); err != nil {
 			b.Fatal(err)
 		}
 	}
