@@ -36,11 +36,11 @@ func servedJSON(t *testing.T, b *Builder) string {
 }
 
 const (
-	docA  = "destinations: [{name: d, host: a.example.com, ports: [{number: 443, protocol: TLS}]}]"
-	docA2 = "destinations: [{name: d, host: a2.example.com, ports: [{number: 443, protocol: TLS}]}]"
-	docB  = "destinations: [{name: d, host: b.example.com, ports: [{number: 443, protocol: TLS}]}]"
-	docC  = "destinations: [{name: d, host: c.example.com, ports: [{number: 443, protocol: TLS}]}]"
-	bad   = "destinations: [{name: d, host: b.example.com, ports: [{number: 70000, protocol: TLS}]}]"
+	docA  = "gateways: [g]\ndestinations: [{name: d, host: a.example.com, ports: [{number: 443, protocol: TLS}]}]"
+	docA2 = "gateways: [g]\ndestinations: [{name: d, host: a2.example.com, ports: [{number: 443, protocol: TLS}]}]"
+	docB  = "gateways: [g]\ndestinations: [{name: d, host: b.example.com, ports: [{number: 443, protocol: TLS}]}]"
+	docC  = "gateways: [g]\ndestinations: [{name: d, host: c.example.com, ports: [{number: 443, protocol: TLS}]}]"
+	bad   = "gateways: [g]\ndestinations: [{name: d, host: b.example.com, ports: [{number: 70000, protocol: TLS}]}]"
 )
 
 // A restart restores exactly what was served at the last save, edits
