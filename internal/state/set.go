@@ -42,10 +42,11 @@ type Entry struct {
 // A Set is a record of many entries kept in its own folder as one file
 // per entry, named by the SHA-256 of its content, and an index of every
 // entry's key and sum. A save writes the entries whose content changed and
-// the index (a line per entry), not the content of every entry. The index
-// is the commit point: written to a temporary file, fsynced and renamed
-// after the entry files it names are durable, so that a crash leaves the
-// previous set or the new one, whole. Files named by content cannot
+// the index (a line per entry), not the content of every entry: four
+// fsyncs (the new entry files, the folder, the index, the folder) however
+// many entries there are. The index is the commit point: written to a
+// temporary file, fsynced and renamed after the entry files it names are
+// durable, so that a crash leaves the previous set or the new one, whole. Files named by content cannot
 // collide or escape the folder, whatever the keys hold; those no index
 // names (replaced, or left by a crash) are removed. Not safe for
 // concurrent use.
@@ -213,7 +214,7 @@ func (s *Set) Save(meta []byte, entries []Entry) error {
 			changed = true
 		}
 		if !onDisk[sum] {
-			if err := writeSynced(s.dir, sum, e.Data); err != nil {
+			if err := writeEntry(s.dir, sum, e.Data); err != nil {
 				return fail(err)
 			}
 			onDisk[sum] = true
@@ -316,6 +317,29 @@ func isSum(name string) bool {
 
 // tempPrefix starts the names of files being written.
 const tempPrefix = ".tmp-"
+
+// writeEntry writes an entry's file under its final name, fsynced: no
+// index names it before it is durable (Save fsyncs the folder before
+// writing the index), and one torn by a crash is named by none, so the
+// next Load removes it.
+func writeEntry(dir, sum string, data []byte) error {
+	path := filepath.Join(dir, sum)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return err
+}
 
 // writeSynced writes dir/name atomically: a temporary file, fsynced, then
 // renamed (the caller fsyncs dir to make the rename durable).
