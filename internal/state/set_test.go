@@ -163,8 +163,9 @@ func TestSetCrashMidSave(t *testing.T) {
 	if err := s.Save(nil, old); err != nil {
 		t.Fatal(err)
 	}
-	// Crashed before the index: the new entry file and a torn temporary.
-	for name, data := range map[string]string{sumOf([]byte("BETA")): "BETA", tempPrefix + indexName + ".123": `{"Format":1,"Entr`} {
+	// Crashed before the index: a new entry file, one torn while written,
+	// and a torn temporary index.
+	for name, data := range map[string]string{sumOf([]byte("BETA")): "BETA", sumOf([]byte("GAMMA")): "GAM", tempPrefix + indexName + ".123": `{"Format":1,"Entr`} {
 		if err := os.WriteFile(filepath.Join(s.Path(), name), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
