@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"sort"
@@ -61,7 +62,12 @@ type Builder struct {
 	mu       sync.Mutex
 	input    Input
 	hasInput bool
-	store    *compile.Store
+	// storeMu guards store, apart from mu: a rebuild holds it only while
+	// it updates the store, not while it translates, so that a Review
+	// (an admission webhook) does not wait for translation, nor a
+	// rebuild for reviews. Taken after mu, never before.
+	storeMu sync.Mutex
+	store   *compile.Store
 	// diags are the problems of the last build; read without the lock,
 	// which a build holds for its whole duration.
 	diags atomic.Pointer[intent.Diagnostics]
@@ -78,16 +84,22 @@ type Builder struct {
 	// observed is when the oldest change not yet built was observed
 	// (Update); zero when none is pending.
 	observed time.Time
-	// state keeps the served versions across restarts (nil: not kept);
-	// savedGen is the store's served generation last saved.
-	state    *state.Dir
-	source   string
-	savedGen uint64
+	// state keeps the served versions across restarts (nil: not kept)
+	// in servedSet; savedGen is the store's served generation last saved;
+	// mustSave: save at the next rebuild whatever changed (an upgrade).
+	state      *state.Dir
+	servedSet  *state.Set
+	servedMeta []byte
+	source     string
+	savedGen   uint64
+	mustSave   bool
 	// saveMu orders the writes of concurrent rebuilds; writtenGen is the
-	// generation last written, so an older one never overwrites it.
+	// generation last written, so an older one never overwrites it;
+	// legacyLeft: the single-file record may still be there.
 	saveMu     sync.Mutex
 	writtenGen uint64
 	served     servedEncoder // under saveMu
+	legacyLeft bool          // under saveMu
 	// recheckAt is when the last build's certificate judgement changes by
 	// itself; certExpiry the expiry series it exported.
 	recheckAt  time.Time
@@ -126,32 +138,28 @@ func (b *Builder) cacheOf(group string) *groupCache {
 	return c
 }
 
-// servedRecord is the state record of the served ConfigMap versions.
-type servedRecord struct {
-	// Source names the source they came from: a record of another
-	// source is not restored.
-	Source     string
-	ConfigMaps []savedConfigMap
-}
-
-type savedConfigMap struct {
-	File      string `json:",omitempty"`
-	ConfigMap *corev1.ConfigMap
-}
-
-const servedRecordName = "served.json"
-
 // SaveState restores the served versions saved in d by an earlier run of
 // the same source (call it before the first rebuild), and saves them
 // again after every rebuild that changed them, so that a restart never
 // serves less than before it: a ConfigMap broken meanwhile, or one whose
-// claims a newcomer now makes, keeps the version it had.
+// claims a newcomer now makes, keeps the version it had. A save writes the
+// ConfigMaps that changed (served.go); the single-file record of earlier
+// versions is read once and replaced.
 func (b *Builder) SaveState(d *state.Dir, source string) {
-	var rec servedRecord
-	found, err := d.Load(servedRecordName, &rec)
+	set := d.Set(servedSetName)
+	rec, found, legacy, problems, err := loadServed(d, set)
+	meta, _ := json.Marshal(servedMeta{Source: source}) // a string always encodes
+	b.saveMu.Lock()
+	// Until a save removes it, the single-file record may be there (an
+	// upgrade, or a crash before its removal).
+	b.legacyLeft = true
+	b.saveMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.state, b.source = d, source
+	b.state, b.servedSet, b.servedMeta, b.source = d, set, meta, source
+	for _, p := range problems {
+		b.log.Warn("a saved served version is unreadable, not restored", "state_dir", d.Path(), "err", p)
+	}
 	switch {
 	case err != nil:
 		b.log.Warn("saved served versions unreadable, starting without them", "state_dir", d.Path(), "err", err)
@@ -162,27 +170,33 @@ func (b *Builder) SaveState(d *state.Dir, source string) {
 		for _, c := range rec.ConfigMaps {
 			cms = append(cms, compile.ConfigMap{File: c.File, ConfigMap: c.ConfigMap})
 		}
+		b.storeMu.Lock()
 		for _, d := range b.store.Restore(cms) {
 			b.log.Warn("saved served version not restored", "source", d.Origin.String(), "problem", d.Message)
 		}
 		b.savedGen = b.store.ServedGeneration()
-		b.log.Info("served versions restored", "state_dir", d.Path(), "configmaps", len(cms))
+		b.storeMu.Unlock()
+		// Upgraded: the next rebuild writes the Set, changed or not.
+		b.mustSave = legacy
+		b.log.Info("served versions restored", "state_dir", d.Path(), "configmaps", len(cms), "upgraded_from", map[bool]string{true: servedRecordName}[legacy])
 	}
 }
 
 // saveServed returns the write of the served versions when they changed
 // since the last save (nil otherwise), to run outside the lock.
 func (b *Builder) saveServed() func() {
-	if b.state == nil || b.store.ServedGeneration() == b.savedGen {
+	b.storeMu.Lock()
+	defer b.storeMu.Unlock()
+	if b.state == nil || (b.store.ServedGeneration() == b.savedGen && !b.mustSave) {
 		return nil
 	}
-	b.savedGen = b.store.ServedGeneration()
+	b.savedGen, b.mustSave = b.store.ServedGeneration(), false
 	gen := b.savedGen
-	rec := servedRecord{Source: b.source}
+	var cms []savedConfigMap
 	for _, cm := range b.store.Served() {
-		rec.ConfigMaps = append(rec.ConfigMaps, savedConfigMap{File: cm.File, ConfigMap: cm.ConfigMap})
+		cms = append(cms, savedConfigMap{File: cm.File, ConfigMap: cm.ConfigMap})
 	}
-	d, log := b.state, b.log
+	d, set, meta, log := b.state, b.servedSet, b.servedMeta, b.log
 	return func() {
 		b.saveMu.Lock()
 		defer b.saveMu.Unlock()
@@ -190,9 +204,14 @@ func (b *Builder) saveServed() func() {
 			return
 		}
 		b.writtenGen = gen
-		data, err := b.served.encode(rec)
+		entries, err := b.served.encode(cms)
 		if err == nil {
-			err = d.SaveJSON(servedRecordName, data)
+			err = set.Save(meta, entries)
+		}
+		if err == nil && b.legacyLeft {
+			if err = d.Remove(servedRecordName); err == nil {
+				b.legacyLeft = false
+			}
 		}
 		if err != nil {
 			log.Error("cannot save the served versions: a restart while a ConfigMap is broken would lose what it serves", "state_dir", d.Path(), "err", err)
@@ -271,9 +290,13 @@ func (b *Builder) Diagnostics() intent.Diagnostics {
 // Review judges a ConfigMap as the next rebuild would if it were stored
 // now (an admission webhook asks before the API server stores it): its
 // own problems and its conflicts with what is served. It changes nothing.
+// What is served is the store's, which a rebuild updates before it
+// translates: a review during a rebuild waits only for that update, and
+// judges against what that rebuild serves, the state the next one starts
+// from (as it would have after waiting for the whole rebuild).
 func (b *Builder) Review(cm compile.ConfigMap) intent.Diagnostics {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.storeMu.Lock()
+	defer b.storeMu.Unlock()
 	return b.store.Review(cm, b.opts.ResolveOptions())
 }
 
@@ -355,7 +378,9 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	var certs []translate.Certificate
 	b.recheckAt = time.Time{}
 	b.observed = time.Time{}
+	b.storeMu.Lock()
 	intents, diags := b.store.Update(in.ConfigMaps, b.opts.ResolveOptions())
+	b.storeMu.Unlock()
 	diags = append(append(intent.Diagnostics(nil), in.Diagnostics...), diags...)
 	secrets := compile.Secrets(in.Secrets)
 	named := map[string]bool{}

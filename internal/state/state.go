@@ -3,7 +3,9 @@
 // content of manifest files. Without it, a ConfigMap that is broken when
 // the server restarts would be served no more. The records may hold
 // private keys (Secrets from manifest files), so the folder is 0700 and
-// each file 0600, written whole or not at all.
+// each file 0600, written whole or not at all. Records of many entries are
+// Sets (set.go), whose save writes what changed; Load and Save are the
+// single-file records of earlier versions, read once on upgrade.
 package state
 
 import (
@@ -71,27 +73,20 @@ func (d *Dir) Save(name string, v any) error {
 	if err != nil {
 		return err
 	}
-	return d.SaveJSON(name, data)
+	if err := writeSynced(d.path, name, data); err != nil {
+		return err
+	}
+	return syncDir(d.path)
 }
 
-// SaveJSON is Save of a record already encoded as JSON (data), for a
-// writer that keeps the encoding of its unchanged parts (Load decodes it).
-func (d *Dir) SaveJSON(name string, data []byte) error {
-	tmp, err := os.CreateTemp(d.path, "."+name+".*")
-	if err != nil {
+// Remove removes record name (a single-file record replaced by a Set),
+// durably; none is no error.
+func (d *Dir) Remove(name string) error {
+	if err := os.Remove(filepath.Join(d.path, name)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		return err
 	}
-	defer os.Remove(tmp.Name()) // after the rename: nothing to remove
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(d.path, name))
+	return syncDir(d.path)
 }

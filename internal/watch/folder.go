@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,15 +31,48 @@ const (
 	DefaultDeleteGrace = 2 * time.Second
 )
 
-// filesRecord is the state record of a folder: the last good content of
-// each file, so that a file broken when the server restarts keeps serving
-// what it held.
+// filesSetName is the state Set of a folder: the last good content of
+// each file (an entry by path relative to the folder, the content as it
+// is), so that a file broken when the server restarts keeps serving what
+// it held; filesMeta names the folder. A save after an edit writes the
+// edited file's entry and the index alone.
+const filesSetName = "files"
+
+type filesMeta struct {
+	Dir string // the folder's absolute path
+}
+
+// filesRecord is the single-file record of earlier versions, read once on
+// upgrade and removed after the Set is written.
 type filesRecord struct {
 	Dir   string            // the folder's absolute path
 	Files map[string][]byte // by path relative to Dir
 }
 
 const filesRecordName = "files.json"
+
+// loadFiles reads the files' last good content: the Set, or else the
+// single-file record of an earlier version. Entries that cannot be read
+// back are in problems, and skipped.
+func loadFiles(d *state.Dir, set *state.Set) (rec filesRecord, found bool, problems []error, err error) {
+	l, found, err := set.Load()
+	if err != nil {
+		return filesRecord{}, false, nil, err
+	}
+	if !found {
+		found, err = d.Load(filesRecordName, &rec)
+		return rec, found, nil, err
+	}
+	var meta filesMeta
+	if err := json.Unmarshal(l.Meta, &meta); err != nil {
+		return filesRecord{}, false, nil, fmt.Errorf("state record %s: %w", set.Path(), err)
+	}
+	rec = filesRecord{Dir: meta.Dir, Files: make(map[string][]byte, len(l.Entries))}
+	for _, e := range l.Entries {
+		rec.Files[e.Key] = e.Data
+	}
+	return rec, true, l.Problems, nil
+}
 
 // Folder watches a folder of manifests; see Run.
 type Folder struct {
@@ -98,9 +132,19 @@ func (f *Folder) Run(ctx context.Context, onChange func(State)) error {
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
+	var set *state.Set
+	var meta []byte
+	legacyLeft := false
 	if f.state != nil {
-		var rec filesRecord
-		switch found, err := f.state.Load(filesRecordName, &rec); {
+		set = f.state.Set(filesSetName)
+		meta, _ = json.Marshal(filesMeta{Dir: abs}) // a string always encodes
+		// Until a save removes it, the single-file record may be there.
+		legacyLeft = true
+		rec, found, problems, err := loadFiles(f.state, set)
+		for _, p := range problems {
+			f.log.Warn("a file's saved content is unreadable, not restored", "state_dir", f.state.Path(), "err", p)
+		}
+		switch {
 		case err != nil:
 			f.log.Warn("saved file contents unreadable, starting without them", "state_dir", f.state.Path(), "err", err)
 		case found && rec.Dir != abs:
@@ -113,7 +157,18 @@ func (f *Folder) Run(ctx context.Context, onChange func(State)) error {
 		if f.state == nil {
 			return
 		}
-		if err := f.state.Save(filesRecordName, filesRecord{Dir: abs, Files: s.goodContent()}); err != nil {
+		good := s.goodContent()
+		entries := make([]state.Entry, 0, len(good))
+		for rel, data := range good {
+			entries = append(entries, state.Entry{Key: rel, Data: data})
+		}
+		err := set.Save(meta, entries)
+		if err == nil && legacyLeft {
+			if err = f.state.Remove(filesRecordName); err == nil {
+				legacyLeft = false
+			}
+		}
+		if err != nil {
 			f.log.Error("cannot save the files' last good content: a restart while a file is broken would lose what it serves", "state_dir", f.state.Path(), "err", err)
 		}
 	}

@@ -637,3 +637,57 @@ func TestFolderStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("state of another folder restored: %v", values(s))
 	}
 }
+
+// The single-file record of earlier versions is read once: its content
+// is restored, the Set replaces it at the first save, and a restart after
+// that restores from the Set; a torn entry file is skipped, not fatal.
+func TestFolderStateUpgradesSingleFileRecord(t *testing.T) {
+	dir, stateDir := t.TempDir(), t.TempDir()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := cmYAML("a", "good")
+	if err := st.Save(filesRecordName, filesRecord{Dir: abs, Files: map[string][]byte{"a.yaml": []byte(good)}}); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "a.yaml"), "kind: [")
+	write(t, filepath.Join(dir, "b.yaml"), cmYAML("b", "bee"))
+	r := start(t, dir, func(f *Folder) { f.SaveState(st) })
+	if s := r.next(t); values(s)["a.yaml:a"] != "good" || values(s)["b.yaml:b"] != "bee" {
+		t.Fatalf("after the upgrade: %v", values(s))
+	}
+	r.cancel()
+	<-r.done
+	r.done <- nil // for the cleanup
+	if _, err := os.Stat(filepath.Join(stateDir, filesRecordName)); !os.IsNotExist(err) {
+		t.Fatalf("the single-file record is still there: %v", err)
+	}
+	r = start(t, dir, func(f *Folder) { f.SaveState(st) })
+	if s := r.next(t); values(s)["a.yaml:a"] != "good" || values(s)["b.yaml:b"] != "bee" {
+		t.Fatalf("restored from the set: %v", values(s))
+	}
+	r.cancel()
+	<-r.done
+	r.done <- nil
+	// Tear every entry file: b.yaml is read from the folder, a.yaml's
+	// last good content is lost, and the watch goes on.
+	entries, err := os.ReadDir(filepath.Join(stateDir, filesSetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "index.json" {
+			if err := os.WriteFile(filepath.Join(stateDir, filesSetName, e.Name()), []byte("torn"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if s := start(t, dir, func(f *Folder) { f.SaveState(st) }).next(t); values(s)["a.yaml:a"] != "" || values(s)["b.yaml:b"] != "bee" {
+		t.Fatalf("with torn entries: %v", values(s))
+	}
+}
