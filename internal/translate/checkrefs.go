@@ -6,8 +6,11 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	ratelimithttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	ratelimitnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ratelimit/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -100,8 +103,34 @@ func sdsReferences(ctx *tlsv3.CommonTlsContext) []reference {
 	return out
 }
 
+// rateLimitReference is the gRPC cluster a global rate limit filter (of
+// a filter chain or of a connection manager) calls: Envoy rejects the
+// filter when that cluster is not defined.
+func rateLimitReference(a *anypb.Any) ([]reference, error) {
+	var svc *ratelimitconfv3.RateLimitServiceConfig
+	switch {
+	case a.MessageIs((*ratelimitnetv3.RateLimit)(nil)):
+		var rl ratelimitnetv3.RateLimit
+		if _, err := unpack(a, &rl); err != nil {
+			return nil, err
+		}
+		svc = rl.RateLimitService
+	case a.MessageIs((*ratelimithttpv3.RateLimit)(nil)):
+		var rl ratelimithttpv3.RateLimit
+		if _, err := unpack(a, &rl); err != nil {
+			return nil, err
+		}
+		svc = rl.RateLimitService
+	}
+	if n := svc.GetGrpcService().GetEnvoyGrpc().GetClusterName(); n != "" {
+		return []reference{{"cluster", n}}, nil
+	}
+	return nil, nil
+}
+
 // chainReferences reads the typed configs of a filter chain that can hold
-// references: connection managers (RDS), TCP proxies (clusters) and TLS
+// references: connection managers (RDS, and their HTTP filters' rate limit
+// service), TCP proxies and rate limit filters (clusters) and TLS
 // transport sockets (SDS).
 func chainReferences(m proto.Message) ([]reference, error) {
 	fc := m.(*listenerv3.FilterChain)
@@ -110,6 +139,11 @@ func chainReferences(m proto.Message) ([]reference, error) {
 	for _, f := range fc.Filters {
 		var hcm hcmv3.HttpConnectionManager
 		a := f.GetTypedConfig()
+		if refs, err := rateLimitReference(a); refs != nil || err != nil {
+			out = append(out, refs...)
+			errs = append(errs, err)
+			continue
+		}
 		if a.MessageIs((*tcpproxyv3.TcpProxy)(nil)) {
 			// Thousands of chains: read the cluster field off the wire
 			// instead of unmarshalling every TCP proxy.
@@ -128,6 +162,11 @@ func chainReferences(m proto.Message) ([]reference, error) {
 		}
 		if n := hcm.GetRds().GetRouteConfigName(); ok && n != "" {
 			out = append(out, reference{"route", n})
+		}
+		for _, hf := range hcm.GetHttpFilters() {
+			refs, err := rateLimitReference(hf.GetTypedConfig())
+			out = append(out, refs...)
+			errs = append(errs, err)
 		}
 	}
 	var down tlsv3.DownstreamTlsContext

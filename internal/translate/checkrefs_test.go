@@ -58,7 +58,7 @@ func TestCheckFindsEveryReference(t *testing.T) {
 				try("route", rc.Name, r)
 			}
 			for i, c := range orig.Clusters {
-				if c.Name == "egress_ratelimit" || (c.Name == "mesh_gateway" && filepath.Base(filepath.Dir(in)) == "sidecar-empty") {
+				if c.Name == "mesh_gateway" && filepath.Base(filepath.Dir(in)) == "sidecar-empty" {
 					continue
 				}
 				r := copyResources(orig)
