@@ -77,6 +77,11 @@ type groupState struct {
 	memo  map[string]*since
 	sotw  map[int64]*sotwWatch
 	delta map[int64]*deltaWatch
+	// diffLists share with the codec the encoding of the current
+	// snapshot's differences (TypeSnapshot.diff.changed), which every
+	// delta stream holding the replaced snapshot is sent: encoded once,
+	// not once per stream. Registered while the snapshot is current.
+	diffLists []*sharedList[*discovery.Resource]
 }
 
 type sotwWatch struct {
@@ -133,6 +138,7 @@ func (c *Cache) Prune(keep map[string]bool) {
 			if st.snap != nil {
 				st.snap.release()
 			}
+			st.shareDiffs(nil)
 			delete(c.groups, name)
 			c.current.Delete(name)
 		}
@@ -163,6 +169,7 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 		}
 	}
 	gs.publish()
+	st.shareDiffs(gs)
 	st.snap = gs
 	c.current.Store(group, gs)
 	st.memo = nil
@@ -190,6 +197,25 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 		}
 	}
 	return sent
+}
+
+// shareDiffs registers the encodings of gs's differences with the codec
+// (nil: none), and stops sharing those of the snapshot it replaces.
+func (st *groupState) shareDiffs(gs *GroupSnapshot) {
+	for _, l := range st.diffLists {
+		unregisterList(l)
+	}
+	st.diffLists = st.diffLists[:0]
+	if gs == nil {
+		return
+	}
+	for _, typ := range gs.TypeURLs() {
+		if d := gs.Type(typ).diff; d != nil && len(d.changed) > 0 {
+			l := newSharedList(d.changed, nil)
+			registerList(l)
+			st.diffLists = append(st.diffLists, l)
+		}
+	}
 }
 
 // inTypeOrder lists the watches of the types keep holds, by type, in

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -89,6 +90,8 @@ type GatewayType struct {
 	LastResources, LastRemoved int
 	LastDigest                 Digest
 	LastError                  string // of the last NACK
+	// ACKed is when the ACK of the last accepted response was sent.
+	ACKed time.Time
 }
 
 // DialGateway starts a gateway's stream; it runs until ctx is done, the
@@ -154,20 +157,34 @@ func (g *Gateway) Type(typeURL string) GatewayType {
 	return t
 }
 
+// Holds tells whether pred holds on the state now (run with the gateway
+// locked: quick, and not retaining it), or why it never will: the gateway
+// stopped. A thousand gateways can be polled by one goroutine with it,
+// instead of a thousand waiting in WaitFor.
+func (g *Gateway) Holds(pred func(*GatewayState) bool) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.holdsLocked(pred)
+}
+
+func (g *Gateway) holdsLocked(pred func(*GatewayState) bool) (bool, error) {
+	if pred(&g.state) {
+		return true, nil
+	}
+	if g.stopped {
+		return false, fmt.Errorf("xdstest: gateway %s stopped (%v) before the condition held: %s", g.opts.NodeID, g.err, g.summaryLocked())
+	}
+	return false, nil
+}
+
 // WaitFor blocks until pred holds on the state (run with the gateway
 // locked: quick, and not retaining it), ctx is done or the gateway stops.
 func (g *Gateway) WaitFor(ctx context.Context, pred func(*GatewayState) bool) error {
 	for {
 		g.mu.Lock()
-		if pred(&g.state) {
+		if ok, err := g.holdsLocked(pred); ok || err != nil {
 			g.mu.Unlock()
-			return nil
-		}
-		if g.stopped {
-			err := g.err
-			summary := g.summaryLocked()
-			g.mu.Unlock()
-			return fmt.Errorf("xdstest: gateway %s stopped (%v) before the condition held: %s", g.opts.NodeID, err, summary)
+			return err
 		}
 		if g.changed == nil {
 			g.changed = make(chan struct{})
@@ -299,48 +316,57 @@ func (g *Gateway) handle(r *wireResponse) error {
 		return nil
 	}
 	if r.refs && (typ == ClusterType || typ == ListenerType) {
-		g.applyRefs(typ, r)
-		if err := g.subscribeNamed(); err != nil {
-			return err
+		// As Envoy, the named subscriptions are looked at again only when
+		// the references held changed.
+		if g.applyRefs(typ, r) {
+			if err := g.subscribeNamed(); err != nil {
+				return err
+			}
 		}
 	}
 	if err := g.send(typ, r.version, r.nonce, g.names(t), nil, nil); err != nil {
 		return err
 	}
+	acked := time.Now()
 	g.update(func() {
 		received(t)
 		t.ACKs++
 		t.Version = r.version
 		t.LastResources, t.LastRemoved, t.LastDigest = r.resources, r.removed, r.digest
+		t.ACKed = acked
 	})
 	return nil
 }
 
 // applyRefs records the references of an accepted cluster or listener
-// response: the whole set in SotW, the changes in delta.
-func (g *Gateway) applyRefs(typ string, r *wireResponse) {
+// response: the whole set in SotW, the changes in delta. It tells whether
+// they may have changed: false when the response neither carries
+// references nor replaces or removes a resource that had some.
+func (g *Gateway) applyRefs(typ string, r *wireResponse) bool {
 	v := r.verdict
+	src := g.refs[typ]
 	if !r.delta {
 		g.refs[typ] = v.refs // shared, read only
-		return
+		return len(src) > 0 || len(v.refs) > 0
 	}
-	src := g.refs[typ]
 	if len(src) == 0 && len(v.refs) == 0 {
-		return
+		return false
 	}
 	if src == nil {
 		src = map[string]refs{}
 		g.refs[typ] = src
 	}
-	if len(src) > 0 {
-		for _, n := range v.names {
-			delete(src, n)
-		}
-		for _, n := range v.removed {
-			delete(src, n)
+	changed := len(v.refs) > 0
+	for _, names := range [][]string{v.names, v.removed} {
+		for _, n := range names {
+			if _, ok := src[n]; ok {
+				delete(src, n)
+				changed = true
+			}
 		}
 	}
 	maps.Copy(src, v.refs)
+	return changed
 }
 
 // subscribeNamed sends, for EDS, RDS and SDS, the subscription the
