@@ -872,6 +872,7 @@ func (c *Client) handleSotW(resp *discoverypb.DiscoveryResponse) error {
 		ts.Rejected = false
 		ts.Version = version
 		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, 0, sotwDigest(resp.GetResources())
+		ts.AcceptedDigest += ts.LastDigest
 	})
 	return nil
 }
@@ -966,6 +967,7 @@ func (c *Client) handleDelta(resp *discoverypb.DeltaDiscoveryResponse) error {
 		ts.Rejected = false
 		ts.Version = version
 		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, len(removed), deltaDigest(resp.GetResources(), removed)
+		ts.AcceptedDigest += ts.LastDigest
 	})
 	return nil
 }

@@ -89,6 +89,10 @@ type GatewayType struct {
 	// names (delta) and Digest.
 	LastResources, LastRemoved int
 	LastDigest                 Digest
+	// AcceptedDigest sums the digests of every accepted response: with
+	// ACKs, it tells apart gateways whose last responses are the same but
+	// not what came before (a delta update sent to one and not another).
+	AcceptedDigest Digest
 	LastError                  string // of the last NACK
 	// ACKed is when the ACK of the last accepted response was sent.
 	ACKed time.Time
@@ -333,6 +337,7 @@ func (g *Gateway) handle(r *wireResponse) error {
 		t.ACKs++
 		t.Version = r.version
 		t.LastResources, t.LastRemoved, t.LastDigest = r.resources, r.removed, r.digest
+		t.AcceptedDigest += r.digest
 		t.ACKed = acked
 	})
 	return nil
@@ -438,13 +443,20 @@ func (g *Gateway) send(typ, version, nonce string, names []string, change *delta
 
 // SameLast tells whether a gateway's last accepted response of typeURL is
 // the one a Client accepted last (the same version, counts and Digest),
-// and how it differs otherwise.
+// and whether it accepted as many responses before it, with the same
+// resources (ACKs, AcceptedDigest): a delta gateway holds what every
+// response it accepted gave it, not only the last one. It tells how they
+// differ otherwise.
 func SameLast(typeURL string, client *TypeState, gw GatewayType) error {
 	if gw.Version != client.Version || gw.LastResources != client.LastResources ||
 		gw.LastRemoved != client.LastRemoved || gw.LastDigest != client.LastDigest {
 		return fmt.Errorf("%s: the gateway accepted version %q with %d resources and %d removed (digest %x), the client %q with %d and %d (digest %x)",
 			ShortType(typeURL), gw.Version, gw.LastResources, gw.LastRemoved, uint64(gw.LastDigest),
 			client.Version, client.LastResources, client.LastRemoved, uint64(client.LastDigest))
+	}
+	if gw.ACKs != client.ACKs || gw.AcceptedDigest != client.AcceptedDigest {
+		return fmt.Errorf("%s: the gateway accepted %d responses (digest of all %x), the client %d (%x): the same last response, not the same updates before it",
+			ShortType(typeURL), gw.ACKs, uint64(gw.AcceptedDigest), client.ACKs, uint64(client.AcceptedDigest))
 	}
 	return nil
 }
