@@ -93,7 +93,7 @@ type GatewayType struct {
 	// ACKs, it tells apart gateways whose last responses are the same but
 	// not what came before (a delta update sent to one and not another).
 	AcceptedDigest Digest
-	LastError                  string // of the last NACK
+	LastError      string // of the last NACK
 	// ACKed is when the ACK of the last accepted response was sent.
 	ACKed time.Time
 }
