@@ -17,13 +17,18 @@ import (
 )
 
 func dialGateway(t *testing.T, ts *testServer, mode Mode, named map[string][]string) *Gateway {
+	return dialGatewayAs(t, ts, node, mode, named)
+}
+
+// dialGatewayAs is dialGateway with the node ID id.
+func dialGatewayAs(t *testing.T, ts *testServer, id string, mode Mode, named map[string][]string) *Gateway {
 	t.Helper()
 	cc, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	g, err := DialGateway(context.Background(), GatewayOptions{Conn: cc, NodeID: node, NodeCluster: "group-a", Mode: mode, Named: named})
+	g, err := DialGateway(context.Background(), GatewayOptions{Conn: cc, NodeID: id, NodeCluster: "group-a", Mode: mode, Named: named})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,16 +237,7 @@ func TestGatewayCatchesWrongContent(t *testing.T) {
 	wrong.connectTimeout = 3 * time.Second
 	ts.set(t, "gw-2", wrong.snapshot())
 	c := dial(t, baseOptions(ts, SotW))
-	cc, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	g, err := DialGateway(context.Background(), GatewayOptions{Conn: cc, NodeID: "gw-2", NodeCluster: "group-a", Mode: SotW})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
+	g := dialGatewayAs(t, ts, "gw-2", SotW, nil)
 	ctx := waitCtx(t)
 	if err := c.WaitForVersions(ctx, versions("1")); err != nil {
 		t.Fatal(err)
@@ -265,16 +261,7 @@ func TestGatewayCatchesAnExtraDeltaUpdate(t *testing.T) {
 	ts.set(t, node, defaultFixture("1").snapshot())
 	ts.set(t, "gw-2", defaultFixture("1").snapshot())
 	c := dial(t, baseOptions(ts, Delta))
-	cc, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	g, err := DialGateway(context.Background(), GatewayOptions{Conn: cc, NodeID: "gw-2", NodeCluster: "group-a", Mode: Delta})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
+	g := dialGatewayAs(t, ts, "gw-2", Delta, nil)
 	ctx := waitCtx(t)
 	if err := g.WaitFor(ctx, GatewayHasVersions(versions("1"))); err != nil {
 		t.Fatal(err)
@@ -306,3 +293,4 @@ func TestGatewayCatchesAnExtraDeltaUpdate(t *testing.T) {
 		t.Fatal("a gateway holding a cluster more taken for the client")
 	}
 }
+
