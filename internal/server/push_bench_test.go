@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -416,6 +418,7 @@ func TestGatewayProcess(t *testing.T) {
 	// server it measures, and a wrong or missing update still fails.
 	var sample *xdstest.Client
 	gws := make([]*xdstest.Gateway, 0, n-1)
+	news := newNotices()
 	for i := 0; i < n; i++ {
 		// One connection per gateway, as each Envoy has its own, with
 		// Envoy's HTTP/2 flow-control windows (256 MiB, its default for
@@ -443,7 +446,7 @@ func TestGatewayProcess(t *testing.T) {
 			defer sample.Close()
 			continue
 		}
-		g, err := xdstest.DialGateway(ctx, xdstest.GatewayOptions{Conn: cc, NodeID: id, NodeCluster: group, Mode: mode})
+		g, err := xdstest.DialGateway(ctx, xdstest.GatewayOptions{Conn: cc, NodeID: id, NodeCluster: group, Mode: mode, Notify: news.hook(len(gws))})
 		if err != nil {
 			fmt.Println("error", err)
 			return
@@ -477,7 +480,7 @@ func TestGatewayProcess(t *testing.T) {
 			for i := 2; i+1 < len(f); i += 2 {
 				want[f[i]] = f[i+1]
 			}
-			lat, err := waitGateways(ctx, sample, gws, want, start)
+			lat, err := waitGateways(ctx, sample, gws, news, want, start)
 			if err != nil {
 				fmt.Println("error", strings.ReplaceAll(err.Error(), "\n", " "))
 				return
@@ -526,16 +529,46 @@ func TestGatewayProcess(t *testing.T) {
 	}
 }
 
+// notices are the gateways (by index) that handled a response or stopped
+// since they were last taken (xdstest.GatewayOptions.Notify).
+type notices struct {
+	mu    sync.Mutex
+	list  []int
+	ready chan struct{} // holds a token while list is not empty
+}
+
+func newNotices() *notices { return &notices{ready: make(chan struct{}, 1)} }
+
+func (ns *notices) hook(i int) func() {
+	return func() {
+		ns.mu.Lock()
+		ns.list = append(ns.list, i)
+		ns.mu.Unlock()
+		select {
+		case ns.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (ns *notices) take() []int {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	out := ns.list
+	ns.list = nil
+	return out
+}
+
 // waitGateways waits until the sample and every gateway accepted the
 // given type versions and returns, when start (unix ns) is set, how long
 // after start each one sent its ACK of them (the sample: when it was seen
 // to hold them). The first that stops or rejects something ends the wait:
-// it would not get the versions. The gateways are polled every
-// millisecond by this one goroutine rather than each waited on by its
-// own: a thousand waiters woken at every response cost this process's
-// CPU, which the server it measures needs; the latencies are the ACKs'
-// own times, which the polling does not delay.
-func waitGateways(ctx context.Context, sample *xdstest.Client, gws []*xdstest.Gateway, want map[string]string, start int64) ([]int64, error) {
+// it would not get the versions. One goroutine follows the gateways,
+// looking at each when it notifies that it handled a response (and at all
+// every 50 ms): a thousand waiters woken at every response cost this
+// process's CPU, which the server it measures needs. The latencies are
+// the ACKs' own times, which the waiting does not delay.
+func waitGateways(ctx context.Context, sample *xdstest.Client, gws []*xdstest.Gateway, news *notices, want map[string]string, start int64) ([]int64, error) {
 	lat := make([]int64, len(gws)+1)
 	sampleDone := make(chan error, 1)
 	go func() {
@@ -549,53 +582,64 @@ func waitGateways(ctx context.Context, sample *xdstest.Client, gws []*xdstest.Ga
 		sampleDone <- err
 	}()
 	holds := xdstest.GatewayHasVersions(want)
-	pending := slices.Clone(gws)
-	index := make(map[*xdstest.Gateway]int, len(gws))
-	for i, g := range gws {
-		index[g] = i + 1
+	pending := make(map[int]bool, len(gws))
+	for i := range gws {
+		pending[i] = true
 	}
-	tick := time.NewTicker(time.Millisecond)
+	// look settles gateway i if it holds the versions, or fails.
+	look := func(i int) error {
+		g := gws[i]
+		ok, err := g.Holds(func(s *xdstest.GatewayState) bool { return holds(s) || gatewayRejected(s) })
+		if err == nil && ok {
+			if t := g.Type(resourcev3.ClusterType); t.NACKs > 0 {
+				err = fmt.Errorf("gateway rejected clusters: %s", t.LastError)
+			} else if t := g.Type(resourcev3.ListenerType); t.NACKs > 0 {
+				err = fmt.Errorf("gateway rejected listeners: %s", t.LastError)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if ok {
+			// The latest ACK of the types waited for.
+			var acked time.Time
+			for typ := range want {
+				if t := g.Type(typ).ACKed; t.After(acked) {
+					acked = t
+				}
+			}
+			lat[i+1] = acked.UnixNano() - start
+			delete(pending, i)
+		}
+		return nil
+	}
+	news.take() // all are looked at below
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	all := true
 	for len(pending) > 0 {
-		var failed error
-		nFailed := 0
-		pending = slices.DeleteFunc(pending, func(g *xdstest.Gateway) bool {
-			ok, err := g.Holds(func(s *xdstest.GatewayState) bool {
-				return holds(s) || rejected(s.Type(resourcev3.ClusterType).NACKs, s.Type(resourcev3.ListenerType).NACKs)
-			})
-			if err == nil && ok {
-				if t := g.Type(resourcev3.ClusterType); t.NACKs > 0 {
-					err = fmt.Errorf("gateway rejected clusters: %s", t.LastError)
-				} else if t := g.Type(resourcev3.ListenerType); t.NACKs > 0 {
-					err = fmt.Errorf("gateway rejected listeners: %s", t.LastError)
-				}
+		var looked []int
+		if all {
+			looked = slices.Collect(maps.Keys(pending))
+		} else {
+			looked = news.take()
+		}
+		for _, i := range looked {
+			if !pending[i] {
+				continue
 			}
-			if err != nil {
-				if nFailed++; failed == nil {
-					failed = err
-				}
-				return false
+			if err := look(i); err != nil {
+				return nil, fmt.Errorf("gateway %d of %d: %w", i+2, len(gws)+1, err)
 			}
-			if ok {
-				// The latest ACK of the types waited for.
-				var acked time.Time
-				for typ := range want {
-					if t := g.Type(typ).ACKed; t.After(acked) {
-						acked = t
-					}
-				}
-				lat[index[g]] = acked.UnixNano() - start
-			}
-			return ok
-		})
-		if failed != nil {
-			return nil, fmt.Errorf("%d of %d gateways: %w", nFailed, len(gws)+1, failed)
 		}
 		if len(pending) == 0 {
 			break
 		}
+		all = false
 		select {
+		case <-news.ready:
 		case <-tick.C:
+			all = true
 		case err := <-sampleDone:
 			if err != nil {
 				return nil, err
@@ -611,6 +655,16 @@ func waitGateways(ctx context.Context, sample *xdstest.Client, gws []*xdstest.Ga
 		}
 	}
 	return lat, nil
+}
+
+// gatewayRejected tells whether a gateway NACKed clusters or listeners.
+func gatewayRejected(s *xdstest.GatewayState) bool {
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+		if t := s.Types[typ]; t != nil && t.NACKs > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // rejected tells whether a gateway NACKed clusters or listeners.

@@ -60,6 +60,11 @@ type GatewayOptions struct {
 	// Named, when not nil, declares the named subscriptions (type URL ->
 	// names) instead of deriving them from the clusters and listeners.
 	Named map[string][]string
+	// Notify, if set, is called after each response the gateway handled
+	// (its ACK or NACK sent) and when it stops, outside its lock; it must
+	// be quick and not block. One goroutine can then follow a thousand
+	// gateways, instead of a thousand waiting in WaitFor.
+	Notify func()
 }
 
 // GatewayState is what a Gateway knows, per type URL.
@@ -134,6 +139,9 @@ func DialGateway(ctx context.Context, opts GatewayOptions) (*Gateway, error) {
 		g.err, g.stopped = err, true
 		g.notifyLocked()
 		g.mu.Unlock()
+		if opts.Notify != nil {
+			opts.Notify()
+		}
 		close(g.done)
 	}()
 	return g, nil
@@ -163,8 +171,7 @@ func (g *Gateway) Type(typeURL string) GatewayType {
 
 // Holds tells whether pred holds on the state now (run with the gateway
 // locked: quick, and not retaining it), or why it never will: the gateway
-// stopped. A thousand gateways can be polled by one goroutine with it,
-// instead of a thousand waiting in WaitFor.
+// stopped (see GatewayOptions.Notify).
 func (g *Gateway) Holds(pred func(*GatewayState) bool) (bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -211,7 +218,7 @@ func (g *Gateway) WaitFor(ctx context.Context, pred func(*GatewayState) bool) er
 func GatewayHasVersions(versions map[string]string) func(*GatewayState) bool {
 	return func(s *GatewayState) bool {
 		for typ, v := range versions {
-			if s.Type(typ).Version != v {
+			if t := s.Types[typ]; t == nil || t.Version != v {
 				return false
 			}
 		}
@@ -272,6 +279,9 @@ func (g *Gateway) run() error {
 		}
 		if err := g.handle(&r); err != nil {
 			return err
+		}
+		if g.opts.Notify != nil {
+			g.opts.Notify()
 		}
 	}
 }
