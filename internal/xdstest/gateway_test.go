@@ -293,4 +293,3 @@ func TestGatewayCatchesAnExtraDeltaUpdate(t *testing.T) {
 		t.Fatal("a gateway holding a cluster more taken for the client")
 	}
 }
-
