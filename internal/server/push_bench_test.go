@@ -21,9 +21,12 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egress-xds/egress-xds/internal/benchinput"
 	"github.com/egress-xds/egress-xds/internal/compile"
@@ -160,7 +163,7 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 	}
 	gw.wait(b, 0, initial...)
 	for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
-		gw.check(b, typ, len(snap.Type(typ).Names), "", 0)
+		gw.check(b, typ, len(snap.Type(typ).Names), "", 0, expected(snap.Type(typ), typ, snap.Type(typ).Names, mode))
 	}
 
 	state, err := watch.LoadDir(dir)
@@ -214,7 +217,11 @@ func benchPush(b *testing.B, destinations, gateways int, mode xdstest.Mode) {
 		if mode == xdstest.Delta {
 			count = 1
 		}
-		gw.check(b, resourcev3.ClusterType, count, changed[0], 5001+n)
+		sent := nextSnap.Type(resourcev3.ClusterType).Names
+		if mode == xdstest.Delta {
+			sent = changed
+		}
+		gw.check(b, resourcev3.ClusterType, count, changed[0], 5001+n, expected(nextSnap.Type(resourcev3.ClusterType), resourcev3.ClusterType, sent, mode))
 	}
 	b.StopTimer()
 	var allocs1 runtime.MemStats
@@ -274,6 +281,7 @@ func percentile(d []time.Duration, p float64) float64 {
 type gateways struct {
 	in  io.Writer
 	out *bufio.Scanner
+	dir string // of the files check writes
 	// problems are the server's error and warning log lines, told when
 	// the gateways fail.
 	problems func() string
@@ -321,15 +329,47 @@ func (g *gateways) wait(b *testing.B, start int64, typeVersions ...string) []tim
 // check asks the gateway process to verify the last response of a type:
 // the sample gateway, which decodes everything, accepted count resources
 // (and holds cluster with a connect timeout of timeoutMS, when named),
-// and every other gateway accepted the same response (version, counts,
-// digest).
-func (g *gateways) check(b *testing.B, typeURL string, count int, cluster string, timeoutMS int) {
+// exactly those of want, the response the server's own snapshot says it
+// sends (written to a file for the other process), and every other
+// gateway accepted the same responses (version, counts, digests).
+func (g *gateways) check(b *testing.B, typeURL string, count int, cluster string, timeoutMS int, want proto.Message) {
 	b.Helper()
 	if cluster == "" {
 		cluster = "-"
 	}
-	fmt.Fprintf(g.in, "check %s %d %s %d\n", typeURL, count, cluster, timeoutMS)
+	data, err := proto.Marshal(want)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if g.dir == "" {
+		g.dir = b.TempDir()
+	}
+	path := filepath.Join(g.dir, "want.pb")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintf(g.in, "check %s %d %s %d %s\n", typeURL, count, cluster, timeoutMS, path)
 	g.reply(b)
+}
+
+// expected is the response of the named resources of ts that the server
+// sends a stream that lacks them: a DiscoveryResponse (SotW) or a
+// DeltaDiscoveryResponse, rebuilt from the snapshot's items as the
+// encoder builds them.
+func expected(ts *snapshot.TypeSnapshot, typeURL string, names []string, mode xdstest.Mode) proto.Message {
+	if mode == xdstest.Delta {
+		out := &discovery.DeltaDiscoveryResponse{}
+		for _, n := range names {
+			it := ts.Items[n]
+			out.Resources = append(out.Resources, &discovery.Resource{Name: it.Name, Version: it.Version, Resource: &anypb.Any{TypeUrl: typeURL, Value: it.Bytes()}})
+		}
+		return out
+	}
+	out := &discovery.DiscoveryResponse{}
+	for _, n := range names {
+		out.Resources = append(out.Resources, &anypb.Any{TypeUrl: typeURL, Value: ts.Items[n].Bytes()})
+	}
+	return out
 }
 
 func (g *gateways) received(b *testing.B) float64 {
@@ -494,7 +534,7 @@ func TestGatewayProcess(t *testing.T) {
 			}
 			fmt.Println(sb.String())
 		case "check":
-			if err := checkGateways(sample, gws, f[1:]); err != nil {
+			if err := checkGateways(sample, gws, mode, f[1:]); err != nil {
 				fmt.Println("error", strings.ReplaceAll(err.Error(), "\n", " "))
 				return
 			}
@@ -679,15 +719,38 @@ func rejected(nacks ...int) bool {
 }
 
 // checkGateways verifies the last accepted response of a type (args: type
-// URL, resource count, cluster name or "-", its connect timeout in ms):
+// URL, resource count, cluster name or "-", its connect timeout in ms, the
+// file of the response the server's snapshot says the sample was sent):
 // the sample's count and cluster, and every gateway's sameness with it.
-func checkGateways(sample *xdstest.Client, gws []*xdstest.Gateway, args []string) error {
+func checkGateways(sample *xdstest.Client, gws []*xdstest.Gateway, mode xdstest.Mode, args []string) error {
 	typ := args[0]
 	count, _ := strconv.Atoi(args[1])
 	st := sample.State()
 	ts := st.Type(typ)
 	if ts.LastResources != count || ts.NACKs > 0 {
 		return fmt.Errorf("sample gateway: last %s response of %d resources (want %d), %d NACKs (%s)", xdstest.ShortType(typ), ts.LastResources, count, ts.NACKs, ts.LastError)
+	}
+	// The sample's last response is what the server's snapshot holds.
+	data, err := os.ReadFile(args[4])
+	if err != nil {
+		return err
+	}
+	var want xdstest.Digest
+	if mode == xdstest.Delta {
+		var r discovery.DeltaDiscoveryResponse
+		if err := proto.Unmarshal(data, &r); err != nil {
+			return err
+		}
+		want = xdstest.DeltaDigest(r.Resources, r.RemovedResources)
+	} else {
+		var r discovery.DiscoveryResponse
+		if err := proto.Unmarshal(data, &r); err != nil {
+			return err
+		}
+		want = xdstest.SotwDigest(r.Resources)
+	}
+	if ts.LastDigest != want {
+		return fmt.Errorf("sample gateway: the last %s response is not what the server's snapshot holds (digest %x, want %x)", xdstest.ShortType(typ), uint64(ts.LastDigest), uint64(want))
 	}
 	if name := args[2]; name != "-" {
 		want, _ := strconv.Atoi(args[3])
