@@ -17,6 +17,7 @@ import (
 	"github.com/egress-xds/egress-xds/internal/server"
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/internal/watch"
+	"github.com/egress-xds/egress-xds/internal/xds"
 )
 
 type serveFlags struct {
@@ -30,10 +31,12 @@ type serveFlags struct {
 	logFormat      string
 	logLevel       string
 	shutdownGrace  time.Duration
-	stateDir       string
-	translate      translateFlags
-	xdsTLS         xdsTLSFlags
-	webhook        webhookFlags
+	// keepaliveTimeout is --xds-keepalive-timeout (checkKeepaliveTimeout).
+	keepaliveTimeout time.Duration
+	stateDir         string
+	translate        translateFlags
+	xdsTLS           xdsTLSFlags
+	webhook          webhookFlags
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -51,6 +54,7 @@ func registerServe(fs *flag.FlagSet, f *serveFlags) {
 	fs.StringVar(&f.metricsAddress, "metrics-address", "", "HTTP address of /healthz, /readyz and /metrics alone, without /debug/ (for probes and Prometheus from outside the pod, with the admin address on loopback); empty: none")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&f.keepaliveTimeout, "xds-keepalive-timeout", xds.DefaultKeepaliveTimeout, "how long a proxy may leave the server's keepalive ping, or sent configuration, unread before its connection is closed (TCP_USER_TIMEOUT); between 1s and 10m: longer for fleets pushing very large updates to slow proxies, at the cost of slower dead-peer detection")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long SIGTERM waits for streams to close before closing connections")
 	fs.StringVar(&f.stateDir, "state-dir", "", "folder keeping what a restart must not lose: the served version of every ConfigMap and the files' last good content (default with --config-dir: ."+"<folder>"+stateDirSuffix+" beside the folder; with --kubernetes: none); off: keep nothing")
 	f.translate.register(fs)
@@ -91,6 +95,9 @@ func serveCommand(args []string, stdout, stderr io.Writer, top bool) int {
 	if err := f.xdsTLS.check(); err != nil {
 		return c.misuse("%v", err)
 	}
+	if err := checkKeepaliveTimeout(f.keepaliveTimeout); err != nil {
+		return c.misuse("%v", err)
+	}
 	if err := f.webhook.check(f.kubernetes); err != nil {
 		return c.misuse("%v", err)
 	}
@@ -111,25 +118,46 @@ func runServer(ctx context.Context, f serveFlags, opts translate.Options, log *s
 		klog.SetSlogLogger(log.With("component", "client-go"))
 		kube = &watch.KubeOptions{Kubeconfig: f.kubeconfig, Namespaces: strings.Split(f.namespaces, ",")}
 	}
-	stateDir, optional := stateDirOf(f)
-	srv, err := server.Start(ctx, server.Config{
-		StateDir:       stateDir,
-		StateOptional:  optional,
-		ConfigDir:      f.configDir,
-		Kubernetes:     kube,
-		XDSAddress:     f.xdsAddress,
-		AdminAddress:   f.adminAddress,
-		MetricsAddress: f.metricsAddress,
-		Translate:      opts,
-		ShutdownGrace:  f.shutdownGrace,
-		Log:            log,
-		XDSTLS:         f.xdsTLS.options(),
-		Webhook:        f.webhook.config(),
-	})
+	srv, err := server.Start(ctx, serverConfig(f, opts, kube, log))
 	if err != nil {
 		return err
 	}
 	return srv.Wait()
+}
+
+// serverConfig is the control plane's configuration from serve's flags.
+func serverConfig(f serveFlags, opts translate.Options, kube *watch.KubeOptions, log *slog.Logger) server.Config {
+	stateDir, optional := stateDirOf(f)
+	return server.Config{
+		StateDir:            stateDir,
+		StateOptional:       optional,
+		ConfigDir:           f.configDir,
+		Kubernetes:          kube,
+		XDSAddress:          f.xdsAddress,
+		AdminAddress:        f.adminAddress,
+		MetricsAddress:      f.metricsAddress,
+		Translate:           opts,
+		ShutdownGrace:       f.shutdownGrace,
+		Log:                 log,
+		XDSTLS:              f.xdsTLS.options(),
+		XDSKeepaliveTimeout: f.keepaliveTimeout,
+		Webhook:             f.webhook.config(),
+	}
+}
+
+// Bounds of --xds-keepalive-timeout: under a second cuts proxies that are
+// merely busy; over ten minutes leaves dead ones holding streams.
+const (
+	minKeepaliveTimeout = time.Second
+	maxKeepaliveTimeout = 10 * time.Minute
+)
+
+// checkKeepaliveTimeout refuses a --xds-keepalive-timeout out of bounds.
+func checkKeepaliveTimeout(d time.Duration) error {
+	if d < minKeepaliveTimeout || d > maxKeepaliveTimeout {
+		return fmt.Errorf("--xds-keepalive-timeout %v: between 1s and 10m (a proxy that leaves a ping or sent data unread this long is disconnected)", d)
+	}
+	return nil
 }
 
 // stateDirSuffix names the default state folder beside a config folder.

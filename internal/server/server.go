@@ -42,6 +42,9 @@ type Config struct {
 	// XDSTLS, if set, serves xDS over TLS, with node authorization when
 	// it names a client CA.
 	XDSTLS *xds.TLSOptions
+	// XDSKeepaliveTimeout is xds.Options.KeepaliveTimeout (0: its
+	// default).
+	XDSKeepaliveTimeout time.Duration
 	// StateDir keeps what a restart must not lose (the served versions,
 	// the files' last good content); empty: nothing is kept. When
 	// StateOptional, a folder that cannot be written is a warning, not
@@ -179,7 +182,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	srvCtx, cancelSrv := context.WithCancel(context.Background())
-	xs := xds.NewServer(srvCtx, cache, m, log, xds.Options{TLS: xdsTLS})
+	xs := xds.NewServer(srvCtx, cache, m, log, xds.Options{TLS: xdsTLS, KeepaliveTimeout: cfg.XDSKeepaliveTimeout})
 	s := &Server{
 		XDSAddr: xdsL.Addr().String(), AdminAddr: adminL.Addr().String(), WebhookAddr: hook.addr(),
 		Metrics: m, Cache: cache, Builder: builder, XDS: xs,

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -75,8 +76,13 @@ type groupState struct {
 	// memo holds what changed since a version, per type and version, for
 	// the current snapshot (reset when it is replaced).
 	memo  map[string]*since
-	sotw  map[int64]*sotwWatch
-	delta map[int64]*deltaWatch
+	sotw  watches[*sotwWatch]
+	delta watches[*deltaWatch]
+	// diffLists share with the codec the encoding of the current
+	// snapshot's differences (TypeSnapshot.diff.changed), which every
+	// delta stream holding the replaced snapshot is sent: encoded once,
+	// not once per stream. Registered while the snapshot is current.
+	diffLists []*sharedList[*discovery.Resource]
 }
 
 type sotwWatch struct {
@@ -105,7 +111,7 @@ func NewCache(log *slog.Logger, onNewGroup func(group string)) *Cache {
 func (c *Cache) group(name string) (*groupState, bool) {
 	st, ok := c.groups[name]
 	if !ok {
-		st = &groupState{steps: map[string][]step{}, sotw: map[int64]*sotwWatch{}, delta: map[int64]*deltaWatch{}}
+		st = &groupState{steps: map[string][]step{}, sotw: watches[*sotwWatch]{}, delta: watches[*deltaWatch]{}}
 		c.groups[name] = st
 	}
 	return st, !ok
@@ -129,10 +135,11 @@ func (c *Cache) Prune(keep map[string]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, st := range c.groups {
-		if !keep[name] && len(st.sotw) == 0 && len(st.delta) == 0 {
+		if !keep[name] && st.sotw.empty() && st.delta.empty() {
 			if st.snap != nil {
 				st.snap.release()
 			}
+			st.shareDiffs(nil)
 			delete(c.groups, name)
 			c.current.Delete(name)
 		}
@@ -163,6 +170,7 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 		}
 	}
 	gs.publish()
+	st.shareDiffs(gs)
 	st.snap = gs
 	c.current.Store(group, gs)
 	st.memo = nil
@@ -173,56 +181,110 @@ func (c *Cache) SetSnapshot(group string, gs *GroupSnapshot) int {
 	// that changed, not of all five.
 	moved := func(typ string) bool { return prev == nil || prev.Type(typ).Version != gs.Type(typ).Version }
 	sent := 0
-	for _, id := range inTypeOrder(st.sotw, func(w *sotwWatch) string { return w.req.GetTypeUrl() }, moved) {
-		w := st.sotw[id]
-		if resp := sotwResponse(gs, w.req, w.sub); resp != nil {
-			c.deliverSotw(w, resp)
-			delete(st.sotw, id)
-			sent++
+	for _, typ := range st.sotw.types(moved) {
+		m := st.sotw[typ]
+		for _, id := range sortedIDs(m) {
+			w := m[id]
+			if resp := sotwResponse(gs, w.req, w.sub); resp != nil {
+				c.deliverSotw(w, resp)
+				delete(m, id)
+				sent++
+			}
 		}
 	}
-	for _, id := range inTypeOrder(st.delta, func(w *deltaWatch) string { return w.req.GetTypeUrl() }, moved) {
-		w := st.delta[id]
-		if resp := deltaResponse(gs, w.req, w.sub, false, st); resp != nil {
-			c.deliverDelta(w, resp)
-			delete(st.delta, id)
-			sent++
+	for _, typ := range st.delta.types(moved) {
+		m := st.delta[typ]
+		for _, id := range sortedIDs(m) {
+			w := m[id]
+			if resp := deltaResponse(gs, w.req, w.sub, false, st); resp != nil {
+				c.deliverDelta(w, resp)
+				delete(m, id)
+				sent++
+			}
 		}
 	}
 	return sent
 }
 
-// inTypeOrder lists the watches of the types keep holds, by type, in
-// Types order, then by ID. A proxy's ADS stream sends responses in the
+// shareDiffs registers the encodings of gs's differences with the codec
+// (nil: none), and stops sharing those of the snapshot it replaces.
+func (st *groupState) shareDiffs(gs *GroupSnapshot) {
+	for _, l := range st.diffLists {
+		unregisterList(l)
+	}
+	st.diffLists = st.diffLists[:0]
+	if gs == nil {
+		return
+	}
+	for _, typ := range gs.TypeURLs() {
+		if d := gs.Type(typ).diff; d != nil && len(d.changed) > 0 {
+			l := newSharedList(d.changed, nil)
+			registerList(l)
+			st.diffLists = append(st.diffLists, l)
+		}
+	}
+}
+
+// watches are a group's open watches of one protocol, by type URL and
+// ID: a push looks at the watches of the types that moved alone, without
+// touching the others (a thousand streams hold five watches each). An
+// emptied type keeps its map, which the next watches refill.
+type watches[W any] map[string]map[int64]W
+
+func (ws watches[W]) add(typ string, id int64, w W) {
+	m := ws[typ]
+	if m == nil {
+		m = map[int64]W{}
+		ws[typ] = m
+	}
+	m[id] = w
+}
+
+func (ws watches[W]) remove(typ string, id int64) { delete(ws[typ], id) }
+
+func (ws watches[W]) empty() bool {
+	for _, m := range ws {
+		if len(m) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// types lists the type URLs with watches that keep holds, in Types order
+// (others after, by name). A proxy's ADS stream sends responses in the
 // order they are delivered, and Envoy must get a cluster before the
 // endpoints it waits for (and a listener before its routes).
-func inTypeOrder[W any](watches map[int64]W, typeOf func(W) string, keep func(string) bool) []int64 {
-	type ranked struct {
-		rank int
-		id   int64
+func (ws watches[W]) types(keep func(string) bool) []string {
+	var out []string
+	for typ, m := range ws {
+		if len(m) > 0 && keep(typ) {
+			out = append(out, typ)
+		}
 	}
-	list := make([]ranked, 0, len(watches))
-	for id, w := range watches {
-		typ := typeOf(w)
-		if !keep(typ) {
-			continue
+	rank := func(typ string) int {
+		if r := slices.Index(Types, typ); r >= 0 {
+			return r
 		}
-		r := slices.Index(Types, typ)
-		if r < 0 {
-			r = len(Types)
-		}
-		list = append(list, ranked{r, id})
+		return len(Types)
 	}
-	slices.SortFunc(list, func(a, b ranked) int {
-		if a.rank != b.rank {
-			return a.rank - b.rank
+	slices.SortFunc(out, func(a, b string) int {
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+			return c
 		}
-		return cmp.Compare(a.id, b.id)
+		return strings.Compare(a, b)
 	})
-	ids := make([]int64, len(list))
-	for i, r := range list {
-		ids[i] = r.id
+	return out
+}
+
+// sortedIDs are the IDs of m in order: watches are answered in the order
+// they were created.
+func sortedIDs[W any](m map[int64]W) []int64 {
+	ids := make([]int64, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
 	}
+	slices.Sort(ids)
 	return ids
 }
 
@@ -260,14 +322,15 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 	}
 	c.nextID++
 	id := c.nextID
-	st.sotw[id] = &sotwWatch{req: req, sub: sub, ch: ch}
+	typ := req.GetTypeUrl()
+	st.sotw.add(typ, id, &sotwWatch{req: req, sub: sub, ch: ch})
 	c.mu.Unlock()
 	if isNew && c.onNewGroup != nil {
 		c.onNewGroup(group)
 	}
 	return func() {
 		c.mu.Lock()
-		delete(st.sotw, id)
+		st.sotw.remove(typ, id)
 		c.mu.Unlock()
 	}, nil
 }
@@ -290,14 +353,15 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	}
 	c.nextID++
 	id := c.nextID
-	st.delta[id] = &deltaWatch{req: req, sub: sub, ch: ch}
+	typ := req.GetTypeUrl()
+	st.delta.add(typ, id, &deltaWatch{req: req, sub: sub, ch: ch})
 	c.mu.Unlock()
 	if isNew && c.onNewGroup != nil {
 		c.onNewGroup(group)
 	}
 	return func() {
 		c.mu.Lock()
-		delete(st.delta, id)
+		st.delta.remove(typ, id)
 		c.mu.Unlock()
 	}, nil
 }

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -94,5 +95,71 @@ func TestCodecPatchedListsEncodeIdentically(t *testing.T) {
 	fourth, _ := e.NewGroupSnapshot(&translate.Resources{Clusters: []*clusterv3.Cluster{a, cluster("b", false, 4)}})
 	if third.Type(resourcev3.ClusterType).allList.base == nil || fourth.Type(resourcev3.ClusterType).allList.base != nil {
 		t.Fatal("lists based on lists not encoded")
+	}
+}
+
+// What changed since the replaced snapshot, the response of every delta
+// stream that held it, is encoded once and shared while the snapshot is
+// current; a list that is not that one (another array holding the same
+// first resource and as many, a part of it, the list of a snapshot since
+// replaced, another group's) is encoded on its own, so that no stream is
+// sent another list's bytes.
+func TestCodecSharesDiffsOfTheCurrentSnapshotOnly(t *testing.T) {
+	c := NewCache(nil, nil)
+	e := NewEncoder()
+	c.SetSnapshot("g", groupSnapshotWith(t, nil, e, "a.example", "b.example", "c.example"))
+	next := groupSnapshotWith(t, nil, e, "a.example", "b2.example", "c2.example")
+	c.SetSnapshot("g", next)
+	d := next.Type(resourcev3.ClusterType).diff
+	if d == nil || len(d.changed) != 2 {
+		t.Fatalf("diff %+v, want two changed clusters", d)
+	}
+	other := groupSnapshotWith(t, nil, NewEncoder(), "x.example", "y.example", "z.example")
+	ots := other.Type(resourcev3.ClusterType)
+	mixed := []*discovery.Resource{d.changed[0], ots.deltaAll[0]} // same first item, as many
+	// encode marshals a delta response of list with the codec: it must
+	// decode to exactly that message; shared tells whether the codec
+	// used a registered encoding.
+	encode := func(list []*discovery.Resource) (shared bool) {
+		t.Helper()
+		msg := &discovery.DeltaDiscoveryResponse{SystemVersionInfo: "v", Resources: list, TypeUrl: resourcev3.ClusterType, Nonce: "3"}
+		data, err := Codec{}.Marshal(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := &discovery.DeltaDiscoveryResponse{}
+		if err := (Codec{}).Unmarshal(data, got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got, msg) {
+			t.Fatalf("the codec sent %v, want %v", names(got.Resources), names(msg.Resources))
+		}
+		return len(data) == 2
+	}
+	if !encode(d.changed) {
+		t.Error("the current snapshot's difference was not shared")
+	}
+	for what, list := range map[string][]*discovery.Resource{
+		"another list with the same first resource": mixed,
+		"a part of the difference":                  d.changed[:1],
+		"a copy of the difference":                  slices.Clone(d.changed),
+	} {
+		if encode(list) {
+			t.Errorf("%s was sent a shared encoding", what)
+		}
+	}
+	// Replaced: the old difference is no longer shared, the new one is.
+	c.SetSnapshot("g", groupSnapshotWith(t, nil, e, "a.example", "b3.example", "c2.example"))
+	if encode(d.changed) {
+		t.Error("a replaced snapshot's difference is still shared")
+	}
+	if !encode(c.Snapshot("g").Type(resourcev3.ClusterType).diff.changed) {
+		t.Error("the new difference is not shared")
+	}
+	// Pruned: nothing of the group's is shared.
+	last := c.Snapshot("g").Type(resourcev3.ClusterType).diff.changed
+	c.Prune(nil)
+	if encode(last) {
+		t.Error("a pruned group's difference is still shared")
 	}
 }

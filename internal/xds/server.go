@@ -25,6 +25,10 @@ type Server struct {
 	Proxies *Proxies
 }
 
+// DefaultKeepaliveTimeout is Options.KeepaliveTimeout's default, Istio's
+// (quick dead-peer detection).
+const DefaultKeepaliveTimeout = 10 * time.Second
+
 // Options tune the gRPC server.
 type Options struct {
 	// MaxConcurrentStreams per connection; an Envoy opens one ADS stream.
@@ -32,6 +36,13 @@ type Options struct {
 	// KeepaliveMinTime is the shortest ping interval a client may use.
 	// The egress gateway bootstrap pings every 30s.
 	KeepaliveMinTime time.Duration
+	// KeepaliveTimeout is how long a proxy may leave the server's
+	// keepalive ping unanswered, and, as gRPC-Go also makes it the
+	// connection's TCP_USER_TIMEOUT, how long it may leave sent data
+	// unread, before its connection is closed (default
+	// DefaultKeepaliveTimeout). Longer suits fleets that push very large
+	// updates to slow proxies, at the cost of slower dead-peer detection.
+	KeepaliveTimeout time.Duration
 	// TLS, if set, serves xDS over TLS; when it requires client
 	// certificates, each proxy gets only the group its certificate
 	// entitles (see IdentityOf).
@@ -49,6 +60,9 @@ func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, l
 	if o.KeepaliveMinTime == 0 {
 		o.KeepaliveMinTime = 10 * time.Second
 	}
+	if o.KeepaliveTimeout == 0 {
+		o.KeepaliveTimeout = DefaultKeepaliveTimeout
+	}
 	proxies := newProxies(m, log, cache)
 	var callbacks serverv3.Callbacks = proxies
 	var creds []grpc.ServerOption
@@ -65,7 +79,7 @@ func NewServer(ctx context.Context, cache *snapshot.Cache, m *metrics.Metrics, l
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: o.KeepaliveMinTime, PermitWithoutStream: true}),
 		// Ping idle proxies so half-open connections are found and their
 		// streams closed.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: o.KeepaliveTimeout}),
 		grpc.MaxRecvMsgSize(4<<20),
 		// Static HTTP/2 receive windows of the protocol's default size:
 		// proxies send small requests, and gRPC-Go's dynamic windows

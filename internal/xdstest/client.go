@@ -871,7 +871,8 @@ func (c *Client) handleSotW(resp *discoverypb.DiscoveryResponse) error {
 		ts.ACKs++
 		ts.Rejected = false
 		ts.Version = version
-		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, 0, sotwDigest(resp.GetResources())
+		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, 0, SotwDigest(resp.GetResources())
+		ts.AcceptedDigest += ts.LastDigest
 	})
 	return nil
 }
@@ -965,7 +966,8 @@ func (c *Client) handleDelta(resp *discoverypb.DeltaDiscoveryResponse) error {
 		ts.ACKs++
 		ts.Rejected = false
 		ts.Version = version
-		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, len(removed), deltaDigest(resp.GetResources(), removed)
+		ts.LastResources, ts.LastRemoved, ts.LastDigest = n, len(removed), DeltaDigest(resp.GetResources(), removed)
+		ts.AcceptedDigest += ts.LastDigest
 	})
 	return nil
 }

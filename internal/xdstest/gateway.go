@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -59,6 +60,11 @@ type GatewayOptions struct {
 	// Named, when not nil, declares the named subscriptions (type URL ->
 	// names) instead of deriving them from the clusters and listeners.
 	Named map[string][]string
+	// Notify, if set, is called after each response the gateway handled
+	// (its ACK or NACK sent) and when it stops, outside its lock; it must
+	// be quick and not block. One goroutine can then follow a thousand
+	// gateways, instead of a thousand waiting in WaitFor.
+	Notify func()
 }
 
 // GatewayState is what a Gateway knows, per type URL.
@@ -88,7 +94,13 @@ type GatewayType struct {
 	// names (delta) and Digest.
 	LastResources, LastRemoved int
 	LastDigest                 Digest
-	LastError                  string // of the last NACK
+	// AcceptedDigest sums the digests of every accepted response: with
+	// ACKs, it tells apart gateways whose last responses are the same but
+	// not what came before (a delta update sent to one and not another).
+	AcceptedDigest Digest
+	LastError      string // of the last NACK
+	// ACKed is when the ACK of the last accepted response was sent.
+	ACKed time.Time
 }
 
 // DialGateway starts a gateway's stream; it runs until ctx is done, the
@@ -127,6 +139,9 @@ func DialGateway(ctx context.Context, opts GatewayOptions) (*Gateway, error) {
 		g.err, g.stopped = err, true
 		g.notifyLocked()
 		g.mu.Unlock()
+		if opts.Notify != nil {
+			opts.Notify()
+		}
 		close(g.done)
 	}()
 	return g, nil
@@ -154,20 +169,33 @@ func (g *Gateway) Type(typeURL string) GatewayType {
 	return t
 }
 
+// Holds tells whether pred holds on the state now (run with the gateway
+// locked: quick, and not retaining it), or why it never will: the gateway
+// stopped (see GatewayOptions.Notify).
+func (g *Gateway) Holds(pred func(*GatewayState) bool) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.holdsLocked(pred)
+}
+
+func (g *Gateway) holdsLocked(pred func(*GatewayState) bool) (bool, error) {
+	if pred(&g.state) {
+		return true, nil
+	}
+	if g.stopped {
+		return false, fmt.Errorf("xdstest: gateway %s stopped (%v) before the condition held: %s", g.opts.NodeID, g.err, g.summaryLocked())
+	}
+	return false, nil
+}
+
 // WaitFor blocks until pred holds on the state (run with the gateway
 // locked: quick, and not retaining it), ctx is done or the gateway stops.
 func (g *Gateway) WaitFor(ctx context.Context, pred func(*GatewayState) bool) error {
 	for {
 		g.mu.Lock()
-		if pred(&g.state) {
+		if ok, err := g.holdsLocked(pred); ok || err != nil {
 			g.mu.Unlock()
-			return nil
-		}
-		if g.stopped {
-			err := g.err
-			summary := g.summaryLocked()
-			g.mu.Unlock()
-			return fmt.Errorf("xdstest: gateway %s stopped (%v) before the condition held: %s", g.opts.NodeID, err, summary)
+			return err
 		}
 		if g.changed == nil {
 			g.changed = make(chan struct{})
@@ -190,7 +218,7 @@ func (g *Gateway) WaitFor(ctx context.Context, pred func(*GatewayState) bool) er
 func GatewayHasVersions(versions map[string]string) func(*GatewayState) bool {
 	return func(s *GatewayState) bool {
 		for typ, v := range versions {
-			if s.Type(typ).Version != v {
+			if t := s.Types[typ]; t == nil || t.Version != v {
 				return false
 			}
 		}
@@ -252,6 +280,9 @@ func (g *Gateway) run() error {
 		if err := g.handle(&r); err != nil {
 			return err
 		}
+		if g.opts.Notify != nil {
+			g.opts.Notify()
+		}
 	}
 }
 
@@ -299,48 +330,58 @@ func (g *Gateway) handle(r *wireResponse) error {
 		return nil
 	}
 	if r.refs && (typ == ClusterType || typ == ListenerType) {
-		g.applyRefs(typ, r)
-		if err := g.subscribeNamed(); err != nil {
-			return err
+		// As Envoy, the named subscriptions are looked at again only when
+		// the references held changed.
+		if g.applyRefs(typ, r) {
+			if err := g.subscribeNamed(); err != nil {
+				return err
+			}
 		}
 	}
 	if err := g.send(typ, r.version, r.nonce, g.names(t), nil, nil); err != nil {
 		return err
 	}
+	acked := time.Now()
 	g.update(func() {
 		received(t)
 		t.ACKs++
 		t.Version = r.version
 		t.LastResources, t.LastRemoved, t.LastDigest = r.resources, r.removed, r.digest
+		t.AcceptedDigest += r.digest
+		t.ACKed = acked
 	})
 	return nil
 }
 
 // applyRefs records the references of an accepted cluster or listener
-// response: the whole set in SotW, the changes in delta.
-func (g *Gateway) applyRefs(typ string, r *wireResponse) {
+// response: the whole set in SotW, the changes in delta. It tells whether
+// they may have changed: false when the response neither carries
+// references nor replaces or removes a resource that had some.
+func (g *Gateway) applyRefs(typ string, r *wireResponse) bool {
 	v := r.verdict
+	src := g.refs[typ]
 	if !r.delta {
 		g.refs[typ] = v.refs // shared, read only
-		return
+		return len(src) > 0 || len(v.refs) > 0
 	}
-	src := g.refs[typ]
 	if len(src) == 0 && len(v.refs) == 0 {
-		return
+		return false
 	}
 	if src == nil {
 		src = map[string]refs{}
 		g.refs[typ] = src
 	}
-	if len(src) > 0 {
-		for _, n := range v.names {
-			delete(src, n)
-		}
-		for _, n := range v.removed {
-			delete(src, n)
+	changed := len(v.refs) > 0
+	for _, names := range [][]string{v.names, v.removed} {
+		for _, n := range names {
+			if _, ok := src[n]; ok {
+				delete(src, n)
+				changed = true
+			}
 		}
 	}
 	maps.Copy(src, v.refs)
+	return changed
 }
 
 // subscribeNamed sends, for EDS, RDS and SDS, the subscription the
@@ -412,13 +453,20 @@ func (g *Gateway) send(typ, version, nonce string, names []string, change *delta
 
 // SameLast tells whether a gateway's last accepted response of typeURL is
 // the one a Client accepted last (the same version, counts and Digest),
-// and how it differs otherwise.
+// and whether it accepted as many responses before it, with the same
+// resources (ACKs, AcceptedDigest): a delta gateway holds what every
+// response it accepted gave it, not only the last one. It tells how they
+// differ otherwise.
 func SameLast(typeURL string, client *TypeState, gw GatewayType) error {
 	if gw.Version != client.Version || gw.LastResources != client.LastResources ||
 		gw.LastRemoved != client.LastRemoved || gw.LastDigest != client.LastDigest {
 		return fmt.Errorf("%s: the gateway accepted version %q with %d resources and %d removed (digest %x), the client %q with %d and %d (digest %x)",
 			ShortType(typeURL), gw.Version, gw.LastResources, gw.LastRemoved, uint64(gw.LastDigest),
 			client.Version, client.LastResources, client.LastRemoved, uint64(client.LastDigest))
+	}
+	if gw.ACKs != client.ACKs || gw.AcceptedDigest != client.AcceptedDigest {
+		return fmt.Errorf("%s: the gateway accepted %d responses (digest of all %x), the client %d (%x): the same last response, not the same updates before it",
+			ShortType(typeURL), gw.ACKs, uint64(gw.AcceptedDigest), client.ACKs, uint64(client.AcceptedDigest))
 	}
 	return nil
 }

@@ -17,13 +17,18 @@ import (
 )
 
 func dialGateway(t *testing.T, ts *testServer, mode Mode, named map[string][]string) *Gateway {
+	return dialGatewayAs(t, ts, node, mode, named)
+}
+
+// dialGatewayAs is dialGateway with the node ID id.
+func dialGatewayAs(t *testing.T, ts *testServer, id string, mode Mode, named map[string][]string) *Gateway {
 	t.Helper()
 	cc, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	g, err := DialGateway(context.Background(), GatewayOptions{Conn: cc, NodeID: node, NodeCluster: "group-a", Mode: mode, Named: named})
+	g, err := DialGateway(context.Background(), GatewayOptions{Conn: cc, NodeID: id, NodeCluster: "group-a", Mode: mode, Named: named})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,15 +210,17 @@ func TestWireRefs(t *testing.T) {
 
 // A gateway whose last response differs from the client's is told apart.
 func TestSameLastTellsADifference(t *testing.T) {
-	ct := &TypeState{Version: "2", LastResources: 3, LastDigest: 7}
-	gt := GatewayType{Version: "2", LastResources: 3, LastDigest: 7}
+	ct := &TypeState{Version: "2", LastResources: 3, LastDigest: 7, ACKs: 2, AcceptedDigest: 9}
+	gt := GatewayType{Version: "2", LastResources: 3, LastDigest: 7, ACKs: 2, AcceptedDigest: 9}
 	if err := SameLast(ClusterType, ct, gt); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []GatewayType{
-		{Version: "1", LastResources: 3, LastDigest: 7},
-		{Version: "2", LastResources: 2, LastDigest: 7},
-		{Version: "2", LastResources: 3, LastDigest: 8},
+		{Version: "1", LastResources: 3, LastDigest: 7, ACKs: 2, AcceptedDigest: 9},
+		{Version: "2", LastResources: 2, LastDigest: 7, ACKs: 2, AcceptedDigest: 9},
+		{Version: "2", LastResources: 3, LastDigest: 8, ACKs: 2, AcceptedDigest: 9},
+		{Version: "2", LastResources: 3, LastDigest: 7, ACKs: 3, AcceptedDigest: 9},
+		{Version: "2", LastResources: 3, LastDigest: 7, ACKs: 2, AcceptedDigest: 10},
 	} {
 		if SameLast(ClusterType, ct, bad) == nil {
 			t.Errorf("%+v taken for %+v", bad, ct)
@@ -230,16 +237,7 @@ func TestGatewayCatchesWrongContent(t *testing.T) {
 	wrong.connectTimeout = 3 * time.Second
 	ts.set(t, "gw-2", wrong.snapshot())
 	c := dial(t, baseOptions(ts, SotW))
-	cc, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	g, err := DialGateway(context.Background(), GatewayOptions{Conn: cc, NodeID: "gw-2", NodeCluster: "group-a", Mode: SotW})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
+	g := dialGatewayAs(t, ts, "gw-2", SotW, nil)
 	ctx := waitCtx(t)
 	if err := c.WaitForVersions(ctx, versions("1")); err != nil {
 		t.Fatal(err)
@@ -252,5 +250,46 @@ func TestGatewayCatchesWrongContent(t *testing.T) {
 	}
 	if err := SameLast(ListenerType, c.State().Type(ListenerType), g.Type(ListenerType)); err != nil {
 		t.Errorf("the same listeners told apart: %v", err)
+	}
+}
+
+// A delta server that sent a gateway an update the client was not sent
+// (here a cluster more) is caught even when their last responses are the
+// same: the gateway holds that cluster still.
+func TestGatewayCatchesAnExtraDeltaUpdate(t *testing.T) {
+	ts := newTestServer(t)
+	ts.set(t, node, defaultFixture("1").snapshot())
+	ts.set(t, "gw-2", defaultFixture("1").snapshot())
+	c := dial(t, baseOptions(ts, Delta))
+	g := dialGatewayAs(t, ts, "gw-2", Delta, nil)
+	ctx := waitCtx(t)
+	if err := g.WaitFor(ctx, GatewayHasVersions(versions("1"))); err != nil {
+		t.Fatal(err)
+	}
+	extra := defaultFixture("1b")
+	extra.extraCluster = "intruder"
+	ts.set(t, "gw-2", extra.snapshot())
+	if err := g.WaitFor(ctx, GatewayHasVersions(map[string]string{ClusterType: "1b"})); err != nil {
+		t.Fatal(err)
+	}
+	// Version 2 moves every cluster but the extra one, which the gateway
+	// keeps: its last response is the client's.
+	next := defaultFixture("2")
+	next.connectTimeout = 2 * time.Second
+	ts.set(t, node, next.snapshot())
+	next.extraCluster = "intruder"
+	ts.set(t, "gw-2", next.snapshot())
+	if err := c.WaitForVersions(ctx, map[string]string{ClusterType: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitFor(ctx, GatewayHasVersions(map[string]string{ClusterType: "2"})); err != nil {
+		t.Fatal(err)
+	}
+	ct, gt := c.State().Type(ClusterType), g.Type(ClusterType)
+	if gt.LastDigest != ct.LastDigest || gt.LastResources != ct.LastResources {
+		t.Fatalf("the last responses differ (gateway %d resources, digest %x; client %d, %x): not the case under test", gt.LastResources, uint64(gt.LastDigest), ct.LastResources, uint64(ct.LastDigest))
+	}
+	if err := SameLast(ClusterType, ct, gt); err == nil {
+		t.Fatal("a gateway holding a cluster more taken for the client")
 	}
 }

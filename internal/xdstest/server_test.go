@@ -314,6 +314,8 @@ type fixture struct {
 	connectTimeout time.Duration
 	routeName      string
 	listenerTLS    bool
+	// extraCluster, if set, names one more (STATIC) cluster.
+	extraCluster string
 }
 
 func defaultFixture(version string) fixture {
@@ -442,8 +444,16 @@ func (f fixture) snapshot() *cachev3.Snapshot {
 		FilterChains:       []*listenerv3.FilterChain{main},
 		DefaultFilterChain: hcmChain("egress-default", "fallback-routes"),
 	}
+	clusters := []types.Resource{backend, edsCluster("other", ""), static}
+	if f.extraCluster != "" {
+		clusters = append(clusters, &clusterv3.Cluster{
+			Name:                 f.extraCluster,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			LoadAssignment:       cla(f.extraCluster, 9091),
+		})
+	}
 	snap, err := cachev3.NewSnapshot(f.version, map[string][]types.Resource{
-		ClusterType:  {backend, edsCluster("other", ""), static},
+		ClusterType:  clusters,
 		EndpointType: {cla("backend-eds", f.endpointPort), cla("other", 8081)},
 		ListenerType: {listener},
 		RouteType:    {route(f.routeName), route("fallback-routes")},

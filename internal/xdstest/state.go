@@ -91,6 +91,9 @@ type TypeState struct {
 	// Gateway sent the same response holds too.
 	LastResources, LastRemoved int
 	LastDigest                 Digest
+	// AcceptedDigest sums the digests of every accepted response (see
+	// GatewayType.AcceptedDigest).
+	AcceptedDigest Digest
 }
 
 func newTypeState(typeURL string) *TypeState {

@@ -165,10 +165,10 @@ const seedRemoved = 0x8cb92ba72f3d8dd7
 
 func hashBytes(b []byte, seed uint64) uint64 { return maphash.Bytes(digestSeed, b) ^ seed }
 
-// sotwDigest is the digest of a SotW response's resources: of each one's
+// SotwDigest is the digest of a SotW response's resources: of each one's
 // encoding (Any, as proto.Marshal writes it), as Gateway reads it off the
 // wire without looking inside.
-func sotwDigest(resources []*anypb.Any) Digest {
+func SotwDigest(resources []*anypb.Any) Digest {
 	var d Digest
 	for _, a := range resources {
 		d.add(hashBytes(canonical(a), 0))
@@ -176,9 +176,9 @@ func sotwDigest(resources []*anypb.Any) Digest {
 	return d
 }
 
-// deltaDigest is the digest of a delta response's resources (each one's
+// DeltaDigest is the digest of a delta response's resources (each one's
 // encoding, a Resource) and removed names.
-func deltaDigest(resources []*discoverypb.Resource, removed []string) Digest {
+func DeltaDigest(resources []*discoverypb.Resource, removed []string) Digest {
 	var d Digest
 	for _, r := range resources {
 		d.add(hashBytes(canonical(r), 0))
