@@ -397,6 +397,12 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 			delete(b.caches, g)
 		}
 	}
+	// ready is a group's snapshot that differs from the one published.
+	type ready struct {
+		group    string
+		gs, prev *GroupSnapshot
+	}
+	var publish []ready
 	for _, group := range built {
 		gc := b.cacheOf(group)
 		res, tdiags, err := compile.GroupCached(gc.translation, intents, group, secrets, opts)
@@ -419,18 +425,22 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 			b.log.Error("snapshot not published: the group keeps its last good configuration", "group", group, "error", err)
 			continue
 		}
-		prev := b.cache.Snapshot(group)
-		if prev != nil && sameVersions(prev, gs) {
-			continue
+		if prev := b.cache.Snapshot(group); prev == nil || !sameVersions(prev, gs) {
+			publish = append(publish, ready{group, gs, prev})
 		}
-		gs.stampTimes(prev, observed, time.Now())
+	}
+	// The certificates' expiry is exported before the proxies are sent
+	// them: whoever sees a certificate served sees its expiry too.
+	b.recordCertificates(certs)
+	for _, p := range publish {
+		p.gs.stampTimes(p.prev, observed, time.Now())
 		// Ready before the first publish, so that a proxy that has its
 		// configuration never sees the server not ready.
 		b.readyOne.Do(func() { close(b.ready) })
-		sent := b.cache.SetSnapshot(group, gs)
+		sent := b.cache.SetSnapshot(p.group, p.gs)
 		result = "ok"
-		b.recordGroup(group, gs)
-		b.log.Info("snapshot published", "group", group, "versions", versionSummary(gs), "responses", sent)
+		b.recordGroup(p.group, p.gs)
+		b.log.Info("snapshot published", "group", p.group, "versions", versionSummary(p.gs), "responses", sent)
 	}
 	if failed {
 		result = "error"
@@ -442,7 +452,6 @@ func (b *Builder) rebuild() (*Report, func(Report), func()) {
 	diags = diags.Capped(intent.MaxDiagnosticsPerConfigMap)
 	b.diags.Store(&diags)
 	b.reportDiagnostics(diags)
-	b.recordCertificates(certs)
 	if b.metrics != nil {
 		b.metrics.Builds.WithLabelValues(result).Inc()
 		b.metrics.BuildDuration.Observe(time.Since(start).Seconds())
