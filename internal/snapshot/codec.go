@@ -28,6 +28,10 @@ import (
 // bytes and the encoding of what changed.
 type sharedList[T proto.Message] struct {
 	items []T
+	// first and last are items' ends as registered: published lists are
+	// never written to, and a list found written at its ends anyway is
+	// encoded afresh rather than served from the encoding of what it held.
+	first, last T
 	// base is the list this one was patched from, encoded; dropped once
 	// this one is encoded, so that lists never form a chain.
 	base *sharedList[T]
@@ -42,6 +46,9 @@ type sharedList[T proto.Message] struct {
 // as many (nil: none).
 func newSharedList[T proto.Message](items []T, prev *sharedList[T]) *sharedList[T] {
 	l := &sharedList[T]{items: items}
+	if len(items) > 0 {
+		l.first, l.last = items[0], items[len(items)-1]
+	}
 	if prev != nil && len(prev.items) == len(items) && prev.done.Load() && prev.err == nil {
 		l.base = prev
 	}
@@ -114,7 +121,9 @@ func sharedBytes[T proto.Message](items []T) ([]byte, bool) {
 		return nil, false
 	}
 	l, ok := e.(*sharedList[T])
-	if !ok || len(l.items) != len(items) {
+	// The same backing array and length is the same list while it is
+	// registered; its ends are compared too (see sharedList).
+	if !ok || len(l.items) != len(items) || any(l.first) != any(items[0]) || any(l.last) != any(items[len(items)-1]) {
 		return nil, false
 	}
 	b, err := l.bytes()

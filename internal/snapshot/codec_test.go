@@ -163,3 +163,35 @@ func TestCodecSharesDiffsOfTheCurrentSnapshotOnly(t *testing.T) {
 		t.Error("a pruned group's difference is still shared")
 	}
 }
+
+// A registered list whose last item is written in place (published lists
+// never are) is encoded afresh, never served from what it held.
+func TestCodecListWrittenInPlaceIsEncodedAfresh(t *testing.T) {
+	gs := groupSnapshot(t, "a.example", "b.example")
+	gs.publish()
+	defer gs.release()
+	ts := gs.Type(resourcev3.ClusterType)
+	msg := &discovery.DiscoveryResponse{VersionInfo: ts.Version, Resources: ts.all, TypeUrl: resourcev3.ClusterType}
+	if data, err := (Codec{}).Marshal(msg); err != nil || len(data) != 2 {
+		t.Fatalf("the shared list was not used: %v, %d buffers", err, len(data))
+	}
+	last := len(ts.all) - 1
+	kept := ts.all[last]
+	defer func() { ts.all[last] = kept }()
+	other, err := anypb.New(&clusterv3.Cluster{Name: "written-in-place"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.all[last] = other
+	data, err := Codec{}.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &discovery.DiscoveryResponse{}
+	if err := (Codec{}).Unmarshal(data, got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, msg) {
+		t.Fatalf("served the encoding of what the list held:\n%v", got.Resources[last])
+	}
+}
