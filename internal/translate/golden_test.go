@@ -138,6 +138,8 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 	var o struct {
 		Role         string   `json:"role"`
 		DNSResolvers []string `json:"dnsResolvers"`
+		// PortMap: declared port -> listener port (--port-map).
+		PortMap map[uint32]uint32 `json:"portMap"`
 		// PrivateKeysInline false: xDS does not authenticate proxies.
 		PrivateKeysInline    *bool  `json:"privateKeysInline"`
 		OriginationSecretDir string `json:"originationSecretDir"`
@@ -168,6 +170,9 @@ func caseOptions(t *testing.T, dir string) goldenCase {
 		c.PrivateKeysInline = *o.PrivateKeysInline
 	}
 	c.OriginationSecretDir = o.OriginationSecretDir
+	if o.PortMap != nil {
+		c.PortMap = o.PortMap
+	}
 	for _, r := range o.DNSResolvers {
 		ap, err := netip.ParseAddrPort(r)
 		if err != nil {

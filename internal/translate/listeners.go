@@ -53,7 +53,7 @@ func (t *translator) tlsListener(port uint32, dps []*destPort) *listenerv3.Liste
 	var kinds chainKinds
 	l.FilterChains, kinds = t.tlsChains(name, port, dps)
 	if t.audit() {
-		extra := append(t.heldBackChains(name, port), t.auditNotDeclaredChain(name, dps[0].port.Number))
+		extra := append(t.heldBackChains(name, port), t.auditNotDeclaredChain(name, t.listenerDeclaredPort(port)))
 		kinds.add(t, extra)
 		l.FilterChains = append(l.FilterChains, extra...)
 	}
@@ -218,7 +218,7 @@ func (t *translator) connectionManager(name string, dps []*destPort, connect boo
 			ConfigSource:    adsSource(),
 		}},
 		HttpFilters:      filters,
-		AccessLog:        t.hcmAccessLog(name, declaredPort(dps, connect)),
+		AccessLog:        t.hcmAccessLog(name, t.declaredPort(dps, connect)),
 		LocalReplyConfig: notDeclaredReply(),
 		// The gateway is the edge toward the internet: never trust
 		// forwarding headers from workloads, and do not leak internal ones.
@@ -254,11 +254,29 @@ func notDeclaredReply() *hcmv3.LocalReplyConfig {
 
 // declaredPort is the port an HTTP listener's workloads connect to; 0 for
 // the proxies, whose requests name theirs.
-func declaredPort(dps []*destPort, connect bool) uint32 {
+func (t *translator) declaredPort(dps []*destPort, connect bool) uint32 {
 	if connect || len(dps) == 0 {
 		return 0
 	}
-	return dps[0].port.Number
+	return t.listenerDeclaredPort(dps[0].listenerPort)
+}
+
+// listenerDeclaredPort is the port workloads connected to when their
+// traffic reaches listener port l, for what no destination declares (the
+// port audit mode forwards it to, and the access log names): the declared
+// port the operator's PortMap serves at l (--port-map maps one port to
+// each listener at most; the smallest, should a caller map several), else
+// l. Never a destination's own: when a destination declares l itself while
+// PortMap also serves another port at l, which tenant sorts first must not
+// move where everyone's undeclared traffic goes.
+func (t *translator) listenerDeclaredPort(l uint32) uint32 {
+	out, mapped := l, false
+	for declared, at := range t.opts.PortMap {
+		if at == l && (!mapped || declared < out) {
+			out, mapped = declared, true
+		}
+	}
+	return out
 }
 
 // exact matches a string exactly; for header and SAN matchers.

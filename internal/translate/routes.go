@@ -27,7 +27,7 @@ const (
 // answers 403.
 func (t *translator) httpRoutes(name string, dps []*destPort) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false), VirtualHosts: t.httpVirtualHosts(dps[0].listenerPort, dps, 1)}
-	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(dps[0].listenerPort)...), t.catchAll(rc, name, dps[0].port.Number, false))
+	rc.VirtualHosts = append(append(rc.VirtualHosts, t.heldBackVirtualHosts(dps[0].listenerPort)...), t.catchAll(rc, name, t.listenerDeclaredPort(dps[0].listenerPort), false))
 	return rc
 }
 
