@@ -369,16 +369,11 @@ func must[T any](v T, err error) T {
 
 func freePorts(t *testing.T, n int) []uint32 {
 	t.Helper()
-	var out []uint32
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		out = append(out, uint32(l.Addr().(*net.TCPAddr).Port))
+	ports, err := envoytest.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return ports
 }
 
 func httpGetBody(u string) (string, error) {

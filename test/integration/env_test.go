@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/egress-xds/egress-xds/envoy/bootstrap"
+	"github.com/egress-xds/egress-xds/internal/envoytest"
 	"github.com/egress-xds/egress-xds/internal/translate"
 	"github.com/egress-xds/egress-xds/test/integration/fakeservices"
 )
@@ -133,16 +134,11 @@ func localEnv(t *testing.T, fakes *fakeservices.Services, caFile string) *Env {
 // so they differ).
 func freePorts(t *testing.T, n int) []uint32 {
 	t.Helper()
-	var out []uint32
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		out = append(out, uint32(l.Addr().(*net.TCPAddr).Port))
+	ports, err := envoytest.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return ports
 }
 
 func (e *Env) translateOptions() translate.Options {
