@@ -178,7 +178,11 @@ func (b *Builder) SaveState(d *state.Dir, source string) {
 		b.storeMu.Unlock()
 		// Upgraded: the next rebuild writes the Set, changed or not.
 		b.mustSave = legacy
-		b.log.Info("served versions restored", "state_dir", d.Path(), "configmaps", len(cms), "upgraded_from", map[bool]string{true: servedRecordName}[legacy])
+		upgradedFrom := ""
+		if legacy {
+			upgradedFrom = servedRecordName
+		}
+		b.log.Info("served versions restored", "state_dir", d.Path(), "configmaps", len(cms), "upgraded_from", upgradedFrom)
 	}
 }
 
